@@ -1,0 +1,3 @@
+from dvx.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""Small filesystem helpers with the crash-safety rules of ``protocols/format.md`` §7."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+
+from dvx.errors import StoreError
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def tmp_name(path: str) -> str:
+    d, base = os.path.split(path)
+    return os.path.join(d, f".{base}.{secrets.token_hex(6)}.tmp")
+
+
+def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never a mix."""
+    tmp = tmp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise os_error(exc, f"write {path}") from None
+    if fsync:
+        fsync_dir(os.path.dirname(path) or ".")
+
+
+def os_error(exc: OSError, action: str) -> StoreError:
+    """Turn an OSError into a one-line StoreError with a hint."""
+    if exc.errno == errno.ENOSPC:
+        return StoreError(f"cannot {action}: no space left on device",
+                          "free some disk space and re-run; nothing was lost")
+    if exc.errno == errno.EDQUOT:
+        return StoreError(f"cannot {action}: disk quota exceeded", "free some space and re-run")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return StoreError(f"cannot {action}: permission denied", "check file permissions")
+    if exc.errno == errno.EROFS:
+        return StoreError(f"cannot {action}: read-only file system", "remount it read-write")
+    return StoreError(f"cannot {action}: {exc.strerror or exc}")

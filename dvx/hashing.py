@@ -1,0 +1,51 @@
+"""Object ids: BLAKE3-256 with explicit domain separation (``protocols/format.md`` §2).
+
+Each object kind hashes its canonical bytes in BLAKE3 ``derive_key`` mode with its own
+context string, so bytes of one kind can never collide with an id of another kind. The
+whole-file digest is plain (unkeyed) BLAKE3, identical to what ``b3sum`` prints.
+"""
+
+from __future__ import annotations
+
+from blake3 import blake3
+
+CHUNK_CONTEXT = "dvx 2026-11 chunk v1"
+MANIFEST_CONTEXT = "dvx 2026-11 manifest v1"
+TREE_CONTEXT = "dvx 2026-11 tree v1"
+
+ID_SIZE = 32
+HEX_SIZE = 64
+
+KIND_CHUNK = 1
+KIND_MANIFEST = 2
+KIND_TREE = 3
+
+KIND_NAMES = {KIND_CHUNK: "chunk", KIND_MANIFEST: "manifest", KIND_TREE: "tree"}
+CONTEXTS = {KIND_CHUNK: CHUNK_CONTEXT, KIND_MANIFEST: MANIFEST_CONTEXT, KIND_TREE: TREE_CONTEXT}
+
+
+def chunk_id(data: bytes | bytearray | memoryview) -> bytes:
+    return blake3(data, derive_key_context=CHUNK_CONTEXT).digest()
+
+
+def object_id(kind: int, data: bytes | bytearray | memoryview) -> bytes:
+    return blake3(data, derive_key_context=CONTEXTS[kind]).digest()
+
+
+def file_digest(data: bytes | bytearray | memoryview) -> bytes:
+    """Plain BLAKE3 (what ``b3sum`` prints)."""
+    return blake3(data).digest()
+
+
+def new_file_hasher() -> blake3:
+    return blake3(max_threads=blake3.AUTO)
+
+
+def is_hex_id(text: str) -> bool:
+    if len(text) != HEX_SIZE:
+        return False
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return text == text.lower()

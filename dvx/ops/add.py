@@ -1,0 +1,171 @@
+"""``dvx add``: store files and directories, write their pointers.
+
+Order (``protocols/format.md`` §7): chunks, manifests and trees go into packs, the packs
+are published, then the pointer file is replaced atomically, then ``.gitignore`` and the
+stat cache are updated. A kill at any point leaves the old pointer or the new one, and
+every object the pointer names is present.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import time
+from dataclasses import dataclass
+
+from dvx.errors import DvxError
+from dvx.fsutil import atomic_write_bytes, os_error
+from dvx.gitignore import ensure_ignored
+from dvx.pointer import POINTER_SUFFIX, POINTER_VERSION, Pointer, pointer_path_for, read_pointer
+from dvx.progress import NULL_PROGRESS, Progress
+from dvx.repo import Repository
+from dvx.statcache import CacheRecord, StatCache, stat_key
+from dvx.store.local import StoreWriter
+from dvx.tracked import find_tracked, owning_tracked
+from dvx.workspace import build_tree, check_utf8, hash_file, scan_dir
+
+
+@dataclass
+class AddResult:
+    target: str
+    pointer: Pointer
+    changed: bool
+    hashed_files: int
+    bytes_stored: int
+
+
+def _validate_target(repo: Repository, user_path: str) -> str:
+    rel = repo.relpath(user_path, must_exist=True)
+    if not rel:
+        raise DvxError("cannot track the repository root", "add a file or directory inside it")
+    if rel.endswith(POINTER_SUFFIX):
+        raise DvxError(f"{rel} is a pointer file", f"add {rel[: -len(POINTER_SUFFIX)]} instead")
+    st = os.lstat(repo.abspath(rel))
+    if stat_mod.S_ISLNK(st.st_mode):
+        raise DvxError(f"{rel} is a symbolic link", "add the file or directory it points to")
+    if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
+        raise DvxError(f"{rel} is not a regular file or directory")
+    check_utf8(rel, rel)
+    return rel
+
+
+def add(repo: Repository, paths: list[str], progress: Progress = NULL_PROGRESS) -> list[AddResult]:
+    """Track ``paths``. Unchanged paths return immediately without touching the store."""
+    targets: list[str] = []
+    tracked = find_tracked(repo)
+    for p in paths:
+        rel = _validate_target(repo, p)
+        owner = owning_tracked(tracked, rel)
+        if owner is not None:
+            raise DvxError(f"{rel} is inside the tracked directory {owner.target}",
+                           f"run `dvx add {owner.target}` instead")
+        inner = [t.target for t in tracked if t.target.startswith(rel + "/")]
+        if inner:
+            raise DvxError(f"{rel} contains tracked paths ({inner[0]}...)",
+                           "track them together by removing their .dvx files first")
+        if rel not in targets:
+            targets.append(rel)
+    cache = StatCache(repo.state_dir)
+    results: list[AddResult] = []
+    writer: StoreWriter | None = None
+    staged: list[tuple[str, Pointer, CacheRecord, int, int]] = []
+    try:
+        for rel in targets:
+            abs_path = repo.abspath(rel)
+            old = _old_pointer(repo, rel)
+            record = cache.load(rel)
+            scan_start = time.time_ns()
+            if os.path.isdir(abs_path):
+                scan = scan_dir(abs_path, rel)
+                if (old is not None and old.kind == "tree" and record.root_id == old.oid
+                        and scan.files == record.stats and scan.links == record.links
+                        and scan.dirs == record.dirs and repo.store.contains(old.oid)):
+                    results.append(AddResult(rel, old, False, 0, 0))
+                    continue
+                if writer is None:
+                    writer = repo.store.writer()
+                pointer, rec, hashed, stored = _add_dir(repo, rel, scan, record, writer, progress)
+            else:
+                st = stat_key(os.lstat(abs_path))
+                if (old is not None and old.kind == "file" and record.root_id == old.oid
+                        and record.stats.get("") == st and repo.store.contains(old.oid)):
+                    results.append(AddResult(rel, old, False, 0, 0))
+                    continue
+                if writer is None:
+                    writer = repo.store.writer()
+                before = writer.bytes_written
+                progress.start(f"adding {rel}", 1)
+                manifest, st = hash_file(abs_path, rel, repo.chunker, writer)
+                progress.advance()
+                mid = manifest.object_id()
+                pointer = Pointer(dvx=POINTER_VERSION, kind="file", id=mid.hex(),
+                                  size=manifest.size, files=1, b3=manifest.digest.hex(),
+                                  exec=bool(st[4]))
+                rec = CacheRecord(mid, 0, {"": st}, {"": mid})
+                hashed, stored = 1, writer.bytes_written - before
+            rec.scan_start_ns = scan_start
+            staged.append((rel, pointer, rec, hashed, stored))
+            results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored))
+        if writer is not None:
+            writer.commit()  # every object is now durable and visible
+            writer = None
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        progress.finish()
+    for rel, pointer, rec, _, _ in staged:
+        abs_path = repo.abspath(rel)
+        try:
+            atomic_write_bytes(abs_path + POINTER_SUFFIX, pointer.render().encode(),
+                               fsync=repo.config.core.fsync)
+            ensure_ignored(abs_path)
+        except OSError as exc:
+            raise os_error(exc, f"write {rel}{POINTER_SUFFIX}") from None
+        cache.save(rel, rec)
+    return results
+
+
+def _old_pointer(repo: Repository, rel: str) -> Pointer | None:
+    path = repo.abspath(pointer_path_for(rel))
+    if not os.path.exists(path):
+        return None
+    try:
+        return read_pointer(path, rel + POINTER_SUFFIX)
+    except DvxError:
+        return None  # a broken pointer is simply replaced by add
+
+
+def _add_dir(repo: Repository, rel: str, scan, record: CacheRecord,  # type: ignore[no-untyped-def]
+             writer: StoreWriter, progress: Progress) -> tuple[Pointer, CacheRecord, int, int]:
+    abs_path = repo.abspath(rel)
+    for name in list(scan.files) + list(scan.links) + list(scan.dirs):
+        check_utf8(name, f"{rel}/{name}")
+    for name, target in scan.links.items():
+        check_utf8(target, f"link {rel}/{name}")
+    info: dict[str, tuple[bytes, int, int]] = {}
+    ids: dict[str, bytes] = {}
+    stats = dict(scan.files)
+    before = writer.bytes_written
+    todo = []
+    for name, st in scan.files.items():
+        cached = record.ids.get(name)
+        if cached is not None and record.stats.get(name) == st and writer.has(cached):
+            info[name] = (cached, st[1], st[4])
+            ids[name] = cached
+        else:
+            todo.append(name)
+    progress.start(f"adding {rel}", len(todo))
+    for name in sorted(todo):
+        manifest, st = hash_file(os.path.join(abs_path, name), f"{rel}/{name}",
+                                 repo.chunker, writer)
+        mid = manifest.object_id()
+        info[name] = (mid, manifest.size, st[4])
+        ids[name] = mid
+        stats[name] = st
+        progress.advance()
+    tree_id, size, files = build_tree(scan, info, writer)
+    pointer = Pointer(dvx=POINTER_VERSION, kind="tree", id=tree_id.hex(), size=size, files=files)
+    rec = CacheRecord(tree_id, 0, stats, ids, dict(scan.links), frozenset(scan.dirs))
+    return pointer, rec, len(todo), writer.bytes_written - before

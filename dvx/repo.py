@@ -1,0 +1,101 @@
+"""A DVX repository: a git work tree with a ``.dvx/`` directory.
+
+Finds the repository root, loads its config (refusing unknown format versions), and
+maps user paths to repository-relative paths, refusing anything outside the tree.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+from dvx.chunking import Chunker
+from dvx.config import ChunkerConfig, RepoConfig, load_config, write_initial_config
+from dvx.errors import DvxError, NotARepositoryError, PathOutsideRepoError
+from dvx.fsutil import atomic_write_bytes, os_error
+from dvx.store.local import Store
+
+DVX_DIR = ".dvx"
+DVX_GITIGNORE = "/store/\n/tmp/\n/state/\n/config.local\n"
+
+
+class Repository:
+    """Paths, config and store of one DVX repository."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        self.dvx_dir = os.path.join(self.root, DVX_DIR)
+        if not os.path.isdir(self.dvx_dir):
+            raise NotARepositoryError(f"{self.root} is not a DVX repository", "run `dvx init`")
+        self.config: RepoConfig = load_config(self.dvx_dir)
+        self.state_dir = os.path.join(self.dvx_dir, "state")
+        self.store = Store(os.path.join(self.dvx_dir, "store"), fsync=self.config.core.fsync)
+
+    # -- discovery --------------------------------------------------------------
+    @classmethod
+    def find(cls, start: str | None = None) -> Repository:
+        path = os.path.realpath(start or os.getcwd())
+        cur = path
+        while True:
+            if os.path.isdir(os.path.join(cur, DVX_DIR)):
+                return cls(cur)
+            parent = os.path.dirname(cur)
+            if parent == cur:
+                raise NotARepositoryError(
+                    f"not a DVX repository (or any parent up to /): {path}", "run `dvx init` first"
+                )
+            cur = parent
+
+    @classmethod
+    def init(cls, root: str, chunker: ChunkerConfig | None = None) -> tuple[Repository, bool]:
+        """Create ``.dvx/`` (idempotent). Returns ``(repo, created)``."""
+        root = os.path.realpath(root)
+        dvx_dir = os.path.join(root, DVX_DIR)
+        created = not os.path.exists(os.path.join(dvx_dir, "config"))
+        try:
+            os.makedirs(dvx_dir, exist_ok=True)
+            if created:
+                write_initial_config(dvx_dir, chunker or ChunkerConfig())
+            gi = os.path.join(dvx_dir, ".gitignore")
+            if not os.path.exists(gi):
+                atomic_write_bytes(gi, DVX_GITIGNORE.encode())
+            Store.create(os.path.join(dvx_dir, "store"))
+            os.makedirs(os.path.join(dvx_dir, "state"), exist_ok=True)
+        except OSError as exc:
+            raise os_error(exc, f"create {dvx_dir}") from None
+        return cls(root), created
+
+    # -- helpers ----------------------------------------------------------------
+    @cached_property
+    def chunker(self) -> Chunker:
+        c = self.config.chunker
+        return Chunker(c.min_size, c.avg_size, c.max_size, c.normalization, c.seed)
+
+    def abspath(self, rel: str) -> str:
+        return os.path.join(self.root, rel) if rel else self.root
+
+    def relpath(self, user_path: str, *, must_exist: bool = False) -> str:
+        """Repository-relative POSIX path for a user path; refuses escapes.
+
+        The path's parent directories are resolved (symlinks included) and must stay
+        inside the repository; the last component itself is not followed.
+        """
+        absolute = os.path.abspath(user_path)
+        parent, name = os.path.split(absolute.rstrip(os.sep) or os.sep)
+        real_parent = os.path.realpath(parent)
+        full = os.path.join(real_parent, name) if name else real_parent
+        if full != self.root and not full.startswith(self.root + os.sep):
+            raise PathOutsideRepoError(
+                f"{user_path} is outside the repository {self.root}",
+                "move the data into the repository first",
+            )
+        rel = os.path.relpath(full, self.root)
+        if rel == ".":
+            rel = ""
+        parts = rel.split(os.sep) if rel else []
+        if parts and parts[0] in (DVX_DIR, ".git"):
+            raise PathOutsideRepoError(f"{user_path} is inside {parts[0]}/, which DVX manages",
+                                       "pick a path in the work tree")
+        if must_exist and not os.path.lexists(full):
+            raise DvxError(f"{user_path} does not exist", "check the path")
+        return "/".join(parts)

@@ -1,0 +1,84 @@
+"""The stat cache: lets ``status``/``add`` skip reading files that did not change.
+
+One file per tracked path under ``.dvx/state/stat/``. It maps each file (relative to
+the tracked path) to the ``(inode, size, mtime_ns, ctime_ns, executable)`` it had when
+hashed and to its manifest id, plus the tree/manifest id all entries together make.
+It is a cache: any read problem means "empty", never an error, and it is rewritten
+atomically.
+
+Racy entries (git's "racy clean" problem): a file modified within the timestamp
+granularity after it was hashed could keep its old mtime. Entries whose mtime is not
+at least ``RACY_NS`` older than the moment the scan started are stored without an id,
+so they are re-hashed next time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+from dataclasses import dataclass, field
+
+from blake3 import blake3
+
+from dvx.fsutil import atomic_write_bytes
+
+MAGIC = b"DVXSTAT2"
+RACY_NS = 20_000_000  # 20 ms: well above ext4/xfs timestamp granularity
+
+Stat = tuple[int, int, int, int, int]  # ino, size, mtime_ns, ctime_ns, exec
+
+
+def stat_key(st: os.stat_result) -> Stat:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, 1 if st.st_mode & 0o100 else 0)
+
+
+@dataclass
+class CacheRecord:
+    root_id: bytes | None = None
+    scan_start_ns: int = 0
+    stats: dict[str, Stat] = field(default_factory=dict)
+    ids: dict[str, bytes] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    dirs: frozenset[str] = frozenset()
+
+
+class StatCache:
+    def __init__(self, state_dir: str) -> None:
+        self.dir = os.path.join(state_dir, "stat")
+
+    def _path(self, target: str) -> str:
+        return os.path.join(self.dir, blake3(target.encode()).hexdigest()[:32] + ".cache")
+
+    def load(self, target: str) -> CacheRecord:
+        try:
+            with open(self._path(target), "rb") as f:
+                data = f.read()
+            if not data.startswith(MAGIC):
+                return CacheRecord()
+            obj = marshal.loads(data[len(MAGIC):])
+            if obj[0] != target:
+                return CacheRecord()
+            _, root_id, start, stats, ids, links, dirs = obj
+            return CacheRecord(root_id, start, stats, ids, links, frozenset(dirs))
+        except (OSError, EOFError, ValueError, TypeError, IndexError):
+            return CacheRecord()
+
+    def save(self, target: str, rec: CacheRecord) -> None:
+        limit = rec.scan_start_ns - RACY_NS
+        ids = {k: v for k, v in rec.ids.items() if rec.stats.get(k, (0, 0, limit))[2] < limit}
+        root = rec.root_id if len(ids) == len(rec.stats) else None
+        blob = marshal.dumps((target, root, rec.scan_start_ns, rec.stats, ids, rec.links,
+                              tuple(sorted(rec.dirs))))
+        with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+            os.makedirs(self.dir, exist_ok=True)
+            atomic_write_bytes(self._path(target), MAGIC + blob, fsync=False)
+
+    def drop(self, target: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._path(target))
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.dir):
+                os.unlink(os.path.join(self.dir, name))

@@ -1,0 +1,392 @@
+"""The local object store under ``.dvx/store`` (``protocols/format.md`` §5 and §7).
+
+Layout::
+
+    .dvx/store/packs/<name>.pack   immutable packs of objects
+    .dvx/store/packs/<name>.idx    their sorted indexes; an index makes its pack visible
+    .dvx/store/tmp/                packs and files being written
+
+Write ordering (what makes a kill at any instant safe): a pack is written under
+``tmp/``, fsynced, renamed into ``packs/``; only then is its index written (tmp, fsync,
+rename). Readers consider only packs that have an index, so a half-written pack is
+invisible. Pointer files are written only after every object they reach is in a
+visible pack. Every read is verified against the object's id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from dvx.errors import CorruptObjectError, MissingObjectError, StoreError
+from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error
+from dvx.hashing import CONTEXTS, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
+from dvx.objects import Manifest, Tree
+from dvx.store.pack import (
+    PACK_HEADER,
+    PACK_MAGIC,
+    PACK_VERSION,
+    IdxFile,
+    PackEntry,
+    PackReader,
+    encode_footer,
+    encode_idx,
+)
+
+PACK_TARGET_SIZE = 64 << 20
+
+Location = tuple[str, int, int, int]  # pack name, kind, offset, length
+
+
+class Store:
+    """Content-addressed objects in packs. Thread-safe for readers."""
+
+    def __init__(self, path: str, *, fsync: bool = True) -> None:
+        self.path = path
+        self.packs_dir = os.path.join(path, "packs")
+        self.tmp_dir = os.path.join(path, "tmp")
+        self.fsync = fsync
+        self._idx: dict[str, IdxFile] | None = None
+        self._full: dict[bytes, Location] | None = None
+        self._readers: dict[str, PackReader] = {}
+        self._lock = threading.Lock()
+
+    # -- layout -------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str) -> None:
+        for d in (path, os.path.join(path, "packs"), os.path.join(path, "tmp")):
+            os.makedirs(d, exist_ok=True)
+
+    def pack_path(self, name: str) -> str:
+        return os.path.join(self.packs_dir, name + ".pack")
+
+    def idx_path(self, name: str) -> str:
+        return os.path.join(self.packs_dir, name + ".idx")
+
+    def pack_names(self) -> list[str]:
+        """Names of visible packs (those with an index)."""
+        try:
+            names = os.listdir(self.packs_dir)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise os_error(exc, f"list {self.packs_dir}") from None
+        return sorted(n[:-4] for n in names if n.endswith(".idx") and not n.startswith("."))
+
+    # -- index ----------------------------------------------------------------------
+    def refresh(self) -> None:
+        with self._lock:
+            self._idx = None
+            self._full = None
+
+    def _indexes(self) -> dict[str, IdxFile]:
+        if self._idx is None:
+            idx: dict[str, IdxFile] = {}
+            for name in self.pack_names():
+                try:
+                    idx[name] = IdxFile(self.idx_path(name), name)
+                except FileNotFoundError:
+                    continue  # removed by a concurrent gc
+                except OSError as exc:
+                    raise os_error(exc, f"read pack index {name}.idx") from None
+            self._idx = idx
+        return self._idx
+
+    def locate(self, oid: bytes) -> Location | None:
+        if self._full is not None:
+            return self._full.get(oid)
+        for name, idx in self._indexes().items():
+            entry = idx.find(oid)
+            if entry is not None:
+                return name, entry.kind, entry.offset, entry.length
+        return None
+
+    def contains(self, oid: bytes) -> bool:
+        return self.locate(oid) is not None
+
+    def full_index(self) -> dict[bytes, Location]:
+        """Every visible object, loaded once (used by bulk operations)."""
+        if self._full is None:
+            full: dict[bytes, Location] = {}
+            for name, idx in self._indexes().items():
+                for oid, kind, off, ln in idx.raw_items():
+                    full.setdefault(oid, (name, kind, off, ln))
+            self._full = full
+        return self._full
+
+    # -- reading --------------------------------------------------------------------
+    def _reader(self, name: str) -> PackReader:
+        reader = self._readers.get(name)
+        if reader is None:
+            try:
+                reader = PackReader(self.pack_path(name))
+            except FileNotFoundError:
+                raise CorruptObjectError(
+                    f"pack {name} is listed in its index but missing",
+                    "run `dvx fsck` and restore the store from a remote",
+                ) from None
+            self._readers[name] = reader
+        return reader
+
+    def read_raw(self, oid: bytes, loc: Location | None = None) -> tuple[int, bytes]:
+        """Bytes of an object, verified against its id. Returns ``(kind, data)``."""
+        loc = loc or self.locate(oid)
+        if loc is None:
+            raise MissingObjectError(
+                f"object {oid.hex()} is not in the local store",
+                "fetch it with `dvx pull`, or re-add the data",
+            )
+        name, kind, offset, length = loc
+        if kind not in CONTEXTS:
+            raise CorruptObjectError(f"object {oid.hex()} in pack {name} has unknown kind {kind}")
+        try:
+            data = self._reader(name).read(offset, length)
+        except OSError as exc:
+            raise os_error(exc, f"read pack {name}") from None
+        if object_id(kind, data) != oid:
+            raise CorruptObjectError(
+                f"{KIND_NAMES[kind]} {oid.hex()} in pack {name} is corrupted (hash mismatch)",
+                "run `dvx fsck` to list affected files, then restore from a remote",
+            )
+        return kind, data
+
+    def read(self, oid: bytes, kind: int) -> bytes:
+        got, data = self.read_raw(oid)
+        if got != kind:
+            raise CorruptObjectError(
+                f"object {oid.hex()} is a {KIND_NAMES.get(got, got)}, expected a {KIND_NAMES[kind]}"
+            )
+        return data
+
+    def read_manifest(self, oid: bytes) -> Manifest:
+        return Manifest.parse(self.read(oid, KIND_MANIFEST))
+
+    def read_tree(self, oid: bytes) -> Tree:
+        return Tree.parse(self.read(oid, KIND_TREE))
+
+    def close(self) -> None:
+        for r in self._readers.values():
+            r.close()
+        self._readers.clear()
+
+    def writer(self, pack_target: int = PACK_TARGET_SIZE) -> StoreWriter:
+        return StoreWriter(self, pack_target)
+
+
+class _OpenPack:
+    def __init__(self, tmp_dir: str) -> None:
+        self.tmp_path = os.path.join(tmp_dir, f"pack-{secrets.token_hex(8)}.tmp")
+        self.entries: list[PackEntry] = []
+        self.size = PACK_HEADER.size
+        self.fd = -1
+
+
+_STOP = object()
+
+
+class StoreWriter:
+    """Appends objects to new packs, deduplicating against the store.
+
+    Offsets are assigned by the caller's thread; a writer thread performs the writes
+    (coalesced) and a finisher thread fsyncs and publishes finished packs, so I/O
+    overlaps chunking and hashing. ``commit()`` returns once everything is visible;
+    ``abort()`` (or an exception in the ``with`` block) removes temporary files.
+    """
+
+    def __init__(self, store: Store, pack_target: int) -> None:
+        self.store = store
+        self.pack_target = pack_target
+        self.known = store.full_index()
+        self.pending: set[bytes] = set()
+        self.bytes_written = 0
+        self.objects_written = 0
+        self.new_packs: list[str] = []
+        self._current: _OpenPack | None = None
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=64)
+        self._error: BaseException | None = None
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="dvx-pack-finish")
+        self._finishing: list[Future[str]] = []
+        self._open_packs: list[_OpenPack] = []
+        self._thread = threading.Thread(target=self._run, name="dvx-pack-writer", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # -- caller side ------------------------------------------------------------------
+    def has(self, oid: bytes) -> bool:
+        return oid in self.known or oid in self.pending
+
+    def _pack(self) -> _OpenPack:
+        if self._current is None:
+            self._current = _OpenPack(self.store.tmp_dir)
+            self._open_packs.append(self._current)
+            self._put(("open", self._current))
+        return self._current
+
+    def _put(self, item: object) -> None:
+        if self._error is not None:
+            raise self._wrap(self._error)
+        self._queue.put(item)
+
+    def add(self, kind: int, oid: bytes, data: bytes | memoryview) -> bool:
+        """Store one object unless present; returns whether it was written."""
+        if oid in self.known or oid in self.pending:
+            return False
+        pack = self._pack()
+        pack.entries.append(PackEntry(oid, kind, pack.size, len(data)))
+        pack.size += len(data)
+        self.pending.add(oid)
+        self.bytes_written += len(data)
+        self.objects_written += 1
+        self._put(("write", pack, data))
+        if pack.size >= self.pack_target:
+            self._roll()
+        return True
+
+    def add_object(self, kind: int, data: bytes) -> bytes:
+        oid = object_id(kind, data)
+        self.add(kind, oid, data)
+        return oid
+
+    def add_spans(self, kind: int, block: memoryview, spans: Iterable[tuple[bytes, int, int]]) -> int:
+        """Store the new ones of ``(oid, start, end)`` spans of ``block``, coalescing
+        adjacent spans into single writes. Returns bytes written."""
+        written = 0
+        run_start = run_end = -1
+        pack = self._pack()
+        for oid, start, end in spans:
+            if oid in self.known or oid in self.pending:
+                continue
+            if pack.size >= self.pack_target:
+                if run_start >= 0:
+                    self._put(("write", pack, block[run_start:run_end]))
+                    run_start = -1
+                self._roll()
+                pack = self._pack()
+            length = end - start
+            pack.entries.append(PackEntry(oid, kind, pack.size, length))
+            pack.size += length
+            self.pending.add(oid)
+            written += length
+            self.objects_written += 1
+            if run_start >= 0 and start == run_end:
+                run_end = end
+            else:
+                if run_start >= 0:
+                    self._put(("write", pack, block[run_start:run_end]))
+                run_start, run_end = start, end
+        if run_start >= 0:
+            self._put(("write", pack, block[run_start:run_end]))
+        self.bytes_written += written
+        return written
+
+    def _roll(self) -> None:
+        if self._current is not None:
+            self._put(("close", self._current))
+            self._current = None
+
+    def commit(self) -> list[str]:
+        """Finish all packs and make them visible; returns the new pack names."""
+        self._roll()
+        self._queue.put(_STOP)
+        self._thread.join()
+        try:
+            for fut in self._finishing:
+                fut.result()
+        except BaseException as exc:
+            self._error = self._error or exc
+        self._finisher.shutdown()
+        if self._error is not None:
+            self._cleanup()
+            raise self._wrap(self._error)
+        self.new_packs = [p for p in self.new_packs if p]
+        if self.new_packs:
+            fsync_dir(self.store.packs_dir) if self.store.fsync else None
+            self.store.refresh()
+        return self.new_packs
+
+    def abort(self) -> None:
+        self._current = None
+        self._queue.put(_STOP)
+        self._thread.join()
+        for fut in self._finishing:
+            with contextlib.suppress(BaseException):
+                fut.result()
+        self._finisher.shutdown()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for pack in self._open_packs:
+            if pack.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(pack.fd)
+                pack.fd = -1
+            with contextlib.suppress(OSError):
+                os.unlink(pack.tmp_path)
+
+    @staticmethod
+    def _wrap(exc: BaseException) -> BaseException:
+        if isinstance(exc, OSError):
+            return os_error(exc, "write to the DVX store")
+        return exc
+
+    # -- writer thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._error is not None:
+                continue  # drain
+            try:
+                op, pack, *rest = item  # type: ignore[misc]
+                if op == "open":
+                    pack.fd = os.open(pack.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                    _write_all(pack.fd, PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
+                elif op == "write":
+                    _write_all(pack.fd, rest[0])
+                elif op == "close":
+                    footer, name = encode_footer(pack.entries)
+                    _write_all(pack.fd, footer)
+                    pack.size += len(footer)
+                    self._finishing.append(self._finisher.submit(self._publish, pack, name))
+            except BaseException as exc:  # reported to the caller at commit
+                self._error = exc
+
+    def _publish(self, pack: _OpenPack, name: str) -> str:
+        if self.store.fsync:
+            os.fsync(pack.fd)
+        os.close(pack.fd)
+        pack.fd = -1
+        final = self.store.pack_path(name)
+        if os.path.exists(self.store.idx_path(name)):
+            os.unlink(pack.tmp_path)  # identical pack already present
+            return name
+        os.replace(pack.tmp_path, final)
+        atomic_write_bytes(self.store.idx_path(name), encode_idx(pack.entries, pack.size),
+                           fsync=self.store.fsync, mode=0o444)
+        self.new_packs.append(name)
+        return name
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def store_error_for(exc: OSError, what: str) -> StoreError:
+    return os_error(exc, what)

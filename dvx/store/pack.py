@@ -1,0 +1,171 @@
+"""Pack files and their indexes (``protocols/format.md`` §5).
+
+A pack holds many objects back to back, then a footer listing them; the ``.idx`` file
+beside it holds the same entries sorted by id for binary search. A pack's name is the
+BLAKE3 of its footer entries (which name every blob by its content id), so two packs
+with the same name hold the same bytes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+
+from blake3 import blake3
+
+from dvx.errors import CorruptObjectError
+
+PACK_MAGIC = b"DVXP"
+PACK_END_MAGIC = b"DVXPEND1"
+IDX_MAGIC = b"DVXI"
+PACK_VERSION = 1
+PACK_NAME_CONTEXT = "dvx 2026-11 pack v1"
+
+PACK_HEADER = struct.Struct("<4sB3x")
+# kind, compression, reserved, offset, length, id
+ENTRY = struct.Struct("<BBHQI32s")
+FOOTER_TAIL = struct.Struct("<I32s8s")  # entry count, BLAKE3 of entries, end magic
+IDX_HEADER = struct.Struct("<4sB3xQI")  # magic, version, pack size, count
+IDX_ENTRY = struct.Struct("<32sBBHQI")  # id, kind, compression, reserved, offset, length
+IDX_CHECKSUM = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    oid: bytes
+    kind: int
+    offset: int
+    length: int
+
+
+def pack_name(entries_blob: bytes) -> str:
+    return blake3(entries_blob, derive_key_context=PACK_NAME_CONTEXT).hexdigest()
+
+
+def encode_footer(entries: list[PackEntry]) -> tuple[bytes, str]:
+    blob = b"".join(ENTRY.pack(e.kind, 0, 0, e.offset, e.length, e.oid) for e in entries)
+    tail = FOOTER_TAIL.pack(len(entries), blake3(blob).digest(), PACK_END_MAGIC)
+    return blob + tail, pack_name(blob)
+
+
+def encode_idx(entries: list[PackEntry], pack_size: int) -> bytes:
+    body = IDX_HEADER.pack(IDX_MAGIC, PACK_VERSION, pack_size, len(entries)) + b"".join(
+        IDX_ENTRY.pack(e.oid, e.kind, 0, 0, e.offset, e.length)
+        for e in sorted(entries, key=lambda e: e.oid)
+    )
+    return body + blake3(body).digest()
+
+
+def read_footer(path: str) -> tuple[list[PackEntry], str]:
+    """Parse a pack's own footer (used to rebuild a lost index and by fsck)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < PACK_HEADER.size + FOOTER_TAIL.size:
+            raise CorruptObjectError(f"pack {os.path.basename(path)} is truncated ({size} bytes)")
+        magic, version = PACK_HEADER.unpack(f.read(PACK_HEADER.size))
+        if magic != PACK_MAGIC or version != PACK_VERSION:
+            raise CorruptObjectError(f"pack {os.path.basename(path)} has a bad header")
+        f.seek(size - FOOTER_TAIL.size)
+        count, checksum, end = FOOTER_TAIL.unpack(f.read(FOOTER_TAIL.size))
+        blob_len = count * ENTRY.size
+        if end != PACK_END_MAGIC or blob_len > size - PACK_HEADER.size - FOOTER_TAIL.size:
+            raise CorruptObjectError(f"pack {os.path.basename(path)} has a bad footer")
+        f.seek(size - FOOTER_TAIL.size - blob_len)
+        blob = f.read(blob_len)
+    if blake3(blob).digest() != checksum:
+        raise CorruptObjectError(f"pack {os.path.basename(path)} footer checksum mismatch")
+    data_end = size - FOOTER_TAIL.size - blob_len
+    entries = []
+    for kind, _comp, _res, offset, length, oid in ENTRY.iter_unpack(blob):
+        if offset < PACK_HEADER.size or offset + length > data_end:
+            raise CorruptObjectError(f"pack {os.path.basename(path)} entry lies outside its data")
+        entries.append(PackEntry(oid, kind, offset, length))
+    return entries, pack_name(blob)
+
+
+class IdxFile:
+    """A memory-mapped ``.idx``: sorted fixed-size records, binary-searchable."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self.path = path
+        self.name = name
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) < IDX_HEADER.size + IDX_CHECKSUM:
+            raise CorruptObjectError(f"pack index {name}.idx is truncated")
+        magic, version, pack_size, count = IDX_HEADER.unpack_from(data, 0)
+        if magic != IDX_MAGIC:
+            raise CorruptObjectError(f"pack index {name}.idx has bad magic")
+        if version != PACK_VERSION:
+            raise CorruptObjectError(
+                f"pack index {name}.idx has version {version}; this dvx reads {PACK_VERSION}"
+            )
+        if len(data) != IDX_HEADER.size + count * IDX_ENTRY.size + IDX_CHECKSUM:
+            raise CorruptObjectError(f"pack index {name}.idx has the wrong length")
+        if blake3(data[:-IDX_CHECKSUM]).digest() != data[-IDX_CHECKSUM:]:
+            raise CorruptObjectError(f"pack index {name}.idx checksum mismatch")
+        self.pack_size = pack_size
+        self.count = count
+        self._data = data
+
+    def _key(self, i: int) -> bytes:
+        off = IDX_HEADER.size + i * IDX_ENTRY.size
+        return self._data[off:off + 32]
+
+    def find(self, oid: bytes) -> PackEntry | None:
+        lo, hi = 0, self.count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._key(mid) < oid:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < self.count and self._key(lo) == oid:
+            return self.entry(lo)
+        return None
+
+    def entry(self, i: int) -> PackEntry:
+        oid, kind, _c, _r, offset, length = IDX_ENTRY.unpack_from(
+            self._data, IDX_HEADER.size + i * IDX_ENTRY.size
+        )
+        return PackEntry(oid, kind, offset, length)
+
+    def entries(self) -> list[PackEntry]:
+        body = memoryview(self._data)[IDX_HEADER.size:IDX_HEADER.size + self.count * IDX_ENTRY.size]
+        return [PackEntry(oid, kind, off, ln) for oid, kind, _c, _r, off, ln in
+                IDX_ENTRY.iter_unpack(body)]
+
+    def raw_items(self):  # type: ignore[no-untyped-def]
+        """Fast iteration: ``(oid, kind, offset, length)`` tuples."""
+        body = memoryview(self._data)[IDX_HEADER.size:IDX_HEADER.size + self.count * IDX_ENTRY.size]
+        for oid, kind, _c, _r, off, ln in IDX_ENTRY.iter_unpack(body):
+            yield oid, kind, off, ln
+
+
+class PackReader:
+    """Random access into one pack file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        self._map: mmap.mmap | None = None
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise CorruptObjectError(
+                f"pack {os.path.basename(self.path)} is truncated at offset {offset}"
+            )
+        return data
+
+    def readinto(self, offset: int, buf: memoryview) -> None:
+        n = os.preadv(self._fd, [buf], offset)
+        if n != len(buf):
+            raise CorruptObjectError(
+                f"pack {os.path.basename(self.path)} is truncated at offset {offset}"
+            )
+
+    def close(self) -> None:
+        os.close(self._fd)

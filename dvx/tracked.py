@@ -1,0 +1,80 @@
+"""Finding tracked paths: every ``PATH.dvx`` pointer file in the work tree.
+
+The walk skips ``.git``, ``.dvx`` and the contents of tracked directories, so its cost
+grows with the code tree, not with the data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from dvx.errors import NotTrackedError
+from dvx.pointer import POINTER_SUFFIX, Pointer, read_pointer
+from dvx.repo import Repository
+
+SKIP_DIRS = {".git", ".dvx"}
+
+
+@dataclass(frozen=True)
+class Tracked:
+    target: str  # repository-relative POSIX path of the data
+    pointer_path: str  # repository-relative path of the pointer file
+
+    def load(self, repo: Repository) -> Pointer:
+        return read_pointer(repo.abspath(self.pointer_path), self.pointer_path)
+
+
+def find_tracked(repo: Repository) -> list[Tracked]:
+    found: list[Tracked] = []
+    stack = [""]
+    while stack:
+        prefix = stack.pop()
+        base = repo.abspath(prefix.rstrip("/")) if prefix else repo.root
+        try:
+            with os.scandir(base) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        names = {e.name for e in entries}
+        for e in entries:
+            if e.name.endswith(POINTER_SUFFIX) and e.is_file(follow_symlinks=False):
+                target = prefix + e.name[: -len(POINTER_SUFFIX)]
+                if target.rsplit("/", 1)[-1]:
+                    found.append(Tracked(target, prefix + e.name))
+        for e in entries:
+            if e.name in SKIP_DIRS or not e.is_dir(follow_symlinks=False):
+                continue
+            if e.name + POINTER_SUFFIX in names:
+                continue  # a tracked directory: its contents are data
+            stack.append(prefix + e.name + "/")
+    found.sort(key=lambda t: t.target)
+    return found
+
+
+def select_tracked(repo: Repository, paths: list[str] | None) -> list[Tracked]:
+    """Tracked entries for user paths (a target, its pointer, or a directory holding
+    tracked paths); all of them when ``paths`` is empty."""
+    everything = find_tracked(repo)
+    if not paths:
+        return everything
+    chosen: dict[str, Tracked] = {}
+    for p in paths:
+        rel = repo.relpath(p)
+        if rel.endswith(POINTER_SUFFIX):
+            rel = rel[: -len(POINTER_SUFFIX)]
+        hits = [t for t in everything
+                if t.target == rel or not rel or t.target.startswith(rel + "/")]
+        if not hits:
+            raise NotTrackedError(f"{p} is not tracked by DVX", "track it with `dvx add`")
+        for t in hits:
+            chosen[t.target] = t
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def owning_tracked(everything: list[Tracked], rel: str) -> Tracked | None:
+    """The tracked directory that contains ``rel``, if any."""
+    for t in everything:
+        if rel.startswith(t.target + "/"):
+            return t
+    return None

@@ -1,0 +1,208 @@
+"""Reading the work tree: scanning tracked paths, hashing files, building trees.
+
+Never follows a symlink: links inside a tracked directory are recorded as links, and
+regular files are opened with ``O_NOFOLLOW``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from blake3 import blake3
+
+from dvx.chunking import Chunker
+from dvx.errors import DvxError, StoreError
+from dvx.fsutil import os_error
+from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_MANIFEST, KIND_TREE, object_id
+from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
+from dvx.statcache import Stat, stat_key
+from dvx.store.local import StoreWriter
+
+SMALL_FILE = 1 << 20
+_hash_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-file-hash")
+
+
+@dataclass
+class Scan:
+    """What a tracked directory holds right now (paths relative to it, '/'-separated)."""
+
+    files: dict[str, Stat] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+
+
+def scan_dir(top: str, where: str) -> Scan:
+    """Walk ``top`` without following symlinks."""
+    scan = Scan()
+    files, links, dirs = scan.files, scan.links, scan.dirs
+    stack = [("", top)]
+    while stack:
+        prefix, path = stack.pop()
+        try:
+            it = os.scandir(path)
+        except OSError as exc:
+            raise os_error(exc, f"read directory {where}/{prefix}".rstrip("/")) from None
+        with it:
+            for entry in it:
+                name = entry.name
+                rel = prefix + name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.add(rel)
+                        stack.append((rel + "/", entry.path))
+                    elif entry.is_symlink():
+                        links[rel] = os.readlink(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        files[rel] = stat_key(entry.stat(follow_symlinks=False))
+                    # sockets, fifos and devices are not data: skipped
+                except FileNotFoundError:
+                    continue  # vanished while scanning
+                except OSError as exc:
+                    raise os_error(exc, f"read {where}/{rel}") from None
+    return scan
+
+
+def check_utf8(name: str, where: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DvxError(f"{where}: file name is not valid UTF-8", "rename the file") from None
+
+
+def hash_file(path: str, where: str, chunker: Chunker, writer: StoreWriter | None
+              ) -> tuple[Manifest, Stat]:
+    """Chunk and hash one file, storing new chunks (and the manifest) when a writer is
+    given. Returns the manifest and the stat the content corresponds to."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise os_error(exc, f"read {where}") from None
+    try:
+        before = os.fstat(fd)
+        if not stat_mod.S_ISREG(before.st_mode):
+            raise DvxError(f"{where} is not a regular file")
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            if before.st_size <= SMALL_FILE:
+                manifest = _hash_small(f.readall(), chunker, writer)
+            else:
+                manifest = _hash_stream(f, chunker, writer)  # type: ignore[arg-type]
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise os_error(exc, f"read {where}") from None
+    finally:
+        os.close(fd)
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or \
+            manifest.size != after.st_size:
+        raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
+    if writer is not None:
+        writer.add(KIND_MANIFEST, manifest.object_id(), manifest.encode())
+    return manifest, stat_key(after)
+
+
+def _hash_small(data: bytes, chunker: Chunker, writer: StoreWriter | None) -> Manifest:
+    digest = blake3(data).digest()
+    if len(data) <= chunker.params.min_size:
+        ends = [len(data)] if data else []
+    else:
+        ends, _ = chunker.find_cuts(data, len(data), True)
+    chunks = []
+    start = 0
+    view = memoryview(data)
+    for end in ends:
+        piece = view[start:end]
+        cid = blake3(piece, derive_key_context=CHUNK_CONTEXT).digest()
+        chunks.append((end - start, cid))
+        if writer is not None:
+            writer.add(KIND_CHUNK, cid, piece)
+        start = end
+    return Manifest(len(data), digest, tuple(chunks))
+
+
+def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None) -> Manifest:  # type: ignore[no-untyped-def]
+    hasher = blake3()
+    chunks: list[tuple[int, bytes]] = []
+    pending = None
+    size = 0
+    for block, ends in chunker.iter_blocks(f):
+        if pending is not None:
+            pending.result()
+        pending = _hash_pool.submit(hasher.update, block)  # overlaps chunk hashing
+        spans = []
+        start = 0
+        for end in ends:
+            cid = blake3(block[start:end], derive_key_context=CHUNK_CONTEXT).digest()
+            chunks.append((end - start, cid))
+            spans.append((cid, start, end))
+            start = end
+        size += start
+        if writer is not None:
+            writer.add_spans(KIND_CHUNK, block, spans)
+    if pending is not None:
+        pending.result()
+    return Manifest(size, hasher.digest(), tuple(chunks))
+
+
+FileIdLookup = Callable[[str], tuple[bytes, int]]  # rel -> (manifest id, size)
+
+
+def build_tree(scan: Scan, file_info: dict[str, tuple[bytes, int, int]],
+               writer: StoreWriter | None) -> tuple[bytes, int, int]:
+    """Build (and store) the trees of a scanned directory.
+
+    ``file_info`` maps each file to ``(manifest_id, size, exec)``. Returns the root tree
+    id, total size and file count.
+    """
+    children: dict[str, list[TreeEntry]] = {"": []}
+    for d in scan.dirs:
+        children.setdefault(d, [])
+    for rel, (mid, size, exe) in file_info.items():
+        parent, _, name = rel.rpartition("/")
+        children[parent].append(TreeEntry(name, ENTRY_FILE, size, 1, mid, bool(exe)))
+    for rel, target in scan.links.items():
+        parent, _, name = rel.rpartition("/")
+        tb = target.encode("utf-8", "surrogateescape")
+        children[parent].append(TreeEntry(name, ENTRY_LINK, len(tb), 0, None, False, target))
+    # deepest directories first, so each child's id exists before its parent's
+    result: tuple[bytes, int, int] = (b"", 0, 0)
+    for d in sorted(children, key=lambda p: -p.count("/") - (1 if p else 0)):
+        tree = Tree.build(children[d])
+        data = tree.encode()
+        tid = object_id(KIND_TREE, data)
+        if writer is not None:
+            writer.add(KIND_TREE, tid, data)
+        size, files = tree.size, tree.files
+        if d:
+            parent, _, name = d.rpartition("/")
+            children[parent].append(TreeEntry(name, ENTRY_TREE, size, files, tid))
+        else:
+            result = (tid, size, files)
+    return result
+
+
+def flatten_tree(store, tree_id: bytes) -> tuple[dict[str, tuple[bytes, int, int]],  # type: ignore[no-untyped-def]
+                                                 dict[str, str], set[str]]:
+    """All files ``rel -> (manifest id, size, exec)``, links and dirs below a tree."""
+    files: dict[str, tuple[bytes, int, int]] = {}
+    links: dict[str, str] = {}
+    dirs: set[str] = set()
+    stack = [("", tree_id)]
+    while stack:
+        prefix, tid = stack.pop()
+        for e in store.read_tree(tid).entries:
+            rel = prefix + e.name
+            if e.kind == ENTRY_FILE:
+                files[rel] = (e.oid, e.size, 1 if e.executable else 0)
+            elif e.kind == ENTRY_TREE:
+                dirs.add(rel)
+                stack.append((rel + "/", e.oid))
+            else:
+                links[rel] = e.target
+    return files, links, dirs
+
+
+def ensure_writable_store(exc: OSError) -> StoreError:
+    return os_error(exc, "write to the DVX store")
