@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from blake3 import blake3
@@ -123,14 +123,15 @@ def _hash_small(data: bytes, chunker: Chunker, writer: StoreWriter | None) -> Ma
 
 
 def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None) -> Manifest:  # type: ignore[no-untyped-def]
+    """Two-stage pipeline: this thread reads and finds cut points (Cython, no GIL) while
+    a worker hashes the previous block's chunks and the whole file and hands new chunks
+    to the pack writer. At most two blocks are in flight, so memory stays bounded."""
     hasher = blake3()
     chunks: list[tuple[int, bytes]] = []
-    pending = None
-    size = 0
-    for block, ends in chunker.iter_blocks(f):
-        if pending is not None:
-            pending.result()
-        pending = _hash_pool.submit(hasher.update, block)  # overlaps chunk hashing
+    in_flight: list[Future[None]] = []
+
+    def digest_block(block: memoryview, ends: list[int]) -> None:
+        hasher.update(block)
         spans = []
         start = 0
         for end in ends:
@@ -138,12 +139,18 @@ def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None) -> Manifest:  
             chunks.append((end - start, cid))
             spans.append((cid, start, end))
             start = end
-        size += start
         if writer is not None:
             writer.add_spans(KIND_CHUNK, block, spans)
-    if pending is not None:
-        pending.result()
-    return Manifest(size, hasher.digest(), tuple(chunks))
+
+    try:
+        for block, ends in chunker.iter_blocks(f):
+            if len(in_flight) >= 2:
+                in_flight.pop(0).result()
+            in_flight.append(_hash_pool.submit(digest_block, block, ends))
+    finally:
+        for fut in in_flight:
+            fut.result()
+    return Manifest(sum(n for n, _ in chunks), hasher.digest(), tuple(chunks))
 
 
 FileIdLookup = Callable[[str], tuple[bytes, int]]  # rel -> (manifest id, size)

@@ -89,7 +89,7 @@ class Chunker:
         ends, hashes = self.find_cuts(data, len(data), True)
         out = []
         start = 0
-        for end, h in zip(ends, hashes):
+        for end, h in zip(ends, hashes, strict=False):
             out.append((start, end - start, h))
             start = end
         return out

@@ -6,11 +6,10 @@ against. Used automatically (with a warning) when the extension is missing.
 
 from __future__ import annotations
 
-
 from dvx.chunking.params import U64, CutParams
 
 
-def cut(data: bytes | memoryview, start: int, end: int, p: CutParams) -> tuple[int, int]:
+def cut(data: bytes | bytearray | memoryview, start: int, end: int, p: CutParams) -> tuple[int, int]:
     """Find the first chunk of ``data[start:end]``.
 
     Returns ``(length, gear_hash)``. ``end - start`` is the number of bytes that remain

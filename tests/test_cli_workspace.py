@@ -1,0 +1,342 @@
+"""End-to-end: the dvx commands on awkward real data in real git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+from tests.conftest import Cli, git, pseudo_random, run_dvx, write
+
+
+def tree_digest(root: Path) -> dict[str, tuple[str, bytes | str, bool]]:
+    """Everything under root: files (content, exec bit), links (target), empty dirs."""
+    out: dict[str, tuple[str, bytes | str, bool]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + dirnames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p), False)
+            elif p.is_file():
+                out[rel] = ("file", p.read_bytes(), bool(p.stat().st_mode & stat.S_IXUSR))
+            elif p.is_dir() and not os.listdir(p):
+                out[rel] = ("dir", b"", False)
+    return out
+
+
+def awkward_dataset(root: Path) -> None:
+    write(root / "empty.bin", b"")
+    write(root / "unicode ünï 数据" / "spaced name.txt", "héllo wörld\n")
+    write(root / "exact_min.bin", pseudo_random(16384, 1))
+    write(root / "exact_max.bin", pseudo_random(262144, 2))
+    write(root / "max_plus_one.bin", pseudo_random(262145, 3))
+    write(root / "zeros.bin", bytes(3_000_000))
+    write(root / "nested" / "a" / "b" / "c" / "deep.txt", "deep\n")
+    write(root / "big.bin", pseudo_random(2_500_000, 4))
+    run = write(root / "tools" / "run.sh", "#!/bin/sh\necho hi\n")
+    run.chmod(0o755)
+    (root / "empty_dir").mkdir()
+    os.symlink("spaced name.txt", root / "unicode ünï 数据" / "link")
+    os.symlink("../../outside", root / "nested" / "escape")  # recorded, never followed
+
+
+def test_add_status_checkout_round_trip(repo_dir: Path, cli: Cli) -> None:
+    data = repo_dir / "data"
+    awkward_dataset(data)
+    before = tree_digest(data)
+    cli("add", "data")
+    pointer = (repo_dir / "data.dvx").read_text()
+    assert "kind: tree" in pointer and "files: 9" in pointer
+    assert "/data" in (repo_dir / ".gitignore").read_text().splitlines()
+    # git sees the pointer and .gitignore, not the data
+    status = git("status", "--porcelain", "--untracked-files=all", cwd=repo_dir)
+    assert "data.dvx" in status and "data/" not in status
+    assert json.loads(cli("status", "--json").output)["clean"] is True
+
+    import shutil
+    shutil.rmtree(data)
+    st = json.loads(cli("status", "--json").output)
+    assert st["paths"][0]["state"] == "deleted"
+    cli("checkout")
+    assert tree_digest(data) == before
+    assert json.loads(cli("status", "--json").output)["clean"] is True
+    assert cli("fsck").exit_code == 0
+
+
+def test_status_details_inside_directories(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "d" / "keep.txt", "keep")
+    write(repo_dir / "d" / "change.txt", "v1")
+    write(repo_dir / "d" / "sub" / "gone.txt", "bye")
+    cli("add", "d")
+    write(repo_dir / "d" / "change.txt", "v2")
+    (repo_dir / "d" / "sub" / "gone.txt").unlink()
+    write(repo_dir / "d" / "new.txt", "new")
+    (repo_dir / "d" / "keep.txt").chmod(0o755)
+    entry = json.loads(cli("status", "--json").output)["paths"][0]
+    assert entry["state"] == "modified"
+    assert entry["added"] == ["new.txt"]
+    assert entry["modified"] == ["change.txt", "keep.txt"]
+    assert entry["deleted"] == ["sub/gone.txt"]
+    text = cli("status").output
+    assert "modified: d/change.txt" in text and "deleted:  d/sub/gone.txt" in text
+
+
+def test_readd_unchanged_is_instant_and_edits_store_little(repo_dir: Path, cli: Cli) -> None:
+    big = write(repo_dir / "model.bin", pseudo_random(4_000_000, 9))
+    cli("add", "model.bin")
+    assert "unchanged model.bin" in cli("add", "model.bin").output
+    store = repo_dir / ".dvx" / "store"
+    size_before = sum(f.stat().st_size for f in store.rglob("*.pack"))
+    with open(big, "r+b") as f:  # 10-byte insertion in the middle
+        f.seek(2_000_000)
+        rest = f.read()
+        f.seek(2_000_000)
+        f.write(b"0123456789" + rest)
+    cli("add", "model.bin")
+    growth = sum(f.stat().st_size for f in store.rglob("*.pack")) - size_before
+    assert growth < 600_000, growth  # a couple of chunks, not the 4 MB file
+    assert json.loads(cli("status", "--json").output)["clean"]
+
+
+def test_checkout_never_clobbers_unsaved_changes(repo_dir: Path, cli: Cli) -> None:
+    f = write(repo_dir / "data" / "a.txt", "saved")
+    cli("add", "data")
+    write(f, "unsaved work")
+    res = cli("checkout", ok=False)
+    assert "unsaved data: data/a.txt" in res.output and "--force" in res.output
+    assert f.read_text() == "unsaved work"
+    # an untracked extra file is unsaved too
+    write(f, "saved")
+    extra = write(repo_dir / "data" / "extra.txt", "mine")
+    assert cli("checkout", ok=False).exit_code == 1
+    assert extra.exists()
+    cli("checkout", "--force")
+    assert not extra.exists() and f.read_text() == "saved"
+
+
+def test_checkout_overwrites_data_that_is_saved(repo_dir: Path, cli: Cli) -> None:
+    f = write(repo_dir / "m.txt", "v1")
+    cli("add", "m.txt")
+    v1 = (repo_dir / "m.txt.dvx").read_text()
+    write(f, "v2")
+    cli("add", "m.txt")
+    (repo_dir / "m.txt.dvx").write_text(v1)  # e.g. git checkout of an older pointer
+    cli("checkout")  # v2 is in the store, so replacing it loses nothing
+    assert f.read_text() == "v1"
+
+
+def test_executable_bit_round_trips(repo_dir: Path, cli: Cli) -> None:
+    f = write(repo_dir / "tool.sh", "#!/bin/sh\n")
+    f.chmod(0o750)
+    cli("add", "tool.sh")
+    assert "exec: true" in (repo_dir / "tool.sh.dvx").read_text()
+    f.unlink()
+    cli("checkout", "tool.sh")
+    assert os.stat(f).st_mode & stat.S_IXUSR
+
+
+def test_ls_and_json(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "d" / "x.txt", "xx")
+    write(repo_dir / "d" / "y" / "z.txt", "zzz")
+    write(repo_dir / "f.bin", b"\0" * 10)
+    cli("add", "d", "f.bin")
+    top = json.loads(cli("ls", "--json").output)
+    assert [(e["path"], e["kind"], e["size"]) for e in top] == [("d", "tree", 5), ("f.bin", "file", 10)]
+    inner = json.loads(cli("ls", "d", "--json").output)
+    assert [e["path"] for e in inner] == ["d/x.txt", "d/y/z.txt"]
+    entry = json.loads(cli("ls", "f.bin", "--json").output)[0]
+    assert entry["id"] == (repo_dir / "f.bin.dvx").read_text().split("id: ")[1][:64]
+
+
+def test_b3_in_pointer_matches_plain_blake3(repo_dir: Path, cli: Cli) -> None:
+    data = pseudo_random(1_500_000, 5)
+    write(repo_dir / "x.bin", data)
+    cli("add", "x.bin")
+    assert f"b3: {blake3(data).hexdigest()}" in (repo_dir / "x.bin.dvx").read_text()
+
+
+@pytest.mark.parametrize("bad", ["../outside.txt", "/etc/hostname", ".git/config", ".dvx/config"])
+def test_paths_outside_repository_refused(repo_dir: Path, cli: Cli, bad: str) -> None:
+    write(repo_dir.parent / "outside.txt", "x")
+    res = cli("add", bad, ok=False)
+    assert res.output.startswith("error:") and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_symlinked_parent_escaping_repo_refused(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    write(outside / "secret.txt", "s")
+    os.symlink(outside, repo_dir / "sneaky")
+    res = cli("add", "sneaky/secret.txt", ok=False)
+    assert "outside the repository" in res.output
+    res = cli("add", "sneaky", ok=False)
+    assert "symbolic link" in res.output
+
+
+def test_symlink_inside_tracked_dir_is_not_followed(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
+    outside = tmp_path / "big_outside"
+    write(outside / "huge.bin", pseudo_random(100_000, 1))
+    write(repo_dir / "d" / "real.txt", "r")
+    os.symlink(outside, repo_dir / "d" / "out")
+    cli("add", "d")
+    entries = json.loads(cli("ls", "d", "--json").output)
+    assert {e["path"]: e["kind"] for e in entries} == {"d/out": "link", "d/real.txt": "file"}
+    assert entries[0]["target"] == str(outside)
+
+
+def test_checkout_does_not_write_through_symlinks(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
+    write(repo_dir / "d" / "sub" / "f.txt", "data")
+    cli("add", "d")
+    import shutil
+    shutil.rmtree(repo_dir / "d" / "sub")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    os.symlink(victim, repo_dir / "d" / "sub")  # attacker swaps a dir for a link
+    cli("checkout", "--force")
+    assert os.listdir(victim) == []
+    assert (repo_dir / "d" / "sub").is_dir() and not (repo_dir / "d" / "sub").is_symlink()
+    assert (repo_dir / "d" / "sub" / "f.txt").read_text() == "data"
+
+
+def test_garbage_pointer_is_a_clean_error(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "x.txt", "x")
+    cli("add", "x.txt")
+    (repo_dir / "x.txt.dvx").write_bytes(b"\x00\x01garbage")
+    res = cli("checkout", ok=False)
+    assert res.output.startswith("error: x.txt.dvx") and len(res.output.splitlines()) == 1
+    st = json.loads(cli("status", "--json").output)
+    assert st["paths"][0]["state"] == "broken-pointer"
+    assert cli("fsck", ok=False).exit_code == 1
+
+
+def test_unknown_format_version_refused(repo_dir: Path, cli: Cli) -> None:
+    cfg = repo_dir / ".dvx" / "config"
+    cfg.write_text(cfg.read_text().replace("format = 1", "format = 7"))
+    res = cli("status", ok=False)
+    assert "format 7" in res.output and "upgrade" in res.output
+
+
+def test_unknown_extension_refused(repo_dir: Path, cli: Cli) -> None:
+    cfg = repo_dir / ".dvx" / "config"
+    cfg.write_text(cfg.read_text().replace("format = 1", "format = 1\nextensions = zstd-packs"))
+    assert "zstd-packs" in cli("ls", ok=False).output
+
+
+def test_missing_object_named(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "x.txt", "x")
+    cli("add", "x.txt")
+    import shutil
+    shutil.rmtree(repo_dir / ".dvx" / "store" / "packs")
+    (repo_dir / "x.txt").unlink()
+    res = cli("checkout", ok=False)
+    assert "not in the local store" in res.output and "dvx pull" in res.output
+
+
+def test_not_a_repository(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = cli("status", ok=False)
+    assert "not a DVX repository" in res.output and "dvx init" in res.output
+
+
+def test_init_is_idempotent_and_creates_git(tmp_path: Path, cli: Cli,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert "new git repository" in cli("init").output
+    assert (tmp_path / ".git").is_dir()
+    assert "Reinitialized" in cli("init").output
+    git("status", cwd=tmp_path)
+
+
+def test_add_inside_tracked_directory_refused(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "d" / "x.txt", "x")
+    cli("add", "d")
+    assert "inside the tracked directory d" in cli("add", "d/x.txt", ok=False).output
+
+
+def test_file_changing_while_read_is_refused(repo_dir: Path) -> None:
+    """hash_file compares the stat before and after reading."""
+    from dvx.errors import DvxError
+    from dvx.repo import Repository
+    from dvx.workspace import hash_file
+
+    repo = Repository(str(repo_dir))
+    path = write(repo_dir / "grow.bin", pseudo_random(3_000_000, 1))
+
+    class Growing:
+        def __init__(self) -> None:
+            self.real = repo.chunker
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self.real, name)
+
+        def iter_blocks(self, f):  # type: ignore[no-untyped-def]
+            for item in self.real.iter_blocks(f):
+                with open(path, "ab") as g:
+                    g.write(b"more")
+                yield item
+
+    with pytest.raises(DvxError, match="changed while it was being read"):
+        hash_file(str(path), "grow.bin", Growing(), None)  # type: ignore[arg-type]
+
+
+def test_real_cli_subprocess(repo_dir: Path) -> None:
+    write(repo_dir / "data" / "a.txt", "a")
+    out = run_dvx("add", "data", cwd=repo_dir).stdout
+    assert "added data" in out
+    bad = run_dvx("add", "nope", cwd=repo_dir, check=False)
+    assert bad.returncode != 0 and bad.stderr.strip() == "error: nope does not exist; check the path"
+
+
+def test_fsck_flags_corrupted_store(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "d" / "one.txt", "one" * 1000)
+    write(repo_dir / "d" / "two.txt", "two" * 1000)
+    cli("add", "d")
+    pack = next((repo_dir / ".dvx" / "store" / "packs").glob("*.pack"))
+    pack.chmod(0o644)
+    raw = bytearray(pack.read_bytes())
+    pos = raw.find(b"one" * 10)
+    raw[pos] ^= 0xFF
+    pack.write_bytes(bytes(raw))
+    res = cli("fsck", "--json", ok=False)
+    report = json.loads(res.output)
+    assert not report["ok"]
+    (bad,) = [p for p in report["problems"] if p["what"] == "object"]
+    assert "corrupted" in bad["message"] and bad["used_by"] == ["d/one.txt"]
+    text = cli("fsck", ok=False).output
+    assert "used by d/one.txt" in text
+    # the corrupted chunk is never written into the work tree
+    (repo_dir / "d" / "one.txt").unlink()
+    assert "corrupted" in cli("checkout", ok=False).output
+    assert not (repo_dir / "d" / "one.txt").exists()
+
+
+def test_disk_full_is_clean_and_loses_nothing(tmp_path: Path, cli: Cli,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        monkeypatch.chdir(mnt)
+        cli("init")
+        write(mnt / "small.txt", "keep me")
+        cli("add", "small.txt")
+        pointer_before = (mnt / "small.txt.dvx").read_text()
+        write(mnt / "big.bin", pseudo_random(1_200_000, 1))
+        res = cli("add", "big.bin", ok=False)
+        assert "no space left on device" in res.output
+        assert not (mnt / "big.bin.dvx").exists()
+        assert os.listdir(mnt / ".dvx" / "store" / "tmp") == []
+        assert (mnt / "small.txt.dvx").read_text() == pointer_before
+        cli("fsck")
+    finally:
+        os.chdir(tmp_path)
+        subprocess.run(["umount", str(mnt)], check=False)
