@@ -13,26 +13,43 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichBar
 
-from dvx import __version__
 from dvx.errors import DvxError
 from dvx.progress import NULL_PROGRESS, Progress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="DVX: git for data and experiments.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"verbose": False}
+
+
+class _Out:
+    """Plain text on stdout. rich is imported only where it draws something (progress
+    bars and colours on a terminal), which keeps `dvx status` start-up fast."""
+
+    @staticmethod
+    def print(text: str = "") -> None:
+        sys.stdout.write(f"{text}\n")
+
+
+out = _Out()
+
+
+def _stderr_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _print_error(message: str) -> None:
+    if _stderr_tty():
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(message)}")
+    else:
+        sys.stderr.write(f"error: {message}\n")
 T = TypeVar("T")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -42,19 +59,30 @@ class RichProgress(Progress):
     """Draws progress on a terminal; silent when stderr is not a TTY (scripts, CI)."""
 
     def __init__(self) -> None:
-        self._bar: RichBar | None = None
+        self._bar: Any = None
         self._task: Any = None
-        self._enabled = err.is_terminal and not os.environ.get("DVX_NO_PROGRESS")
+        self._enabled = not os.environ.get("DVX_NO_PROGRESS")
 
     def start(self, description: str, total: int | None = None, unit: str = "files") -> None:
         if not self._enabled:
             return
         self.finish()
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichBar
+
         cols: list[Any] = [TextColumn("{task.description}"), BarColumn()]
         cols += ([DownloadColumn(), TransferSpeedColumn()] if unit == "bytes"
                  else [MofNCompleteColumn()])
         cols.append(TimeRemainingColumn())
-        self._bar = RichBar(*cols, console=err, transient=True)
+        self._bar = RichBar(*cols, console=Console(stderr=True), transient=True)
         self._bar.start()
         self._task = self._bar.add_task(description, total=total)
 
@@ -69,7 +97,7 @@ class RichProgress(Progress):
 
 
 def _progress() -> Progress:
-    return RichProgress() if err.is_terminal else NULL_PROGRESS
+    return RichProgress() if _stderr_tty() else NULL_PROGRESS
 
 
 def _run(fn: Callable[[], T]) -> T:
@@ -77,12 +105,13 @@ def _run(fn: Callable[[], T]) -> T:
         return fn()
     except DvxError as exc:
         if _state["verbose"]:
-            err.print_exception()
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            import traceback
+
+            traceback.print_exc()
+        _print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/]: nothing was lost; re-run the command to finish",
-                  markup=True)
+        _print_error("interrupted; nothing was lost, re-run the command to finish")
         raise typer.Exit(130) from None
 
 
@@ -91,9 +120,13 @@ def _emit_json(data: object) -> None:
 
 
 def _repo():  # type: ignore[no-untyped-def]
+    import atexit
+
     from dvx.repo import Repository
 
-    return Repository.find()
+    repo = Repository.find()
+    atexit.register(repo.memo.save)
+    return repo
 
 
 def human(n: int) -> str:
@@ -105,14 +138,20 @@ def human(n: int) -> str:
     return str(n)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _main(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")] = False,
     version: Annotated[bool, typer.Option("--version", help="print the version")] = False,
 ) -> None:
     _state["verbose"] = verbose
     if version:
+        from dvx import __version__
+
         out.print(f"dvx {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
         raise typer.Exit(0)
 
 
@@ -270,6 +309,9 @@ def fsck(as_json: JsonOpt = False) -> None:
 
 
 def main() -> None:
+    # pydantic looks for plugins through importlib.metadata on first use (~20 ms); the
+    # CLI uses none. Library users keep their own setting.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
     except BrokenPipeError:  # e.g. `dvx ls | head`

@@ -12,21 +12,20 @@ from __future__ import annotations
 import configparser
 import os
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from dvx.chunking.params import make_cut_params
 from dvx.errors import ConfigError, FormatVersionError
 from dvx.fsutil import atomic_write_bytes
+from dvx.validcache import NO_MEMO, ValidationMemo
 
 FORMAT_VERSION = 1
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
 _REMOTE_SECTION = re.compile(r'^remote\s+"([A-Za-z0-9_.-]+)"$')
 
 
-class ChunkerConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+@dataclass(frozen=True)
+class ChunkerConfig:
     algorithm: str = "fastcdc2020"
     min_size: int = 16384
     avg_size: int = 65536
@@ -34,17 +33,9 @@ class ChunkerConfig(BaseModel):
     normalization: int = 1
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _valid(self) -> ChunkerConfig:
-        if self.algorithm != "fastcdc2020":
-            raise ValueError(f"unknown chunker algorithm {self.algorithm!r}")
-        make_cut_params(self.min_size, self.avg_size, self.max_size, self.normalization, self.seed)
-        return self
 
-
-class CoreConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+@dataclass(frozen=True)
+class CoreConfig:
     format: int = FORMAT_VERSION
     extensions: tuple[str, ...] = ()
     default_remote: str | None = None
@@ -52,20 +43,28 @@ class CoreConfig(BaseModel):
     autostage: bool = False
 
 
-class RemoteConfig(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class RemoteConfig:
     name: str
     url: str
-    options: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
 
 
-class RepoConfig(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class RepoConfig:
+    """Validated configuration (rules: ``dvx.models.ConfigModel``)."""
 
     core: CoreConfig = CoreConfig()
     chunker: ChunkerConfig = ChunkerConfig()
-    remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
+    remotes: dict[str, RemoteConfig] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RepoConfig:
+        return cls(
+            core=CoreConfig(**{**d["core"], "extensions": tuple(d["core"]["extensions"])}),
+            chunker=ChunkerConfig(**d["chunker"]),
+            remotes={n: RemoteConfig(**r) for n, r in d["remotes"].items()},
+        )
 
 
 def _read_ini(path: str) -> configparser.ConfigParser:
@@ -93,11 +92,31 @@ def _parse_bool(value: str, where: str) -> bool:
     raise ConfigError(f"{where}: expected true or false, got {value!r}")
 
 
-def load_config(dvx_dir: str) -> RepoConfig:
+def _raw(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
+
+
+def load_config(dvx_dir: str, memo: ValidationMemo = NO_MEMO) -> RepoConfig:
     """Read and validate the committed and local config; refuse unknown versions."""
     shared_path = os.path.join(dvx_dir, "config")
     if not os.path.exists(shared_path):
         raise ConfigError(f"{shared_path} is missing", "run `dvx init` to recreate it")
+    key = _raw(shared_path) + b"\0\0" + _raw(os.path.join(dvx_dir, "config.local"))
+    known = memo.get("config", key)
+    if known is not None:
+        return RepoConfig.from_dict(known)
+    config = _validate(dvx_dir, shared_path)
+    memo.put("config", key, config)
+    return RepoConfig.from_dict(config)
+
+
+def _validate(dvx_dir: str, shared_path: str) -> dict[str, Any]:
     shared = _read_ini(shared_path)
     local = _read_ini(os.path.join(dvx_dir, "config.local"))
     core: dict[str, object] = {}
@@ -145,19 +164,21 @@ def load_config(dvx_dir: str) -> RepoConfig:
             f"{', '.join(unknown)}",
             "upgrade dvx",
         )
+    for name, entry in remotes.items():
+        if "url" not in entry:
+            raise ConfigError(f'remote "{name}" has no url', f"run `dvx remote add {name} URL`")
+    from pydantic import ValidationError
+
+    from dvx.models import ConfigModel
+
     try:
-        for name, entry in remotes.items():
-            if "url" not in entry:
-                raise ConfigError(f'remote "{name}" has no url', f"run `dvx remote add {name} URL`")
-        return RepoConfig(
-            core=CoreConfig.model_validate(core),
-            chunker=ChunkerConfig.model_validate(chunker),
-            remotes={n: RemoteConfig.model_validate(e) for n, e in remotes.items()},
-        )
+        model = ConfigModel.model_validate({"core": core, "chunker": chunker, "remotes": remotes})
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{shared_path}: {loc}: {first['msg']}", "fix the config file") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{shared_path}: {loc}: {msg}", "fix the config file") from None
+    return model.model_dump()
 
 
 def write_initial_config(dvx_dir: str, chunker: ChunkerConfig) -> None:

@@ -12,6 +12,7 @@ from blake3 import blake3
 CHUNK_CONTEXT = "dvx 2026-11 chunk v1"
 MANIFEST_CONTEXT = "dvx 2026-11 manifest v1"
 TREE_CONTEXT = "dvx 2026-11 tree v1"
+CHUNK_LIST_CONTEXT = "dvx 2026-11 chunklist v1"
 
 ID_SIZE = 32
 HEX_SIZE = 64
@@ -19,9 +20,12 @@ HEX_SIZE = 64
 KIND_CHUNK = 1
 KIND_MANIFEST = 2
 KIND_TREE = 3
+KIND_CHUNK_LIST = 4
 
-KIND_NAMES = {KIND_CHUNK: "chunk", KIND_MANIFEST: "manifest", KIND_TREE: "tree"}
-CONTEXTS = {KIND_CHUNK: CHUNK_CONTEXT, KIND_MANIFEST: MANIFEST_CONTEXT, KIND_TREE: TREE_CONTEXT}
+KIND_NAMES = {KIND_CHUNK: "chunk", KIND_MANIFEST: "manifest", KIND_TREE: "tree",
+              KIND_CHUNK_LIST: "chunk list"}
+CONTEXTS = {KIND_CHUNK: CHUNK_CONTEXT, KIND_MANIFEST: MANIFEST_CONTEXT, KIND_TREE: TREE_CONTEXT,
+            KIND_CHUNK_LIST: CHUNK_LIST_CONTEXT}
 
 
 def chunk_id(data: bytes | bytearray | memoryview) -> bytes:

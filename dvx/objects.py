@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from dvx.errors import CorruptObjectError
-from dvx.hashing import ID_SIZE, KIND_MANIFEST, KIND_TREE, object_id
+from dvx.hashing import ID_SIZE, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_TREE, object_id
 
 MANIFEST_MAGIC = b"DVXM"
 TREE_MAGIC = b"DVXT"
+CHUNK_LIST_MAGIC = b"DVXL"
 OBJECT_VERSION = 1
 
 _HEADER = struct.Struct("<4sB3x")  # magic, version, 3 reserved zero bytes
-_MANIFEST_HEAD = struct.Struct("<Q32sI")  # size, file digest, chunk count
+_MANIFEST_HEAD = struct.Struct("<Q32s")  # size, file digest
 _CHUNK_REF = struct.Struct("<I32s")  # chunk length, chunk id
 _TREE_HEAD = struct.Struct("<I")  # entry count
 _ENTRY_HEAD = struct.Struct("<BBH")  # kind, mode flags, name length
@@ -53,25 +55,136 @@ def _header(data: bytes | memoryview, magic: bytes, what: str) -> int:
     return _HEADER.size
 
 
+#: files with more chunks than this get a two-level manifest (format.md §3)
+FLAT_LIMIT = 256
+LIST_MAX = 1024
+LAYOUT_FLAT = 0
+LAYOUT_LISTS = 1
+_MANIFEST_LAYOUT = struct.Struct("<B3xI")  # layout, reserved, entry count
+_LIST_REF = struct.Struct("<QI32s")  # bytes covered, chunk count, chunk-list id
+
+
+def split_chunk_lists(chunks: tuple[tuple[int, bytes], ...]) -> list[tuple[tuple[int, bytes], ...]]:
+    """Content-defined grouping of a chunk list: a group ends after a chunk whose id
+    starts with a zero byte (1 in 256), or at ``LIST_MAX`` entries. An edit therefore
+    changes only the groups around it, not the whole list."""
+    groups: list[tuple[tuple[int, bytes], ...]] = []
+    start = 0
+    for i, (_, cid) in enumerate(chunks):
+        if cid[0] == 0 or i + 1 - start == LIST_MAX:
+            groups.append(chunks[start:i + 1])
+            start = i + 1
+    if start < len(chunks):
+        groups.append(chunks[start:])
+    return groups
+
+
+def encode_chunk_list(group: tuple[tuple[int, bytes], ...]) -> bytes:
+    return b"".join([_HEADER.pack(CHUNK_LIST_MAGIC, OBJECT_VERSION), _TREE_HEAD.pack(len(group)),
+                     *(_CHUNK_REF.pack(n, cid) for n, cid in group)])
+
+
+def parse_chunk_list(data: bytes | memoryview) -> tuple[tuple[int, bytes], ...]:
+    pos = _header(data, CHUNK_LIST_MAGIC, "chunk list")
+    if len(data) < pos + 4:
+        raise CorruptObjectError("chunk list object is truncated")
+    (count,) = _TREE_HEAD.unpack_from(data, pos)
+    pos += 4
+    if count == 0 or count > LIST_MAX or len(data) != pos + count * _CHUNK_REF.size:
+        raise CorruptObjectError(f"chunk list declares {count} chunks but has {len(data)} bytes")
+    refs = tuple(_CHUNK_REF.iter_unpack(bytes(data[pos:])))
+    if any(n == 0 for n, _ in refs):
+        raise CorruptObjectError("chunk list has a chunk of length 0")
+    return refs
+
+
 @dataclass(frozen=True, slots=True)
+class ManifestHead:
+    """A manifest object as stored: flat chunk refs, or refs to chunk lists."""
+
+    size: int
+    digest: bytes
+    layout: int
+    entries: tuple[tuple[int, bytes], ...] | tuple[tuple[int, int, bytes], ...]
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> ManifestHead:
+        pos = _header(data, MANIFEST_MAGIC, "manifest")
+        if len(data) < pos + _MANIFEST_HEAD.size + _MANIFEST_LAYOUT.size:
+            raise CorruptObjectError("manifest object is truncated before its entries")
+        size, digest = struct.unpack_from("<Q32s", data, pos)
+        pos += 40
+        layout, count = _MANIFEST_LAYOUT.unpack_from(data, pos)
+        if bytes(data[pos + 1:pos + 4]) != b"\0\0\0":
+            raise CorruptObjectError("manifest has non-zero reserved bytes")
+        pos += _MANIFEST_LAYOUT.size
+        ref = {LAYOUT_FLAT: _CHUNK_REF, LAYOUT_LISTS: _LIST_REF}.get(layout)
+        if ref is None:
+            raise CorruptObjectError(f"manifest has unknown layout {layout}")
+        expected = pos + count * ref.size
+        if len(data) != expected:
+            raise CorruptObjectError(
+                f"manifest declares {count} entries ({expected} bytes) but has {len(data)} bytes"
+            )
+        entries = tuple(ref.iter_unpack(bytes(data[pos:])))
+        total = sum(e[0] for e in entries)
+        if total != size:
+            raise CorruptObjectError(
+                f"manifest entry lengths add up to {total} but the file size is {size}"
+            )
+        if any(e[0] == 0 for e in entries):
+            raise CorruptObjectError("manifest has an entry of length 0")
+        if layout == LAYOUT_FLAT and count > FLAT_LIMIT:
+            raise CorruptObjectError(f"flat manifest has {count} chunks (limit {FLAT_LIMIT})")
+        if layout == LAYOUT_LISTS and (count == 0 or sum(e[1] for e in entries) <= FLAT_LIMIT):  # type: ignore[misc]
+            raise CorruptObjectError("two-level manifest for a file that needs none")
+        return cls(size, digest, layout, entries)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A file's content: total size, whole-file BLAKE3 and its chunks in order.
 
-    ``chunks`` is a tuple of ``(length, chunk_id)``.
+    ``chunks`` is a tuple of ``(length, chunk_id)``: the logical, flat view. How it is
+    stored (one object, or a head plus chunk lists) is decided by ``objects()``.
     """
 
     size: int
     digest: bytes
     chunks: tuple[tuple[int, bytes], ...]
 
+    @cached_property
+    def _objects(self) -> list[tuple[int, bytes, bytes]]:
+        return self._build_objects()
+
+    def objects(self) -> list[tuple[int, bytes, bytes]]:
+        """The stored objects ``(kind, id, bytes)``, chunk lists first, head last."""
+        return self._objects
+
+    def _build_objects(self) -> list[tuple[int, bytes, bytes]]:
+        head = [_HEADER.pack(MANIFEST_MAGIC, OBJECT_VERSION), struct.pack("<Q32s", self.size, self.digest)]
+        out: list[tuple[int, bytes, bytes]] = []
+        if len(self.chunks) <= FLAT_LIMIT:
+            head.append(_MANIFEST_LAYOUT.pack(LAYOUT_FLAT, len(self.chunks)))
+            head.extend(_CHUNK_REF.pack(n, cid) for n, cid in self.chunks)
+        else:
+            groups = split_chunk_lists(self.chunks)
+            head.append(_MANIFEST_LAYOUT.pack(LAYOUT_LISTS, len(groups)))
+            for group in groups:
+                data = encode_chunk_list(group)
+                lid = object_id(KIND_CHUNK_LIST, data)
+                out.append((KIND_CHUNK_LIST, lid, data))
+                head.append(_LIST_REF.pack(sum(n for n, _ in group), len(group), lid))
+        data = b"".join(head)
+        out.append((KIND_MANIFEST, object_id(KIND_MANIFEST, data), data))
+        return out
+
     def encode(self) -> bytes:
-        parts = [_HEADER.pack(MANIFEST_MAGIC, OBJECT_VERSION),
-                 _MANIFEST_HEAD.pack(self.size, self.digest, len(self.chunks))]
-        parts.extend(_CHUNK_REF.pack(n, cid) for n, cid in self.chunks)
-        return b"".join(parts)
+        """Bytes of the head object (what the manifest id names)."""
+        return self.objects()[-1][2]
 
     def object_id(self) -> bytes:
-        return object_id(KIND_MANIFEST, self.encode())
+        return self.objects()[-1][1]
 
     def check(self) -> None:
         if len(self.digest) != ID_SIZE:
@@ -89,20 +202,22 @@ class Manifest:
             )
 
     @classmethod
-    def parse(cls, data: bytes | memoryview) -> Manifest:
-        pos = _header(data, MANIFEST_MAGIC, "manifest")
-        if len(data) < pos + _MANIFEST_HEAD.size:
-            raise CorruptObjectError("manifest object is truncated before its chunk list")
-        size, digest, count = _MANIFEST_HEAD.unpack_from(data, pos)
-        pos += _MANIFEST_HEAD.size
-        expected = pos + count * _CHUNK_REF.size
-        if len(data) != expected:
-            raise CorruptObjectError(
-                f"manifest declares {count} chunks ({expected} bytes) but has {len(data)} bytes"
-            )
-        chunks = tuple(_CHUNK_REF.iter_unpack(bytes(data[pos:])))
-        manifest = cls(size, digest, chunks)
-        manifest.check()
+    def parse(cls, data: bytes | memoryview, load_list=None) -> Manifest:  # type: ignore[no-untyped-def]
+        """Parse a head; ``load_list(id) -> bytes`` fetches chunk lists when needed."""
+        head = ManifestHead.parse(data)
+        if head.layout == LAYOUT_FLAT:
+            return cls(head.size, head.digest, head.entries)  # type: ignore[arg-type]
+        if load_list is None:
+            raise CorruptObjectError("two-level manifest needs its chunk lists to be read")
+        chunks: list[tuple[int, bytes]] = []
+        for length, count, lid in head.entries:  # type: ignore[misc]
+            group = parse_chunk_list(load_list(lid))
+            if len(group) != count or sum(n for n, _ in group) != length:
+                raise CorruptObjectError(f"chunk list {lid.hex()} does not match its manifest entry")
+            chunks.extend(group)
+        manifest = cls(head.size, head.digest, tuple(chunks))
+        if split_chunk_lists(manifest.chunks) and manifest.object_id() != object_id(KIND_MANIFEST, data):
+            raise CorruptObjectError("manifest chunk lists are not split canonically")
         return manifest
 
 

@@ -1,19 +1,18 @@
 """Pointer files (``PATH.dvx``): the small text files that go into git.
 
-Implements ``protocols/format.md`` §6. A pointer is a few ``key: value`` lines, sorted
-in a fixed order so diffs stay readable, validated by a pydantic model. The tracked
-path is the pointer's own path without the ``.dvx`` suffix.
+Implements ``protocols/format.md`` §6. A pointer is a few ``key: value`` lines in a
+fixed order, so diffs stay readable; its values are validated by the pydantic model
+``dvx.models.PointerModel``. The tracked path is the pointer's own path without ``.dvx``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from dvx.errors import FormatVersionError, PointerError
-from dvx.hashing import is_hex_id
+from dvx.validcache import NO_MEMO, ValidationMemo
 
 POINTER_SUFFIX = ".dvx"
 POINTER_VERSION = 1
@@ -23,29 +22,31 @@ HEADER_COMMENT = "# dvx pointer: the data lives in the DVX store; see protocols/
 _FIELD_ORDER = ("dvx", "kind", "id", "size", "files", "b3", "exec")
 
 
-class Pointer(BaseModel):
-    """Validated contents of a pointer file."""
+@dataclass(frozen=True)
+class Pointer:
+    """Validated contents of a pointer file (see ``PointerModel`` for the rules)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dvx: int = Field(description="pointer format version")
-    kind: Literal["file", "tree"]
-    id: str = Field(description="manifest id (file) or tree id (tree), 64 lowercase hex")
-    size: int = Field(ge=0)
-    files: int = Field(ge=0)
-    b3: str | None = Field(default=None, description="plain BLAKE3 of the file (files only)")
+    dvx: int
+    kind: str  # "file" | "tree"
+    id: str
+    size: int
+    files: int
+    b3: str | None = None
     exec: bool = False
 
-    @field_validator("id", "b3")
     @classmethod
-    def _hex(cls, v: str | None) -> str | None:
-        if v is not None and not is_hex_id(v):
-            raise ValueError("must be 64 lowercase hex digits")
-        return v
+    def create(cls, **values: Any) -> Pointer:
+        """Build a pointer, validated by the pydantic model."""
+        from dvx.models import PointerModel
+
+        return cls(**PointerModel.model_validate(values).model_dump())
 
     @property
     def oid(self) -> bytes:
         return bytes.fromhex(self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
     def render(self) -> str:
         values = {
@@ -62,25 +63,28 @@ class Pointer(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def parse_pointer(text: str | bytes, where: str) -> Pointer:
+def parse_pointer(text: str | bytes, where: str, memo: ValidationMemo = NO_MEMO) -> Pointer:
     """Parse pointer text; ``where`` names the file in error messages."""
     hint = f"restore it with `git checkout -- {where}` or re-add the data with `dvx add`"
-    if isinstance(text, bytes):
-        if len(text) > MAX_POINTER_BYTES:
-            raise PointerError(f"{where} is {len(text)} bytes, too large for a pointer", hint)
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PointerError(f"{where} is not a valid pointer file (not UTF-8 text)", hint) from None
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    if len(raw) > MAX_POINTER_BYTES:
+        raise PointerError(f"{where} is {len(raw)} bytes, too large for a pointer", hint)
+    known = memo.get("pointer", raw)
+    if known is not None:
+        return Pointer(*known)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PointerError(f"{where} is not a valid pointer file (not UTF-8 text)", hint) from None
     values: dict[str, object] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
+    for lineno, line_raw in enumerate(text.splitlines(), 1):
+        line = line_raw.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition(":")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise PointerError(f"{where}:{lineno}: expected 'key: value', got {raw[:60]!r}", hint)
+            raise PointerError(f"{where}:{lineno}: expected 'key: value', got {line_raw[:60]!r}", hint)
         if key.startswith("x-"):  # extension fields are ignorable by definition
             continue
         if key in values:
@@ -103,20 +107,23 @@ def parse_pointer(text: str | bytes, where: str) -> Pointer:
             f"{where} uses pointer format {version}; this DVX reads format {POINTER_VERSION}",
             "upgrade dvx (pip install -U dvx)",
         )
+    from pydantic import ValidationError
+
+    from dvx.models import PointerModel
+
     try:
-        pointer = Pointer.model_validate(values)
+        model = PointerModel.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "pointer"
-        raise PointerError(f"{where}: field {loc!r}: {first['msg']}", hint) from None
-    if pointer.kind == "file" and (pointer.files != 1 or pointer.b3 is None):
-        raise PointerError(f"{where}: a file pointer needs 'files: 1' and a 'b3' digest", hint)
-    if pointer.kind == "tree" and (pointer.b3 is not None or pointer.exec):
-        raise PointerError(f"{where}: a tree pointer has no 'b3' or 'exec' field", hint)
+        loc = ".".join(str(x) for x in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise PointerError(f"{where}: {'field ' + repr(loc) + ': ' if loc else ''}{msg}", hint) from None
+    pointer = Pointer(**model.model_dump())
+    memo.put("pointer", raw, tuple(model.model_dump().values()))
     return pointer
 
 
-def read_pointer(path: str, where: str | None = None) -> Pointer:
+def read_pointer(path: str, where: str | None = None, memo: ValidationMemo = NO_MEMO) -> Pointer:
     where = where or path
     try:
         with open(path, "rb") as f:
@@ -125,7 +132,7 @@ def read_pointer(path: str, where: str | None = None) -> Pointer:
         raise PointerError(f"{where} does not exist", "run `dvx add` on the data first") from None
     except OSError as exc:
         raise PointerError(f"cannot read {where}: {exc.strerror}", "check its permissions") from None
-    return parse_pointer(data, where)
+    return parse_pointer(data, where, memo)
 
 
 def pointer_path_for(target: str) -> str:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from dvx.chunking import Chunker
 from dvx.config import ChunkerConfig, RepoConfig, load_config, write_initial_config
 from dvx.errors import DvxError, NotARepositoryError, PathOutsideRepoError
 from dvx.fsutil import atomic_write_bytes, os_error
 from dvx.store.local import Store
+from dvx.validcache import ValidationMemo
+
+if TYPE_CHECKING:
+    from dvx.chunking import Chunker
 
 DVX_DIR = ".dvx"
 DVX_GITIGNORE = "/store/\n/tmp/\n/state/\n/config.local\n"
@@ -27,8 +31,9 @@ class Repository:
         self.dvx_dir = os.path.join(self.root, DVX_DIR)
         if not os.path.isdir(self.dvx_dir):
             raise NotARepositoryError(f"{self.root} is not a DVX repository", "run `dvx init`")
-        self.config: RepoConfig = load_config(self.dvx_dir)
         self.state_dir = os.path.join(self.dvx_dir, "state")
+        self.memo = ValidationMemo(os.path.join(self.state_dir, "validated.cache"))
+        self.config: RepoConfig = load_config(self.dvx_dir, self.memo)
         self.store = Store(os.path.join(self.dvx_dir, "store"), fsync=self.config.core.fsync)
 
     # -- discovery --------------------------------------------------------------
@@ -68,6 +73,8 @@ class Repository:
     # -- helpers ----------------------------------------------------------------
     @cached_property
     def chunker(self) -> Chunker:
+        from dvx.chunking import Chunker
+
         c = self.config.chunker
         return Chunker(c.min_size, c.avg_size, c.max_size, c.normalization, c.seed)
 

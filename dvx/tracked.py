@@ -22,7 +22,7 @@ class Tracked:
     pointer_path: str  # repository-relative path of the pointer file
 
     def load(self, repo: Repository) -> Pointer:
-        return read_pointer(repo.abspath(self.pointer_path), self.pointer_path)
+        return read_pointer(repo.abspath(self.pointer_path), self.pointer_path, repo.memo)
 
 
 def find_tracked(repo: Repository) -> list[Tracked]:

@@ -9,21 +9,34 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
-from dvx.chunking import Chunker
 from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
-from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_MANIFEST, KIND_TREE, object_id
+from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_TREE, object_id
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
 from dvx.statcache import Stat, stat_key
 from dvx.store.local import StoreWriter
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from dvx.chunking import Chunker
+
 SMALL_FILE = 1 << 20
-_hash_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-file-hash")
+_hash_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _hash_pool
+    if _hash_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _hash_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-file-hash")
+    return _hash_pool
 
 
 @dataclass
@@ -36,10 +49,11 @@ class Scan:
 
 
 def scan_dir(top: str, where: str) -> Scan:
-    """Walk ``top`` without following symlinks."""
+    """Walk ``top`` without following symlinks (one ``lstat`` per entry)."""
     scan = Scan()
     files, links, dirs = scan.files, scan.links, scan.dirs
     stack = [("", top)]
+    is_dir, is_reg, is_lnk = stat_mod.S_ISDIR, stat_mod.S_ISREG, stat_mod.S_ISLNK
     while stack:
         prefix, path = stack.pop()
         try:
@@ -48,16 +62,18 @@ def scan_dir(top: str, where: str) -> Scan:
             raise os_error(exc, f"read directory {where}/{prefix}".rstrip("/")) from None
         with it:
             for entry in it:
-                name = entry.name
-                rel = prefix + name
+                rel = prefix + entry.name
                 try:
-                    if entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    mode = st.st_mode
+                    if is_reg(mode):
+                        files[rel] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                      1 if mode & 0o100 else 0)
+                    elif is_dir(mode):
                         dirs.add(rel)
                         stack.append((rel + "/", entry.path))
-                    elif entry.is_symlink():
+                    elif is_lnk(mode):
                         links[rel] = os.readlink(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        files[rel] = stat_key(entry.stat(follow_symlinks=False))
                     # sockets, fifos and devices are not data: skipped
                 except FileNotFoundError:
                     continue  # vanished while scanning
@@ -99,7 +115,8 @@ def hash_file(path: str, where: str, chunker: Chunker, writer: StoreWriter | Non
             manifest.size != after.st_size:
         raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
     if writer is not None:
-        writer.add(KIND_MANIFEST, manifest.object_id(), manifest.encode())
+        for kind, oid, data in manifest.objects():
+            writer.add(kind, oid, data)
     return manifest, stat_key(after)
 
 
@@ -146,7 +163,7 @@ def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None) -> Manifest:  
         for block, ends in chunker.iter_blocks(f):
             if len(in_flight) >= 2:
                 in_flight.pop(0).result()
-            in_flight.append(_hash_pool.submit(digest_block, block, ends))
+            in_flight.append(_pool().submit(digest_block, block, ends))
     finally:
         for fut in in_flight:
             fut.result()

@@ -339,4 +339,4 @@ def test_disk_full_is_clean_and_loses_nothing(tmp_path: Path, cli: Cli,
         cli("fsck")
     finally:
         os.chdir(tmp_path)
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

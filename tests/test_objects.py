@@ -119,3 +119,29 @@ def test_garbage_only_raises_dvx_errors(data: bytes) -> None:
         for parse in (Manifest.parse, Tree.parse):
             with contextlib.suppress(DvxError):
                 parse(prefix + data)
+
+
+def test_two_level_manifest_vector() -> None:
+    from dvx.hashing import KIND_CHUNK_LIST, chunk_id
+
+    v = V["two_level_manifest"]
+    chunks = tuple((1000 + i, chunk_id(i.to_bytes(4, "little"))) for i in range(700))
+    m = Manifest(sum(n for n, _ in chunks), bytes.fromhex(v["digest_hex"]), chunks)
+    objs = m.objects()
+    assert [(k, oid.hex(), data.hex()) for k, oid, data in objs] == \
+        [(o["kind"], o["id"], o["encoding_hex"]) for o in v["objects"]]
+    assert objs[-1][0] == KIND_MANIFEST and all(k == KIND_CHUNK_LIST for k, _, _ in objs[:-1])
+    lists = {oid: data for _, oid, data in objs[:-1]}
+    assert Manifest.parse(objs[-1][2], lists.__getitem__) == m
+    with pytest.raises(CorruptObjectError, match="chunk lists"):
+        Manifest.parse(objs[-1][2])
+
+
+def test_small_edit_changes_one_chunk_list() -> None:
+    from dvx.hashing import chunk_id
+
+    chunks = [(1000, chunk_id(i.to_bytes(4, "little"))) for i in range(5000)]
+    before = {oid for _, oid, _ in Manifest(5_000_000, b"\0" * 32, tuple(chunks)).objects()}
+    chunks[2500] = (1000, chunk_id(b"edited"))
+    after = [oid for _, oid, _ in Manifest(5_000_000, b"\0" * 32, tuple(chunks)).objects()]
+    assert len([o for o in after if o not in before]) <= 3  # list(s) around the edit + head

@@ -98,7 +98,7 @@ def add(repo: Repository, paths: list[str], progress: Progress = NULL_PROGRESS) 
                 manifest, st = hash_file(abs_path, rel, repo.chunker, writer)
                 progress.advance()
                 mid = manifest.object_id()
-                pointer = Pointer(dvx=POINTER_VERSION, kind="file", id=mid.hex(),
+                pointer = Pointer.create(dvx=POINTER_VERSION, kind="file", id=mid.hex(),
                                   size=manifest.size, files=1, b3=manifest.digest.hex(),
                                   exec=bool(st[4]))
                 rec = CacheRecord(mid, 0, {"": st}, {"": mid})
@@ -132,7 +132,7 @@ def _old_pointer(repo: Repository, rel: str) -> Pointer | None:
     if not os.path.exists(path):
         return None
     try:
-        return read_pointer(path, rel + POINTER_SUFFIX)
+        return read_pointer(path, rel + POINTER_SUFFIX, repo.memo)
     except DvxError:
         return None  # a broken pointer is simply replaced by add
 
@@ -166,6 +166,6 @@ def _add_dir(repo: Repository, rel: str, scan, record: CacheRecord,  # type: ign
         stats[name] = st
         progress.advance()
     tree_id, size, files = build_tree(scan, info, writer)
-    pointer = Pointer(dvx=POINTER_VERSION, kind="tree", id=tree_id.hex(), size=size, files=files)
+    pointer = Pointer.create(dvx=POINTER_VERSION, kind="tree", id=tree_id.hex(), size=size, files=files)
     rec = CacheRecord(tree_id, 0, stats, ids, dict(scan.links), frozenset(scan.dirs))
     return pointer, rec, len(todo), writer.bytes_written - before

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from blake3 import blake3
 
 from dvx.errors import DvxError
-from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_MANIFEST, KIND_NAMES, KIND_TREE
-from dvx.objects import ENTRY_FILE, ENTRY_TREE, Manifest, Tree
+from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE
+from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree, parse_chunk_list
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
@@ -117,7 +117,9 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
                 continue
             try:
                 if e.kind == KIND_MANIFEST:
-                    Manifest.parse(data)
+                    ManifestHead.parse(data)
+                elif e.kind == KIND_CHUNK_LIST:
+                    parse_chunk_list(data)
                 elif e.kind == KIND_TREE:
                     Tree.parse(data)
             except DvxError as exc:
@@ -150,7 +152,13 @@ def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, P
         except DvxError:
             continue  # reported by the pack scan
         if k == KIND_MANIFEST:
-            for _n, cid in Manifest.parse(data).chunks:
+            head = ManifestHead.parse(data)
+            child = KIND_CHUNK if head.layout == LAYOUT_FLAT else KIND_CHUNK_LIST
+            for ref in (e[-1] for e in head.entries):
+                if child == KIND_CHUNK_LIST or ref in bad or ref not in index:
+                    stack.append((ref, child, path))
+        elif k == KIND_CHUNK_LIST:
+            for _n, cid in parse_chunk_list(data):
                 if cid in bad or cid not in index:
                     stack.append((cid, KIND_CHUNK, path))
         else:

@@ -21,12 +21,11 @@ import queue
 import secrets
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, MissingObjectError, StoreError
 from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error
-from dvx.hashing import CONTEXTS, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
+from dvx.hashing import CONTEXTS, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
 from dvx.objects import Manifest, Tree
 from dvx.store.pack import (
     PACK_HEADER,
@@ -38,6 +37,9 @@ from dvx.store.pack import (
     encode_footer,
     encode_idx,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 PACK_TARGET_SIZE = 64 << 20
 MAX_QUEUED_BYTES = 32 << 20
@@ -166,7 +168,8 @@ class Store:
         return data
 
     def read_manifest(self, oid: bytes) -> Manifest:
-        return Manifest.parse(self.read(oid, KIND_MANIFEST))
+        return Manifest.parse(self.read(oid, KIND_MANIFEST),
+                              lambda lid: self.read(lid, KIND_CHUNK_LIST))
 
     def read_tree(self, oid: bytes) -> Tree:
         return Tree.parse(self.read(oid, KIND_TREE))
@@ -217,6 +220,8 @@ class StoreWriter:
         self._queued_bytes = 0
         self._queued_cond = threading.Condition()
         self._error: BaseException | None = None
+        from concurrent.futures import ThreadPoolExecutor
+
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="dvx-pack-finish")
         self._finishing: list[Future[str]] = []
         self._open_packs: list[_OpenPack] = []

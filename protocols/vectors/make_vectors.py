@@ -30,15 +30,23 @@ def main(out_dir: str) -> None:
         TreeEntry("latest", ENTRY_LINK, 5, 0, None, False, "a.txt"),
         TreeEntry("ünï", ENTRY_TREE, 0, 0, Tree().object_id()),
     ])
+    big_chunks = tuple((1000 + i, chunk_id(i.to_bytes(4, "little"))) for i in range(700))
+    two_level = Manifest(sum(n for n, _ in big_chunks), b"\x07" * 32, big_chunks)
     objects = {
         "contexts": {"chunk": "dvx 2026-11 chunk v1", "manifest": "dvx 2026-11 manifest v1",
-                     "tree": "dvx 2026-11 tree v1"},
+                     "tree": "dvx 2026-11 tree v1", "chunk list": "dvx 2026-11 chunklist v1"},
         "chunk": {"data_hex": hello.hex(), "id": chunk_id(hello).hex(),
                   "plain_blake3": blake3(hello).hexdigest()},
         "manifests": [
             {"name": "hello", "encoding_hex": m_hello.encode().hex(), "id": m_hello.object_id().hex()},
             {"name": "empty file", "encoding_hex": empty.encode().hex(), "id": empty.object_id().hex()},
         ],
+        "two_level_manifest": {
+            "chunks": "700 chunks: length 1000+i, id = chunk id of the 4-byte LE encoding of i",
+            "digest_hex": "07" * 32,
+            "objects": [{"kind": k, "id": oid.hex(), "encoding_hex": data.hex()}
+                        for k, oid, data in two_level.objects()],
+        },
         "trees": [
             {"name": "sub", "encoding_hex": sub.encode().hex(), "id": sub.object_id().hex()},
             {"name": "empty", "encoding_hex": Tree().encode().hex(), "id": Tree().object_id().hex()},
@@ -47,6 +55,7 @@ def main(out_dir: str) -> None:
         "invalid_manifests_hex": [
             m_hello.encode()[:-1].hex(),                        # truncated
             (b"DVXM\x02\0\0\0" + m_hello.encode()[8:]).hex(),    # unknown version
+            (m_hello.encode()[:48] + b"\x05" + m_hello.encode()[49:]).hex(),  # unknown layout
             (m_hello.encode() + b"\0").hex(),                   # trailing byte
         ],
         "invalid_trees_hex": [

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The DVX example, end to end, in a fresh temporary git repository:
+#   init, add, status, change a file, add again, checkout back, fsck.
+# Installs DVX into ./.venv first. Usage: bash .dvx-example/run.sh [WORKDIR]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+top="$(dirname "$here")"
+bash "$top/scripts/install.sh" >/dev/null
+export PATH="$top/.venv/bin:$PATH"
+work="${1:-$(mktemp -d /tmp/dvx-example.XXXXXX)}"
+mkdir -p "$work" && cd "$work"
+export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-DVX Example}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-example@dvx.invalid}"
+export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+cp "$here/train.py" "$here/make_data.py" .
+git init -q -b main .
+python make_data.py .
+step dvx init
+step dvx add data models/model.pt
+step cat models/model.pt.dvx
+step dvx status
+cp models/model.pt.dvx "$work.model-v1"   # keep the first pointer (dvx commit + git do this for you)
+step python train.py models/model.pt
+step dvx status
+step dvx add models/model.pt
+step du -sh .dvx/store
+echo "# back to the first version of the model:"
+cp "$work.model-v1" models/model.pt.dvx
+step dvx status
+step dvx checkout models/model.pt
+step dvx status
+step dvx ls
+step dvx fsck
+echo
+echo "example finished in $work"

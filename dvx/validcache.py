@@ -1,0 +1,59 @@
+"""Memo of inputs the pydantic models already accepted (see ``dvx.models``).
+
+Maps the exact bytes of a pointer file or config to the validated values. Stored in
+``.dvx/state/validated.cache`` (marshal); any problem reading it means "empty". Only
+successful validations are remembered; failures are re-validated (and reported) every
+time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+from typing import Any
+
+from dvx.fsutil import atomic_write_bytes
+
+MAGIC = b"DVXVC1"
+MAX_ENTRIES = 20_000
+
+
+class ValidationMemo:
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._data: dict[bytes, Any] | None = None
+        self._dirty = False
+
+    def _load(self) -> dict[bytes, Any]:
+        if self._data is None:
+            self._data = {}
+            if self.path:
+                with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
+                    with open(self.path, "rb") as f:
+                        raw = f.read()
+                    if raw.startswith(MAGIC):
+                        data = marshal.loads(raw[len(MAGIC):])
+                        if isinstance(data, dict):
+                            self._data = data
+        return self._data
+
+    def get(self, kind: str, raw: bytes) -> Any:
+        return self._load().get(kind.encode() + b"\0" + raw)
+
+    def put(self, kind: str, raw: bytes, value: Any) -> None:
+        data = self._load()
+        if len(data) >= MAX_ENTRIES:
+            data.clear()
+        data[kind.encode() + b"\0" + raw] = value
+        self._dirty = True
+
+    def save(self) -> None:
+        if self._dirty and self.path and self._data is not None:
+            with contextlib.suppress(OSError):
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                atomic_write_bytes(self.path, MAGIC + marshal.dumps(self._data), fsync=False)
+            self._dirty = False
+
+
+NO_MEMO = ValidationMemo(None)
