@@ -89,35 +89,84 @@ def check_utf8(name: str, where: str) -> None:
         raise DvxError(f"{where}: file name is not valid UTF-8", "rename the file") from None
 
 
-def hash_file(path: str, where: str, chunker: Chunker, writer: StoreWriter | None
-              ) -> tuple[Manifest, Stat]:
+def hash_file(path: str, where: str, chunker: Chunker, writer: StoreWriter | None,
+              expected: Stat | None = None) -> tuple[Manifest, Stat]:
     """Chunk and hash one file, storing new chunks (and the manifest) when a writer is
-    given. Returns the manifest and the stat the content corresponds to."""
+    given. Returns the manifest and the stat the content corresponds to.
+
+    The file's stat is compared before and after reading (``expected`` from a directory
+    scan saves one ``fstat``), so a file written to meanwhile is refused, not recorded
+    with a mix of old and new content.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
         raise os_error(exc, f"read {where}") from None
     try:
-        before = os.fstat(fd)
-        if not stat_mod.S_ISREG(before.st_mode):
-            raise DvxError(f"{where} is not a regular file")
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+        if expected is not None and expected[1] <= SMALL_FILE:
+            data = _read_small(fd, expected[1])
+            manifest = _hash_small(data, chunker, writer)
+            before_key: tuple[int, int] = (expected[1], expected[2])
+        else:
+            before = os.fstat(fd)
+            if not stat_mod.S_ISREG(before.st_mode):
+                raise DvxError(f"{where} is not a regular file")
+            before_key = (before.st_size, before.st_mtime_ns)
             if before.st_size <= SMALL_FILE:
-                manifest = _hash_small(f.readall(), chunker, writer)
+                manifest = _hash_small(_read_small(fd, before.st_size), chunker, writer)
             else:
-                manifest = _hash_stream(f, chunker, writer)  # type: ignore[arg-type]
+                with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+                    manifest = _hash_stream(f, chunker, writer)
         after = os.fstat(fd)
     except OSError as exc:
         raise os_error(exc, f"read {where}") from None
     finally:
         os.close(fd)
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or \
-            manifest.size != after.st_size:
+    if (after.st_size, after.st_mtime_ns) != before_key or manifest.size != after.st_size:
         raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
     if writer is not None:
         for kind, oid, data in manifest.objects():
             writer.add(kind, oid, data)
     return manifest, stat_key(after)
+
+
+def digest_small_file(path: str, where: str, chunker: Chunker, expected: Stat
+                      ) -> tuple[Manifest, Stat, bytes]:
+    """Read and hash a small file without storing anything (safe to run in worker
+    threads: the syscalls and BLAKE3 release the GIL). Returns the file's bytes too, so
+    the caller can store its chunks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise os_error(exc, f"read {where}") from None
+    try:
+        data = _read_small(fd, expected[1])
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise os_error(exc, f"read {where}") from None
+    finally:
+        os.close(fd)
+    manifest = _hash_small(data, chunker, None)
+    if (after.st_size, after.st_mtime_ns) != (expected[1], expected[2]) or len(data) != after.st_size:
+        raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
+    return manifest, stat_key(after), data
+
+
+def store_small_file(manifest: Manifest, data: bytes, writer: StoreWriter) -> None:
+    view = memoryview(data)
+    start = 0
+    for n, cid in manifest.chunks:
+        writer.add(KIND_CHUNK, cid, view[start:start + n])
+        start += n
+    for kind, oid, obj in manifest.objects():
+        writer.add(kind, oid, obj)
+
+
+def _read_small(fd: int, size: int) -> bytes:
+    data = os.read(fd, size + 1)
+    if len(data) > size:  # grew since the stat: read the rest, the check above refuses it
+        data += os.read(fd, 1 << 30)
+    return data
 
 
 def _hash_small(data: bytes, chunker: Chunker, writer: StoreWriter | None) -> Manifest:

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 PACK_TARGET_SIZE = 64 << 20
 MAX_QUEUED_BYTES = 32 << 20
+SMALL_OBJECT = 64 << 10
+SMALL_BATCH = 4 << 20
 
 Location = tuple[str, int, int, int]  # pack name, kind, offset, length
 
@@ -214,6 +216,7 @@ class StoreWriter:
         self.objects_written = 0
         self.new_packs: list[str] = []
         self._current: _OpenPack | None = None
+        self._small = bytearray()
         self._queue: queue.Queue[object] = queue.Queue()
         # bytes handed to the writer thread but not yet written: bounded, so a fast
         # producer cannot buffer a whole file in memory
@@ -269,10 +272,24 @@ class StoreWriter:
         self.pending.add(oid)
         self.bytes_written += len(data)
         self.objects_written += 1
-        self._put(("write", pack, data))
+        if len(data) < SMALL_OBJECT:
+            # Small objects are gathered here and handed to the writer thread in
+            # batches: one queue operation per few MiB instead of one per object.
+            self._small += data
+            if len(self._small) >= SMALL_BATCH:
+                self._flush_small()
+        else:
+            self._flush_small()
+            self._put(("write", pack, data))
         if pack.size >= self.pack_target:
             self._roll()
         return True
+
+    def _flush_small(self) -> None:
+        if self._small:
+            assert self._current is not None
+            self._put(("write", self._current, bytes(self._small)))
+            self._small.clear()
 
     def add_object(self, kind: int, data: bytes) -> bytes:
         oid = object_id(kind, data)
@@ -285,10 +302,12 @@ class StoreWriter:
         written = 0
         run_start = run_end = -1
         pack = self._pack()
+        self._flush_small()
         for oid, start, end in spans:
             if oid in self.known or oid in self.pending:
                 continue
             if pack.size >= self.pack_target:
+                self._flush_small()
                 if run_start >= 0:
                     self._put(("write", pack, block[run_start:run_end]))
                     run_start = -1
@@ -313,6 +332,7 @@ class StoreWriter:
 
     def _roll(self) -> None:
         if self._current is not None:
+            self._flush_small()
             self._put(("close", self._current))
             self._current = None
 
