@@ -130,7 +130,7 @@ class GitRepo:
 
     def _object(self, sha: bytes):  # type: ignore[no-untyped-def]
         try:
-            return self.repo.object_store[sha]
+            return self.repo.object_store[sha]  # type: ignore[index]
         except KeyError:
             raise GitError(f"git object {sha.decode()} is missing",
                            "run `git fsck`; the clone may be shallow or damaged") from None
@@ -149,7 +149,7 @@ class GitRepo:
 
     def walk(self, start: str, max_entries: int | None = None) -> Iterator[CommitInfo]:
         """Commits reachable from ``start``, newest first."""
-        walker = self.repo.get_walker(include=[start.encode()], max_entries=max_entries)
+        walker = self.repo.get_walker(include=[start.encode()], max_entries=max_entries)  # type: ignore[list-item]
         for entry in walker:
             c = entry.commit
             yield CommitInfo(c.id.decode(), c.tree, tuple(p.decode() for p in c.parents),
@@ -176,7 +176,7 @@ class GitRepo:
         heads = sorted(set(self.ref_commits().values()))
         if not heads:
             return []
-        walker = self.repo.get_walker(include=[h.encode() for h in heads])
+        walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
         return [e.commit.id.decode() for e in walker]
 
     # -- trees ---------------------------------------------------------------------
@@ -317,7 +317,7 @@ class GitRepo:
         cts = _env_date("GIT_COMMITTER_DATE")
         try:
             sha = self.repo.get_worktree().commit(
-                message=message.encode(), tree=tree,
+                message=message.encode(), tree=tree,  # type: ignore[arg-type]
                 author_timestamp=ts[0] if ts else None, author_timezone=ts[1] if ts else None,
                 commit_timestamp=cts[0] if cts else None, commit_timezone=cts[1] if cts else None,
             )
