@@ -308,6 +308,168 @@ def fsck(as_json: JsonOpt = False) -> None:
         raise typer.Exit(code)
 
 
+@app.command()
+def commit(
+    message: Annotated[str, typer.Option("--message", "-m", help="commit message")],
+    paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
+    all_files: Annotated[bool, typer.Option("--all", "-a", help="also stage modified code files")] = False,
+) -> None:
+    """Re-add changed data, stage pointers and .gitignore, and make a git commit."""
+
+    def go() -> None:
+        from dvx.ops.commit import commit as do_commit
+
+        res = do_commit(_repo(), message, paths or None, all_files, _progress())
+        for t in res.readded:
+            out.print(f"re-added {t}")
+        out.print(f"committed {res.sha[:12]}: {message.splitlines()[0]}")
+
+    _run(go)
+
+
+@app.command()
+def diff(
+    rev_a: Annotated[str | None, typer.Argument(metavar="[REV]", help="old side (default HEAD)")] = None,
+    rev_b: Annotated[str | None, typer.Argument(metavar="[REV]", help="new side (default: work tree)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-file changes of tracked data between revisions (or a revision and the work tree)."""
+
+    def go() -> None:
+        from dvx.ops.diff import diff as do_diff
+
+        entries = do_diff(_repo(), rev_a, rev_b)
+        if as_json:
+            _emit_json([e.to_json() for e in entries])
+            return
+        if not entries:
+            out.print("no changes in tracked data")
+        for e in entries:
+            if e.status == "renamed":
+                out.print(f"renamed:  {e.old_path} -> {e.path} ({human(e.new_size or 0)})")
+            elif e.status == "modified":
+                out.print(f"modified: {e.path} ({human(e.old_size or 0)} -> {human(e.new_size or 0)})")
+            elif e.status == "added":
+                out.print(f"added:    {e.path} ({human(e.new_size or 0)})")
+            else:
+                out.print(f"deleted:  {e.path} ({human(e.old_size or 0)})")
+
+    _run(go)
+
+
+@app.command()
+def log(
+    path: Annotated[str | None, typer.Argument(help="tracked path (default: all)")] = None,
+    max_count: Annotated[int | None, typer.Option("--max-count", "-n", help="at most N versions")] = None,
+    rev: Annotated[str, typer.Option("--rev", help="start from this revision")] = "HEAD",
+    as_json: JsonOpt = False,
+) -> None:
+    """The versions of tracked data through git history."""
+
+    def go() -> None:
+        from dvx.ops.log import log as do_log
+
+        entries = do_log(_repo(), path, max_count, rev)
+        if as_json:
+            _emit_json([e.to_json() for e in entries])
+            return
+        for e in entries:
+            counts = ""
+            if e.added is not None or e.modified is not None or e.deleted is not None:
+                counts = f" +{e.added or 0} ~{e.modified or 0} -{e.deleted or 0}"
+            what = f"{human(e.size)}, {e.files} files" if e.size is not None else "removed"
+            out.print(f"{e.commit[:12]} {e.date} {e.change:8} {e.path} ({what}){counts}  {e.message}")
+
+    _run(go)
+
+
+hooks_app = typer.Typer(help="Install or remove DVX's git hooks.", add_completion=False)
+app.add_typer(hooks_app, name="hooks")
+
+
+@hooks_app.command("install")
+def hooks_install() -> None:
+    """Install pre-commit, post-checkout, post-merge and pre-push hooks (chaining yours)."""
+
+    def go() -> None:
+        from dvx.ops.hooks import install
+
+        for ch in install(_repo()):
+            extra = " (your existing hook runs first)" if ch.action == "chained" else ""
+            out.print(f"{ch.action}: {ch.name}{extra}")
+
+    _run(go)
+
+
+@hooks_app.command("uninstall")
+def hooks_uninstall() -> None:
+    """Remove DVX's hooks and restore the ones they chained."""
+
+    def go() -> None:
+        from dvx.ops.hooks import uninstall
+
+        changes = uninstall(_repo())
+        for ch in changes:
+            out.print(f"{ch.action}: {ch.name}")
+        if not changes:
+            out.print("no DVX hooks were installed")
+
+    _run(go)
+
+
+@hooks_app.command("run", hidden=True)
+def hooks_run(name: str, args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+    """Run one hook (called by the installed scripts)."""
+    import os as _os
+
+    from dvx.repo import Repository
+
+    try:
+        repo = Repository.find(_os.getcwd())
+    except DvxError:
+        raise typer.Exit(0) from None  # not a DVX work tree: nothing to do
+    code = _run(lambda: __import__("dvx.ops.hooks", fromlist=["run_hook"]).run_hook(repo, name, args or []))
+    repo.memo.save()
+    raise typer.Exit(code)
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="report, delete nothing")] = False,
+    workspace_only: Annotated[bool, typer.Option("--workspace-only",
+                                                 help="keep only what the current checkout needs")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    grace: Annotated[int, typer.Option("--grace", help="never touch packs younger than this (seconds)")] = 3600,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete stored objects that no commit or pointer refers to."""
+
+    def go() -> None:
+        from dvx.ops.gc import gc as do_gc
+
+        repo = _repo()
+        if workspace_only and not dry_run and not yes:
+            if not sys.stdin.isatty():
+                raise DvxError("--workspace-only deletes every version not checked out now",
+                               "re-run with --yes to confirm")
+            if not typer.confirm("Delete every data version except the ones checked out now?"):
+                raise typer.Exit(1)
+        rep = do_gc(repo, dry_run=dry_run, workspace_only=workspace_only, grace_seconds=grace,
+                    progress=_progress())
+        if as_json:
+            _emit_json(rep.to_json())
+            return
+        verb = "would reclaim" if dry_run else "reclaimed"
+        out.print(f"{verb} {human(rep.bytes_reclaimed)}: {rep.dead_objects} unreferenced objects, "
+                  f"{len(rep.packs_deleted)} packs deleted, {len(rep.packs_rewritten)} rewritten "
+                  f"({rep.live_objects} live objects from {rep.pointers} pointers in "
+                  f"{rep.commits} commits)")
+        if rep.packs_kept_young:
+            out.print(f"kept {rep.packs_kept_young} packs younger than the {grace} s grace period")
+
+    _run(go)
+
+
 def main() -> None:
     # pydantic looks for plugins through importlib.metadata on first use (~20 ms); the
     # CLI uses none. Library users keep their own setting.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from dvx.errors import DvxError
 from dvx.fsutil import atomic_write_bytes, os_error
 from dvx.gitignore import ensure_ignored
+from dvx.lock import store_lock
 from dvx.pointer import POINTER_SUFFIX, POINTER_VERSION, Pointer, pointer_path_for, read_pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
@@ -59,6 +60,11 @@ def _validate_target(repo: Repository, user_path: str) -> str:
 
 def add(repo: Repository, paths: list[str], progress: Progress = NULL_PROGRESS) -> list[AddResult]:
     """Track ``paths``. Unchanged paths return immediately without touching the store."""
+    with store_lock(repo.store.path):
+        return _add(repo, paths, progress)
+
+
+def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResult]:
     targets: list[str] = []
     tracked = find_tracked(repo)
     for p in paths:

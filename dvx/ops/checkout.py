@@ -25,6 +25,7 @@ from blake3 import blake3
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, WorkspaceConflictError
 from dvx.fsutil import os_error, tmp_name
 from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK
+from dvx.lock import store_lock
 from dvx.objects import Manifest
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
@@ -63,6 +64,12 @@ def checkout(repo: Repository, paths: list[str] | None = None, *, force: bool = 
              progress: Progress = NULL_PROGRESS) -> list[CheckoutResult]:
     """Restore tracked data. ``pointers`` (target -> pointer) overrides the work tree's
     pointer files, e.g. with those of another revision."""
+    with store_lock(repo.store.path):
+        return _checkout(repo, paths, force, pointers, progress)
+
+
+def _checkout(repo: Repository, paths: list[str] | None, force: bool,
+              pointers: dict[str, Pointer] | None, progress: Progress) -> list[CheckoutResult]:
     cache = StatCache(repo.state_dir)
     if pointers is None:
         tracked = select_tracked(repo, paths)
@@ -107,9 +114,11 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
     abs_path = repo.abspath(t.target)
     record = cache.load(t.target)
     if not repo.store.contains(pointer.oid):
+        from dvx.ops.revs import pull_hint
+
         raise MissingObjectError(
             f"the data of {t.target} ({pointer.id[:12]}) is not in the local store",
-            "fetch it with `dvx pull` from your remote",
+            pull_hint(repo),
         )
     try:
         st = os.lstat(abs_path)

@@ -1,0 +1,62 @@
+"""``dvx commit``: re-add changed data, stage pointers and ``.gitignore``, commit (dulwich)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from dvx.errors import DvxError
+from dvx.gitio import GitRepo
+from dvx.ops.add import add
+from dvx.ops.status import path_status
+from dvx.pointer import POINTER_SUFFIX
+from dvx.progress import NULL_PROGRESS, Progress
+from dvx.repo import Repository
+from dvx.statcache import StatCache
+from dvx.tracked import select_tracked
+
+
+@dataclass
+class CommitResult:
+    sha: str
+    readded: list[str] = field(default_factory=list)
+    staged: list[str] = field(default_factory=list)
+
+
+def stage_paths_for(repo: Repository, targets: list[str]) -> list[str]:
+    """Pointer files, the ``.gitignore`` files that hide their data, and DVX's config."""
+    paths: list[str] = []
+    for target in targets:
+        paths.append(target + POINTER_SUFFIX)
+        parent = os.path.dirname(target)
+        gi = f"{parent}/.gitignore" if parent else ".gitignore"
+        if os.path.exists(repo.abspath(gi)) and gi not in paths:
+            paths.append(gi)
+    for p in (".dvx/config", ".dvx/.gitignore"):
+        if os.path.exists(repo.abspath(p)):
+            paths.append(p)
+    return paths
+
+
+def commit(repo: Repository, message: str, paths: list[str] | None = None, all_files: bool = False,
+           progress: Progress = NULL_PROGRESS) -> CommitResult:
+    if not message.strip():
+        raise DvxError("empty commit message", "pass one with -m")
+    git = GitRepo(repo.root)
+    tracked = select_tracked(repo, paths)
+    cache = StatCache(repo.state_dir)
+    changed: list[str] = []
+    for t in tracked:
+        st = path_status(repo, t, cache, progress)
+        if st.state == "broken-pointer":
+            raise DvxError(f"cannot commit: {st.message}")
+        if st.state == "modified":
+            changed.append(t.target)
+    if changed:
+        add(repo, changed, progress)
+    stage = stage_paths_for(repo, [t.target for t in tracked])
+    if all_files:
+        stage += [p for p in git.modified_tracked_files() if p not in stage]
+    git.stage(stage)
+    sha = git.commit(message)
+    return CommitResult(sha, changed, stage)

@@ -1,0 +1,221 @@
+"""``dvx gc``: delete objects nothing refers to, safely.
+
+Mark: every pointer in every commit reachable from any ref (branches, tags, remote
+branches, ``refs/dvx/*``), plus the work tree's pointers (or only the latter with
+``--workspace-only``). Sweep, under the store's exclusive lock: a pack whose objects
+are all dead is deleted (index first, then pack); a pack that is mostly dead is
+rewritten with its live objects, then deleted. Packs (and temporary files) younger
+than the grace period are never touched, whatever they hold, so work that a
+concurrent or crashed command wrote but did not yet point to is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+
+from dvx.errors import DvxError
+from dvx.hashing import KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_TREE
+from dvx.lock import store_lock
+from dvx.objects import ENTRY_LINK, ENTRY_TREE, ManifestHead, Tree, parse_chunk_list
+from dvx.pointer import Pointer
+from dvx.progress import NULL_PROGRESS, Progress
+from dvx.repo import Repository
+from dvx.statcache import StatCache
+from dvx.store.local import Location, Store
+
+GRACE_SECONDS = 3600
+TMP_GRACE_SECONDS = 24 * 3600
+REWRITE_DEAD_FRACTION = 0.5
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    pointers: int = 0
+    commits: int = 0
+    live_objects: int = 0
+    dead_objects: int = 0
+    packs_deleted: list[str] = field(default_factory=list)
+    packs_rewritten: list[str] = field(default_factory=list)
+    packs_kept_young: int = 0
+    bytes_reclaimed: int = 0
+    tmp_removed: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Pointer], int]:
+    from dvx.ops.revs import workspace_pointers
+
+    roots: dict[str, Pointer] = {f"workspace:{k}": v for k, v in workspace_pointers(repo, strict=False).items()}
+    commits = 0
+    if not workspace_only:
+        from dvx.gitio import GitRepo
+        from dvx.pointer import parse_pointer
+
+        git = GitRepo(repo.root)
+        seen_blobs: set[bytes] = set()
+        for sha in git.reachable_commits():
+            commits += 1
+            for path, blob in git.pointer_blobs(git.commit_info(sha)).items():
+                if blob in seen_blobs:
+                    continue
+                seen_blobs.add(blob)
+                try:
+                    roots[f"{sha[:12]}:{path}"] = parse_pointer(git.read_blob(blob), path, repo.memo)
+                except DvxError:
+                    continue  # a broken pointer in history protects nothing
+    return roots, commits
+
+
+def mark(store: Store, roots: list[Pointer]) -> set[bytes]:
+    """Every object reachable from the roots that is present in the store."""
+    index = store.full_index()
+    live: set[bytes] = set()
+    stack = [(p.oid, KIND_MANIFEST if p.kind == "file" else KIND_TREE) for p in roots]
+    while stack:
+        oid, kind = stack.pop()
+        if oid in live or oid not in index:
+            continue
+        live.add(oid)
+        if kind == KIND_TREE:
+            for e in Tree.parse(store.read(oid, KIND_TREE)).entries:
+                if e.kind != ENTRY_LINK and e.oid is not None:
+                    stack.append((e.oid, KIND_TREE if e.kind == ENTRY_TREE else KIND_MANIFEST))
+        elif kind == KIND_MANIFEST:
+            head = ManifestHead.parse(store.read(oid, KIND_MANIFEST))
+            child = KIND_CHUNK if head.layout == 0 else KIND_CHUNK_LIST
+            stack.extend((e[-1], child) for e in head.entries)
+        elif kind == KIND_CHUNK_LIST:
+            live.update(cid for _, cid in parse_chunk_list(store.read(oid, KIND_CHUNK_LIST)))
+    return live
+
+
+def gc(repo: Repository, *, dry_run: bool = False, workspace_only: bool = False,
+       grace_seconds: int = GRACE_SECONDS, progress: Progress = NULL_PROGRESS) -> GcReport:
+    report = GcReport(dry_run)
+    with store_lock(repo.store.path, exclusive=True, wait=False):
+        roots, report.commits = collect_roots(repo, workspace_only)
+        report.pointers = len(roots)
+        store = repo.store
+        store.refresh()
+        live = mark(store, list(roots.values()))
+        report.live_objects = len(live)
+        now = time.time()
+        by_pack: dict[str, list[tuple[bytes, Location]]] = {}
+        for oid, loc in store.full_index().items():
+            by_pack.setdefault(loc[0], []).append((oid, loc))
+        # objects may sit in several packs: the copy in a pack being dropped is dead
+        # only if the object is dead; rewriting keeps one copy.
+        to_rewrite: list[str] = []
+        for name in store.pack_names():
+            try:
+                age = now - os.path.getmtime(store.idx_path(name))
+            except OSError:
+                continue
+            entries = _pack_entries(store, name)
+            dead = [e for e in entries if e[0] not in live]
+            if not dead:
+                continue
+            if age < grace_seconds:
+                report.packs_kept_young += 1
+                continue
+            report.dead_objects += len(dead)
+            dead_bytes = sum(e[2] for e in dead)
+            total = sum(e[2] for e in entries) or 1
+            if len(dead) == len(entries):
+                report.packs_deleted.append(name)
+                report.bytes_reclaimed += _file_size(store.pack_path(name)) + _file_size(store.idx_path(name))
+            elif dead_bytes / total >= REWRITE_DEAD_FRACTION:
+                to_rewrite.append(name)
+                report.packs_rewritten.append(name)
+                report.bytes_reclaimed += dead_bytes
+        if not dry_run:
+            if to_rewrite:
+                _rewrite(store, to_rewrite, live, progress)
+            for name in report.packs_deleted + to_rewrite:
+                _delete_pack(store, name)
+            report.tmp_removed = _clean_tmp(store, now)
+            _clean_orphans(store, now, grace_seconds)
+            StatCache(repo.state_dir).clear()
+            store.refresh()
+    return report
+
+
+def _pack_entries(store: Store, name: str) -> list[tuple[bytes, int, int]]:
+    from dvx.store.pack import IdxFile
+
+    idx = IdxFile(store.idx_path(name), name)
+    return [(oid, kind, ln) for oid, kind, _off, ln in idx.raw_items()]
+
+
+def _rewrite(store: Store, names: list[str], live: set[bytes], progress: Progress) -> None:
+    """Copy the live objects of ``names`` into new packs (verified), then publish."""
+    from dvx.store.pack import IdxFile
+
+    keep: set[str] = set(store.pack_names()) - set(names)
+    elsewhere: set[bytes] = set()
+    for other in keep:
+        elsewhere.update(oid for oid, *_ in IdxFile(store.idx_path(other), other).raw_items())
+    with store.writer() as writer:
+        writer.known = {}  # write even objects the old packs hold
+        for name in names:
+            for oid, kind, _off, _ln in IdxFile(store.idx_path(name), name).raw_items():
+                if oid in live and oid not in elsewhere and not writer.has(oid):
+                    _kind, data = store.read_raw(oid, (name, kind, _off, _ln))
+                    writer.add(kind, oid, data)
+                    progress.advance()
+
+
+def _delete_pack(store: Store, name: str) -> None:
+    # index first: a pack without an index is invisible, never the other way round
+    for path in (store.idx_path(name), store.pack_path(name)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    reader = store._readers.pop(name, None)
+    if reader is not None:
+        reader.close()
+
+
+def _clean_tmp(store: Store, now: float) -> int:
+    removed = 0
+    try:
+        names = os.listdir(store.tmp_dir)
+    except OSError:
+        return 0
+    for n in names:
+        path = os.path.join(store.tmp_dir, n)
+        try:
+            if now - os.path.getmtime(path) > TMP_GRACE_SECONDS:
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _clean_orphans(store: Store, now: float, grace: int) -> None:
+    """Packs without an index (an interrupted publish) are invisible and unreferenced:
+    delete them once past the grace period."""
+    visible = set(store.pack_names())
+    for n in os.listdir(store.packs_dir):
+        if not n.endswith(".pack") or n[:-5] in visible:
+            continue
+        path = os.path.join(store.packs_dir, n)
+        try:
+            if now - os.path.getmtime(path) <= grace:
+                continue
+            os.unlink(path)
+        except OSError:
+            continue
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

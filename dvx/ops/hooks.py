@@ -1,0 +1,179 @@
+"""``dvx hooks install / uninstall`` and what each hook does (``protocols/git.md`` §4).
+
+Installed hooks are small shell scripts that first run any hook the user already had
+(moved aside to ``NAME.dvx-chained``, never overwritten) and then ``dvx hooks run NAME``.
+Uninstall removes DVX's scripts and moves the user's hooks back.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat as stat_mod
+import sys
+from dataclasses import dataclass
+
+from dvx.errors import DvxError
+from dvx.gitio import GitRepo
+from dvx.repo import Repository
+
+HOOKS = ("pre-commit", "post-checkout", "post-merge", "pre-push")
+MARKER = "# dvx-managed-hook v1"
+CHAINED = ".dvx-chained"
+
+_TEMPLATE = """#!/bin/sh
+{marker}
+# Installed by `dvx hooks install`; `dvx hooks uninstall` removes it and restores any
+# hook that was here before (kept as {name}{chained} and run first).
+hookdir=$(dirname "$0")
+{stdin_capture}if [ -x "$hookdir/{name}{chained}" ]; then
+    {feed}"$hookdir/{name}{chained}" "$@" || exit $?
+fi
+if [ -x {python} ]; then
+    {feed}exec {python} -m dvx hooks run {name} "$@"
+fi
+{feed}exec dvx hooks run {name} "$@"
+"""
+
+
+@dataclass
+class HookChange:
+    name: str
+    action: str  # installed | chained | unchanged | removed | restored
+
+
+def _script(name: str) -> str:
+    uses_stdin = name == "pre-push"
+    return _TEMPLATE.format(
+        marker=MARKER, name=name, chained=CHAINED, python=shlex.quote(sys.executable),
+        stdin_capture='input=$(cat)\n' if uses_stdin else "",
+        feed='printf "%s\\n" "$input" | ' if uses_stdin else "",
+    )
+
+
+def _is_ours(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return MARKER in f.read(4096)
+    except OSError:
+        return False
+
+
+def install(repo: Repository) -> list[HookChange]:
+    hooks_dir = GitRepo(repo.root).hooks_dir()
+    os.makedirs(hooks_dir, exist_ok=True)
+    changes = []
+    for name in HOOKS:
+        path = os.path.join(hooks_dir, name)
+        action = "installed"
+        if os.path.lexists(path):
+            if _is_ours(path):
+                action = "unchanged"
+            else:
+                chained = path + CHAINED
+                if os.path.lexists(chained):
+                    raise DvxError(f"both {name} and {name}{CHAINED} exist in {hooks_dir}",
+                                   f"merge them by hand, then remove {name}{CHAINED}")
+                os.rename(path, chained)
+                action = "chained"
+        tmp = path + ".dvx-tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(_script(name))
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+        changes.append(HookChange(name, action))
+    return changes
+
+
+def uninstall(repo: Repository) -> list[HookChange]:
+    hooks_dir = GitRepo(repo.root).hooks_dir()
+    changes = []
+    for name in HOOKS:
+        path = os.path.join(hooks_dir, name)
+        chained = path + CHAINED
+        if os.path.lexists(path) and _is_ours(path):
+            os.unlink(path)
+            if os.path.lexists(chained):
+                os.rename(chained, path)
+                changes.append(HookChange(name, "restored"))
+            else:
+                changes.append(HookChange(name, "removed"))
+    return changes
+
+
+def is_executable(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & stat_mod.S_IXUSR)
+    except OSError:
+        return False
+
+
+# -- what the hooks do ------------------------------------------------------------------
+
+def run_hook(repo: Repository, name: str, args: list[str]) -> int:
+    """Returns the exit code for git. Hooks with nothing to do return at once."""
+    if name == "pre-commit":
+        return _pre_commit(repo)
+    if name == "post-checkout":
+        # args: previous HEAD, new HEAD, 1 for a branch checkout (0 for a file checkout)
+        if len(args) >= 3 and args[2] == "0":
+            return 0
+        if len(args) >= 2 and args[0] == args[1]:
+            return 0
+        return _sync_data(repo, "post-checkout")
+    if name == "post-merge":
+        return _sync_data(repo, "post-merge")
+    if name == "pre-push":
+        return _pre_push(repo, args)
+    raise DvxError(f"unknown hook {name!r}", f"DVX manages {', '.join(HOOKS)}")
+
+
+def _pre_commit(repo: Repository) -> int:
+    from dvx.ops.status import status
+
+    dirty = [s for s in status(repo) if s.state in ("modified", "broken-pointer")]
+    if not dirty:
+        return 0
+    if repo.config.core.autostage and all(s.state == "modified" for s in dirty):
+        from dvx.ops.add import add
+        from dvx.ops.commit import stage_paths_for
+
+        targets = [s.target for s in dirty]
+        add(repo, targets)
+        GitRepo(repo.root).stage(stage_paths_for(repo, targets))
+        sys.stderr.write(f"dvx: re-added and staged {', '.join(targets)}\n")
+        return 0
+    first = dirty[0]
+    sys.stderr.write(
+        f"dvx: the data of {first.target} changed since {first.target}.dvx was written"
+        + (f" (and {len(dirty) - 1} more)" if len(dirty) > 1 else "")
+        + f"; run `dvx add {first.target}` (or `dvx commit`) and stage the pointer, "
+        "or set `autostage = true` in [core] of .dvx/config\n"
+    )
+    return 1
+
+
+def _sync_data(repo: Repository, hook: str) -> int:
+    from dvx.ops.checkout import checkout
+
+    try:
+        checkout(repo)
+    except DvxError as exc:  # the git operation already happened; say what to do
+        sys.stderr.write(f"dvx ({hook}): data not updated: {exc}\n")
+    return 0
+
+
+def _pre_push(repo: Repository, args: list[str]) -> int:
+    remote = repo.config.core.default_remote
+    if not remote:
+        return 0  # no DVX remote configured: nothing to push
+    try:
+        from dvx.ops.push import push
+    except ImportError:  # pragma: no cover - remotes not built
+        return 0
+    try:
+        push(repo, remote_name=remote)
+    except DvxError as exc:
+        sys.stderr.write(f"dvx (pre-push): {exc}\n")
+        return 1
+    return 0
