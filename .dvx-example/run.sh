@@ -20,17 +20,24 @@ step dvx init
 step dvx add data models/model.pt
 step cat models/model.pt.dvx
 step dvx status
-cp models/model.pt.dvx "$work.model-v1"   # keep the first pointer (dvx commit + git do this for you)
+step dvx commit -a -m "first model and dataset"
+step git log --oneline
 step python train.py models/model.pt
 step dvx status
+step dvx diff
 step dvx add models/model.pt
+step dvx diff
+step dvx commit -m "fine-tuned model"
 step du -sh .dvx/store
-echo "# back to the first version of the model:"
-cp "$work.model-v1" models/model.pt.dvx
+step dvx log models/model.pt
+echo "# a trip back in history:"
+step git checkout -q HEAD~1
+step dvx checkout
 step dvx status
-step dvx checkout models/model.pt
-step dvx status
+step git checkout -q main
+step dvx checkout
 step dvx ls
 step dvx fsck
+step git fsck --strict
 echo
 echo "example finished in $work"

@@ -338,12 +338,19 @@ def diff(
     def go() -> None:
         from dvx.ops.diff import diff as do_diff
 
-        entries = do_diff(_repo(), rev_a, rev_b)
+        repo = _repo()
+        entries = do_diff(repo, rev_a, rev_b)
         if as_json:
             _emit_json([e.to_json() for e in entries])
             return
         if not entries:
             out.print("no changes in tracked data")
+        if rev_b is None:
+            from dvx.ops.status import status as do_status
+
+            dirty = [r.target for r in do_status(repo) if r.state == "modified"]
+            if dirty:
+                out.print(f"(not included: unsaved changes in {', '.join(dirty)}; see `dvx status`)")
         for e in entries:
             if e.status == "renamed":
                 out.print(f"renamed:  {e.old_path} -> {e.path} ({human(e.new_size or 0)})")
