@@ -113,6 +113,16 @@ def _run(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         _print_error("interrupted; nothing was lost, re-run the command to finish")
         raise typer.Exit(130) from None
+    except OSError as exc:  # environment trouble not mapped closer to its cause
+        if _state["verbose"]:
+            import traceback
+
+            traceback.print_exc()
+        from dvx.fsutil import os_error
+
+        where = exc.filename if exc.filename else "a file"
+        _print_error(str(os_error(exc, f"access {where}")))
+        raise typer.Exit(1) from None
 
 
 def _emit_json(data: object) -> None:
@@ -284,12 +294,29 @@ def ls_cmd(
 
 
 @app.command()
-def fsck(as_json: JsonOpt = False) -> None:
+def fsck(
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="verify this remote instead")] = None,
+    download: Annotated[bool, typer.Option("--download", help="with --remote: download and hash every pack")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Verify every object, pack and pointer; exits non-zero if anything is wrong."""
 
     def go() -> int:
         from dvx.ops.fsck import fsck as do_fsck
 
+        if remote is not None:
+            from dvx.ops.remote_maint import fsck_remote
+
+            rrep = fsck_remote(_repo(), remote, download, _progress())
+            if as_json:
+                _emit_json(rrep.to_json())
+            else:
+                for p in rrep.problems:
+                    out.print(f"bad {p.what} {p.name}: {p.message}")
+                verdict = "ok" if rrep.ok else f"{len(rrep.problems)} problem(s)"
+                out.print(f"remote {rrep.remote}: checked {rrep.roots} versions, {rrep.packs} packs, "
+                          f"{rrep.objects} objects: {verdict}")
+            return 0 if rrep.ok else 1
         report = do_fsck(_repo(), _progress())
         if as_json:
             _emit_json(report.to_json())
@@ -446,7 +473,10 @@ def gc(
     workspace_only: Annotated[bool, typer.Option("--workspace-only",
                                                  help="keep only what the current checkout needs")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-    grace: Annotated[int, typer.Option("--grace", help="never touch packs younger than this (seconds)")] = 3600,
+    grace: Annotated[int | None, typer.Option("--grace",
+                                              help="never touch packs younger than this (seconds; "
+                                                   "default 3600 local, 86400 remote)")] = None,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="collect a remote instead")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete stored objects that no commit or pointer refers to."""
@@ -455,13 +485,26 @@ def gc(
         from dvx.ops.gc import gc as do_gc
 
         repo = _repo()
+        if remote is not None:
+            from dvx.ops.remote_maint import REMOTE_GRACE_SECONDS, gc_remote
+
+            rrep = gc_remote(repo, remote, dry_run, REMOTE_GRACE_SECONDS if grace is None else grace)
+            if as_json:
+                _emit_json(rrep.to_json())
+            else:
+                verb = "would delete" if dry_run else "deleted"
+                out.print(f"remote {rrep.remote}: {verb} {len(rrep.packs_deleted)} unreferenced packs "
+                          f"({human(rrep.bytes_reclaimed)}); {rrep.packs_live} packs in use by "
+                          f"{rrep.roots} versions; {rrep.packs_kept_young} young packs kept")
+            return
         if workspace_only and not dry_run and not yes:
             if not sys.stdin.isatty():
                 raise DvxError("--workspace-only deletes every version not checked out now",
                                "re-run with --yes to confirm")
             if not typer.confirm("Delete every data version except the ones checked out now?"):
                 raise typer.Exit(1)
-        rep = do_gc(repo, dry_run=dry_run, workspace_only=workspace_only, grace_seconds=grace,
+        grace_s = 3600 if grace is None else grace
+        rep = do_gc(repo, dry_run=dry_run, workspace_only=workspace_only, grace_seconds=grace_s,
                     progress=_progress())
         if as_json:
             _emit_json(rep.to_json())
@@ -472,7 +515,167 @@ def gc(
                   f"({rep.live_objects} live objects from {rep.pointers} pointers in "
                   f"{rep.commits} commits)")
         if rep.packs_kept_young:
-            out.print(f"kept {rep.packs_kept_young} packs younger than the {grace} s grace period")
+            out.print(f"kept {rep.packs_kept_young} packs younger than the {grace_s} s grace period")
+
+    _run(go)
+
+
+remote_app = typer.Typer(help="Manage remotes (directories, S3, GCS, Azure).", add_completion=False)
+app.add_typer(remote_app, name="remote")
+OptionsOpt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
+                                                      help="fsspec option, e.g. endpoint_url=...")]
+LocalOpt = Annotated[bool, typer.Option("--local", help="keep in .dvx/config.local (not committed)")]
+
+
+@remote_app.command("add")
+def remote_add(
+    name: str, url: str,
+    default: Annotated[bool, typer.Option("--default", "-d", help="make it the default remote")] = False,
+    option: OptionsOpt = None, local: LocalOpt = False,
+) -> None:
+    """Add a remote: a directory, file://, s3://, gs://, az:// or abfs:// URL."""
+
+    def go() -> None:
+        from dvx.ops.remotes import parse_options
+        from dvx.ops.remotes import remote_add as do
+
+        do(_repo(), name, url, parse_options(option or []), default=default, local=local)
+        out.print(f"added remote {name} -> {url}" + (" (default)" if default else ""))
+
+    _run(go)
+
+
+@remote_app.command("list")
+def remote_list(as_json: JsonOpt = False) -> None:
+    """List remotes (secret options are masked)."""
+
+    def go() -> None:
+        from dvx.ops.remotes import remote_list as do
+
+        items = do(_repo())
+        if as_json:
+            _emit_json([r.to_json() for r in items])
+            return
+        for r in items:
+            opts = " ".join(f"{k}={v}" for k, v in r.options.items())
+            out.print(f"{r.name}{' (default)' if r.default else ''}\t{r.url}\t{opts}".rstrip())
+
+    _run(go)
+
+
+@remote_app.command("remove")
+def remote_remove(name: str) -> None:
+    """Remove a remote from the config (the data on it is not touched)."""
+
+    def go() -> None:
+        from dvx.ops.remotes import remote_remove as do
+
+        do(_repo(), name)
+        out.print(f"removed remote {name}")
+
+    _run(go)
+
+
+@remote_app.command("modify")
+def remote_modify(
+    name: str,
+    url: Annotated[str | None, typer.Option("--url", help="new URL")] = None,
+    default: Annotated[bool, typer.Option("--default", "-d", help="make it the default remote")] = False,
+    option: OptionsOpt = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", help="remove an option")] = None,
+    local: LocalOpt = False,
+) -> None:
+    """Change a remote's URL or options, or make it the default."""
+
+    def go() -> None:
+        from dvx.ops.remotes import parse_options
+        from dvx.ops.remotes import remote_modify as do
+
+        do(_repo(), name, url, parse_options(option or []), unset or [], default=default, local=local)
+        out.print(f"modified remote {name}")
+
+    _run(go)
+
+
+RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r", help="remote name (default: the default remote)")]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="parallel transfers")]
+RevOpt = Annotated[str | None, typer.Option("--rev", help="the pointers of this git revision")]
+AllCommitsOpt = Annotated[bool, typer.Option("--all-commits", help="every commit of every branch and tag")]
+
+
+@app.command()
+def push(
+    paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
+    remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
+    jobs: JobsOpt = 8, as_json: JsonOpt = False,
+) -> None:
+    """Upload the data the remote lacks (packed, parallel, resumable)."""
+
+    def go() -> None:
+        from dvx.ops.push import push as do
+
+        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress())
+        if as_json:
+            _emit_json(rep.to_json())
+            return
+        if rep.roots == rep.roots_already_there:
+            out.print(f"{rep.remote}: everything is already there ({rep.roots} versions, "
+                      f"{rep.requests} requests)")
+        else:
+            out.print(f"{rep.remote}: uploaded {human(rep.bytes_uploaded)} in {rep.packs_uploaded} packs "
+                      f"({rep.objects_uploaded} objects, {rep.roots - rep.roots_already_there} new versions, "
+                      f"{rep.requests} requests)")
+
+    _run(go)
+
+
+def _fetch_summary(rep) -> str:  # type: ignore[no-untyped-def]
+    if not rep.roots or rep.roots == rep.roots_already_local:
+        return f"{rep.remote}: nothing to fetch, all {rep.roots} versions are local"
+    return (f"{rep.remote}: downloaded {human(rep.bytes_downloaded)} ({rep.packs_downloaded} packs, "
+            f"{rep.ranges_downloaded} ranges, {rep.requests} requests)")
+
+
+@app.command()
+def fetch(
+    paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
+    remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
+    jobs: JobsOpt = 8, as_json: JsonOpt = False,
+) -> None:
+    """Download the data the local store lacks (verified), without touching the work tree."""
+
+    def go() -> None:
+        from dvx.ops.fetch import fetch as do
+
+        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress())
+        if as_json:
+            _emit_json(rep.to_json())
+        else:
+            out.print(_fetch_summary(rep))
+
+    _run(go)
+
+
+@app.command()
+def pull(
+    paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
+    remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
+    jobs: JobsOpt = 8,
+    force: Annotated[bool, typer.Option("--force", "-f", help="discard unsaved changes")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """fetch + checkout."""
+
+    def go() -> None:
+        from dvx.ops.fetch import pull as do
+
+        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, force, _progress())
+        if as_json:
+            _emit_json(rep.to_json())
+        else:
+            out.print(_fetch_summary(rep))
+            for t in rep.checkout:
+                out.print(f"checked out {t}")
 
     _run(go)
 

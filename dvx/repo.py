@@ -35,6 +35,13 @@ class Repository:
         self.memo = ValidationMemo(os.path.join(self.state_dir, "validated.cache"))
         self.config: RepoConfig = load_config(self.dvx_dir, self.memo)
         self.store = Store(os.path.join(self.dvx_dir, "store"), fsync=self.config.core.fsync)
+        if not (os.path.isdir(self.store.tmp_dir) and os.path.isdir(self.store.packs_dir)):
+            # a fresh clone: .dvx/store is not in git
+            try:
+                Store.create(self.store.path)
+                os.makedirs(self.state_dir, exist_ok=True)
+            except OSError as exc:
+                raise os_error(exc, f"create {self.store.path}") from None
 
     # -- discovery --------------------------------------------------------------
     @classmethod

@@ -17,14 +17,13 @@ import time
 from dataclasses import dataclass, field
 
 from dvx.errors import DvxError
-from dvx.hashing import KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_TREE
 from dvx.lock import store_lock
-from dvx.objects import ENTRY_LINK, ENTRY_TREE, ManifestHead, Tree, parse_chunk_list
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
 from dvx.statcache import StatCache
 from dvx.store.local import Location, Store
+from dvx.store.reach import reachable, root_kind
 
 GRACE_SECONDS = 3600
 TMP_GRACE_SECONDS = 24 * 3600
@@ -74,25 +73,7 @@ def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Poi
 
 def mark(store: Store, roots: list[Pointer]) -> set[bytes]:
     """Every object reachable from the roots that is present in the store."""
-    index = store.full_index()
-    live: set[bytes] = set()
-    stack = [(p.oid, KIND_MANIFEST if p.kind == "file" else KIND_TREE) for p in roots]
-    while stack:
-        oid, kind = stack.pop()
-        if oid in live or oid not in index:
-            continue
-        live.add(oid)
-        if kind == KIND_TREE:
-            for e in Tree.parse(store.read(oid, KIND_TREE)).entries:
-                if e.kind != ENTRY_LINK and e.oid is not None:
-                    stack.append((e.oid, KIND_TREE if e.kind == ENTRY_TREE else KIND_MANIFEST))
-        elif kind == KIND_MANIFEST:
-            head = ManifestHead.parse(store.read(oid, KIND_MANIFEST))
-            child = KIND_CHUNK if head.layout == 0 else KIND_CHUNK_LIST
-            stack.extend((e[-1], child) for e in head.entries)
-        elif kind == KIND_CHUNK_LIST:
-            live.update(cid for _, cid in parse_chunk_list(store.read(oid, KIND_CHUNK_LIST)))
-    return live
+    return set(reachable(store, [(p.oid, root_kind(p.kind)) for p in roots], skip_missing=True))
 
 
 def gc(repo: Repository, *, dry_run: bool = False, workspace_only: bool = False,

@@ -1,0 +1,266 @@
+"""``dvx fetch`` and ``dvx pull``: download what the local store lacks.
+
+Reads only what root records name (``protocols/remote.md`` §4): the record, the indexes
+of its packs, then objects level by level. A pack most of which is needed is
+downloaded whole to a temporary file, every object verified, and adopted as a local
+pack; otherwise coalesced byte ranges are fetched and each object verified before it is
+stored. Nothing unverified ever enters the store, and the work tree is written only
+from the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+from blake3 import blake3
+
+from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, RemoteError
+from dvx.fsutil import atomic_write_bytes, fsync_dir
+from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_NAMES
+from dvx.lock import store_lock
+from dvx.ops.remotes import open_remote
+from dvx.ops.transfer import DEFAULT_JOBS, parallel, select_pointers
+from dvx.pointer import Pointer
+from dvx.progress import NULL_PROGRESS, Progress
+from dvx.remote.layout import Remote, pack_key
+from dvx.repo import Repository
+from dvx.store.local import Store
+from dvx.store.pack import encode_idx, read_footer
+from dvx.store.reach import children, root_kind
+
+WHOLE_PACK_FRACTION = 0.5
+RANGE_GAP = 1 << 20
+
+RemoteLoc = tuple[str, int, int, int]  # pack, kind, offset, length
+
+
+@dataclass
+class FetchReport:
+    remote: str
+    url: str
+    roots: int = 0
+    roots_already_local: int = 0
+    objects_fetched: int = 0
+    bytes_downloaded: int = 0
+    packs_downloaded: int = 0
+    ranges_downloaded: int = 0
+    requests: int = 0
+    checkout: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _complete_locally(store: Store, p: Pointer) -> bool:
+    from dvx.store.reach import reachable
+
+    try:
+        reachable(store, [(p.oid, root_kind(p.kind))])
+        return True
+    except MissingObjectError:
+        return False
+
+
+def fetch(repo: Repository, remote_name: str | None = None, rev: str | None = None,
+          all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
+          progress: Progress = NULL_PROGRESS, pointers: dict[str, Pointer] | None = None) -> FetchReport:
+    remote = open_remote(repo, remote_name)
+    report = FetchReport(remote.name, remote.url)
+    if pointers is None:
+        pointers = select_pointers(repo, rev, all_commits, paths)
+    roots: dict[str, tuple[str, Pointer]] = {}
+    for label, p in pointers.items():
+        roots.setdefault(p.id, (label, p))
+    report.roots = len(roots)
+    store = repo.store
+    with store_lock(repo.store.path):
+        todo = [(label, p) for label, p in roots.values() if not _complete_locally(store, p)]
+        report.roots_already_local = len(roots) - len(todo)
+        if todo:
+            remote.check_format(create=False)
+            _fetch_roots(repo, remote, todo, jobs, progress, report)
+    report.requests = remote.requests
+    return report
+
+
+def _fetch_roots(repo: Repository, remote: Remote, todo: list[tuple[str, Pointer]], jobs: int,
+                 progress: Progress, report: FetchReport) -> None:
+    store = repo.store
+    records = parallel(lambda lp: remote.read_root(lp[1].id), todo, jobs)
+    pack_names: set[str] = set()
+    for (label, p), rec in zip(todo, records, strict=True):
+        if rec is None:
+            raise RemoteError(
+                f"remote {remote.name!r} ({remote.url}) does not have the data of {label.split('@')[0]} "
+                f"({p.id[:12]})", "push it from a machine that has it (`dvx push`)")
+        pack_names.update(rec.packs)
+    names = sorted(pack_names)
+    locs: dict[bytes, RemoteLoc] = {}
+    pack_sizes: dict[str, int] = {}
+    for name, idx in zip(names, parallel(remote.index, names, jobs), strict=True):
+        pack_sizes[name] = idx.pack_size
+        for oid, kind, off, ln in idx.raw_items():
+            locs.setdefault(oid, (name, kind, off, ln))
+    frontier = [(p.oid, root_kind(p.kind)) for _, p in todo]
+    seen: set[bytes] = set()
+    progress.start(f"fetching from {remote.name}", None, unit="bytes")
+    try:
+        while frontier:
+            index = store.full_index()
+            wanted = [(o, k) for o, k in frontier if o not in index]
+            if wanted:
+                _download(store, remote, wanted, locs, pack_sizes, jobs, progress, report)
+                store.refresh()
+            nxt: list[tuple[bytes, int]] = []
+            for oid, kind in frontier:
+                if oid in seen:
+                    continue
+                seen.add(oid)
+                if kind != KIND_CHUNK:
+                    nxt.extend(c for c in children(kind, store.read(oid, kind)) if c[0] not in seen)
+            # chunks already local need no visit; keep the frontier small
+            index = store.full_index()
+            frontier = [(o, k) for o, k in nxt if k != KIND_CHUNK or o not in index]
+    finally:
+        progress.finish()
+
+
+def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], locs: dict[bytes, RemoteLoc],
+              pack_sizes: dict[str, int], jobs: int, progress: Progress, report: FetchReport) -> None:
+    by_pack: dict[str, list[tuple[bytes, RemoteLoc]]] = {}
+    for oid, kind in wanted:
+        loc = locs.get(oid)
+        if loc is None:
+            raise RemoteError(f"remote {remote.name!r} ({remote.url}): {KIND_NAMES[kind]} {oid.hex()} "
+                              "is not in the packs its root record lists",
+                              "run `dvx fsck --remote` and push again from a machine that has the data")
+        by_pack.setdefault(loc[0], []).append((oid, loc))
+    whole: list[str] = []
+    ranges: list[tuple[str, int, int]] = []
+    for name, items in by_pack.items():
+        items.sort(key=lambda x: x[1][2])
+        need = sum(loc[3] for _, loc in items)
+        span = items[-1][1][2] + items[-1][1][3] - items[0][1][2]
+        if need >= WHOLE_PACK_FRACTION * pack_sizes[name] or span >= WHOLE_PACK_FRACTION * pack_sizes[name]:
+            whole.append(name)
+            continue
+        start, end = items[0][1][2], items[0][1][2] + items[0][1][3]
+        for _, (_, _, off, ln) in items[1:]:
+            if off - end <= RANGE_GAP:
+                end = max(end, off + ln)
+            else:
+                ranges.append((name, start, end))
+                start, end = off, off + ln
+        ranges.append((name, start, end))
+    lock = threading.Lock()
+
+    def get_pack(name: str) -> None:
+        n = _adopt_pack(store, remote, name)
+        with lock:
+            report.packs_downloaded += 1
+            report.bytes_downloaded += n
+            remote.requests += 1
+        progress.advance(n)
+
+    def get_range(r: tuple[str, int, int]) -> list[tuple[bytes, int, bytes]]:
+        name, start, end = r
+        data = remote.storage.read_range(pack_key(name), start, end)
+        with lock:
+            report.ranges_downloaded += 1
+            report.bytes_downloaded += len(data)
+            remote.requests += 1
+        progress.advance(len(data))
+        out = []
+        # every whole object inside the range is verified and kept (neighbours are
+        # usually needed next: the manifest's chunks sit beside it)
+        for oid, (pack, kind, off, ln) in _objects_in(locs, name, start, end):
+            piece = data[off - start:off - start + ln]
+            if blake3(piece, derive_key_context=CONTEXTS[kind]).digest() != oid:
+                raise CorruptObjectError(
+                    f"remote {remote.name!r} ({remote.url}): pack {pack} holds a corrupted "
+                    f"{KIND_NAMES[kind]} {oid.hex()} (hash mismatch); nothing was written",
+                    "run `dvx fsck --remote` and push the data again from a machine that has it")
+            out.append((oid, kind, piece))
+        return out
+
+    parallel(get_pack, whole, jobs)
+    if ranges:
+        results = parallel(get_range, ranges, jobs)
+        with store.writer() as writer:
+            for objs in results:
+                for oid, kind, piece in objs:
+                    if writer.add(kind, oid, piece):
+                        report.objects_fetched += 1
+
+
+_objects_by_pack: dict[int, dict[str, list[tuple[bytes, RemoteLoc]]]] = {}
+
+
+def _objects_in(locs: dict[bytes, RemoteLoc], pack: str, start: int, end: int
+                ) -> list[tuple[bytes, RemoteLoc]]:
+    groups = _objects_by_pack.get(id(locs))
+    if groups is None:
+        groups = {}
+        for oid, loc in locs.items():
+            groups.setdefault(loc[0], []).append((oid, loc))
+        _objects_by_pack.clear()
+        _objects_by_pack[id(locs)] = groups
+    return [(o, loc) for o, loc in groups.get(pack, []) if loc[2] >= start and loc[2] + loc[3] <= end]
+
+
+def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
+    """Download a whole pack to a temporary file, verify it completely, publish it."""
+    if os.path.exists(store.idx_path(name)):
+        return 0
+    tmp = os.path.join(store.tmp_dir, f"fetch-{secrets.token_hex(8)}.pack")
+    try:
+        remote.storage.download(pack_key(name), tmp)
+        size = os.path.getsize(tmp)
+        try:
+            entries, footer_name = read_footer(tmp)
+        except DvxError:
+            raise CorruptObjectError(f"remote {remote.name!r} ({remote.url}): pack {name} is damaged",
+                                     "run `dvx fsck --remote` and push the data again") from None
+        if footer_name != name:
+            raise CorruptObjectError(f"remote {remote.name!r} ({remote.url}): pack {name} holds "
+                                     f"another pack's content ({footer_name})", "run `dvx fsck --remote`")
+        with open(tmp, "rb") as f:
+            for e in sorted(entries, key=lambda e: e.offset):
+                f.seek(e.offset)
+                data = f.read(e.length)
+                if e.kind not in CONTEXTS or \
+                        blake3(data, derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
+                    raise CorruptObjectError(
+                        f"remote {remote.name!r} ({remote.url}): pack {name} holds a corrupted "
+                        f"{KIND_NAMES.get(e.kind, 'object')} {e.oid.hex()} (hash mismatch); nothing was written",
+                        "run `dvx fsck --remote` and push the data again from a machine that has it")
+            if store.fsync:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, store.pack_path(name))
+        atomic_write_bytes(store.idx_path(name), encode_idx(entries, size), fsync=store.fsync, mode=0o444)
+        if store.fsync:
+            fsync_dir(store.packs_dir)
+        return size
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def pull(repo: Repository, remote_name: str | None = None, rev: str | None = None,
+         all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
+         force: bool = False, progress: Progress = NULL_PROGRESS) -> FetchReport:
+    """fetch + checkout (of the work tree's pointers, or of REV's)."""
+    from dvx.ops.checkout import checkout
+    from dvx.ops.revs import pointers_at_rev_for_paths
+
+    report = fetch(repo, remote_name, rev, all_commits, paths, jobs, progress)
+    repo.store.refresh()
+    pointers = pointers_at_rev_for_paths(repo, rev, paths) if rev else None
+    results = checkout(repo, paths, force=force, pointers=pointers, progress=progress)
+    report.checkout = [r.target for r in results if r.restored or r.removed]
+    return report

@@ -1,0 +1,218 @@
+"""``dvx push``: upload what the remote lacks, packed, in parallel, lock-free.
+
+Order (``protocols/remote.md`` §3): learn the remote's indexes, build packs of the
+missing objects, upload each pack and then its index, and only when a root's whole
+closure is uploaded write its root record. A re-run after an interruption uploads only
+what is still missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from dvx.errors import MissingObjectError
+from dvx.lock import store_lock
+from dvx.ops.remotes import open_remote
+from dvx.ops.transfer import DEFAULT_JOBS, parallel, select_pointers
+from dvx.pointer import Pointer
+from dvx.progress import NULL_PROGRESS, Progress
+from dvx.remote.layout import Remote, RootRecord, index_key, pack_key
+from dvx.repo import Repository
+from dvx.store.local import Store
+from dvx.store.pack import PACK_HEADER, PACK_MAGIC, PACK_VERSION, IdxFile, PackEntry, encode_footer, encode_idx
+from dvx.store.reach import reachable, root_kind
+
+REMOTE_PACK_TARGET = 32 << 20
+
+
+@dataclass
+class PushReport:
+    remote: str
+    url: str
+    roots: int = 0
+    roots_already_there: int = 0
+    objects_uploaded: int = 0
+    bytes_uploaded: int = 0
+    packs_uploaded: int = 0
+    requests: int = 0
+    missing_locally: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def push(repo: Repository, remote_name: str | None = None, rev: str | None = None,
+         all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
+         progress: Progress = NULL_PROGRESS) -> PushReport:
+    remote = open_remote(repo, remote_name)
+    report = PushReport(remote.name, remote.url)
+    pointers = select_pointers(repo, rev, all_commits, paths)
+    roots: dict[str, Pointer] = {}
+    for p in pointers.values():
+        roots.setdefault(p.id, p)
+    report.roots = len(roots)
+    if not roots:
+        return report
+    remote.check_format(create=True)
+    present = parallel(remote.has_root, list(roots), jobs)
+    todo = [roots[r] for r, there in zip(list(roots), present, strict=True) if not there]
+    report.roots_already_there = len(roots) - len(todo)
+    if todo:
+        with store_lock(repo.store.path):
+            _upload(repo, remote, todo, jobs, progress, report)
+    report.requests = remote.requests
+    return report
+
+
+def _upload(repo: Repository, remote: Remote, todo: list[Pointer], jobs: int, progress: Progress,
+            report: PushReport) -> None:
+    store = repo.store
+    closures: dict[str, dict[bytes, int]] = {}
+    for p in todo:
+        try:
+            closures[p.id] = reachable(store, [(p.oid, root_kind(p.kind))])
+        except MissingObjectError as exc:
+            raise MissingObjectError(f"cannot push {p.id[:12]}: {exc.message}",
+                                     "the local store lacks it; run `dvx fsck`, or fetch it first") from None
+    # what the remote already holds, from its (cached) indexes
+    names = remote.list_pack_names()
+    where: dict[bytes, str] = {}
+    for name, idx in zip(names, parallel(remote.index, names, jobs), strict=True):
+        for oid, _kind, _off, _ln in idx.raw_items():
+            where.setdefault(oid, name)
+    needed: dict[bytes, int] = {}
+    for closure in closures.values():
+        for oid, kind in closure.items():
+            if oid not in where:
+                needed.setdefault(oid, kind)
+    index = store.full_index()
+    total = sum(index[o][3] for o in needed)
+    progress.start(f"pushing to {remote.name}", total, unit="bytes")
+    try:
+        uploaded = _send(store, remote, needed, jobs, progress, report)
+    finally:
+        progress.finish()
+    where.update(uploaded)
+    records = []
+    for p in todo:
+        closure = closures[p.id]
+        packs = sorted({where[o] for o in closure})
+        size = sum(index[o][3] for o in closure)
+        records.append(RootRecord(p.id, p.kind, packs, len(closure), size))
+    parallel(remote.write_root, records, jobs)  # last: the closure is complete
+
+
+def _send(store: Store, remote: Remote, needed: dict[bytes, int], jobs: int, progress: Progress,
+          report: PushReport) -> dict[bytes, str]:
+    """Upload ``needed`` objects; returns oid -> remote pack name."""
+    placed: dict[bytes, str] = {}
+    lock = threading.Lock()
+    index = store.full_index()
+    # Local packs whose every object is needed are uploaded as they are (same format).
+    by_pack: dict[str, list[bytes]] = {}
+    for oid in needed:
+        by_pack.setdefault(index[oid][0], []).append(oid)
+    whole: list[str] = []
+    rest: list[bytes] = []
+    for name, oids in by_pack.items():
+        idx = IdxFile(store.idx_path(name), name)
+        if idx.count == len(oids):
+            whole.append(name)
+        else:
+            rest.extend(oids)
+    order = {oid: i for i, oid in enumerate(needed)}
+    rest.sort(key=order.__getitem__)
+
+    def send_local(name: str) -> None:
+        with open(store.idx_path(name), "rb") as f:
+            idx_bytes = f.read()
+        entries = IdxFile(store.idx_path(name), name).entries()  # checks the checksum
+        remote.storage.upload(pack_key(name), store.pack_path(name))  # pack first...
+        remote.storage.write(index_key(name), idx_bytes)  # ...then its index
+        remote.remember_index(name, idx_bytes)
+        with lock:
+            remote.requests += 2
+            report.packs_uploaded += 1
+            report.objects_uploaded += len(entries)
+            size = os.path.getsize(store.pack_path(name))
+            report.bytes_uploaded += size
+            for e in entries:
+                placed[e.oid] = name
+        progress.advance(sum(e.length for e in entries))
+
+    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dvx-push") as pool:
+        futures: list[Future[None]] = [pool.submit(send_local, n) for n in whole]
+        for built in _build_packs(store, rest, index):
+            # bound the packs waiting on disk to the number of upload slots
+            while sum(1 for f in futures if not f.done()) >= max(1, jobs) + 1:
+                next(f for f in futures if not f.done()).result()
+            futures.append(pool.submit(_send_built, remote, built, placed, lock, report, progress))
+        for f in futures:
+            f.result()
+    return placed
+
+
+@dataclass
+class _Built:
+    name: str
+    path: str
+    idx: bytes
+    entries: list[PackEntry]
+    size: int
+
+
+def _build_packs(store: Store, oids: list[bytes], index: dict) -> Iterator[_Built]:  # type: ignore[type-arg]
+    """Write packs of ``oids`` (verified on read) to temporary files, ~32 MiB each."""
+    entries: list[PackEntry] = []
+    f = None
+    path = ""
+    size = 0
+    for oid in oids:
+        if f is None:
+            path = os.path.join(store.tmp_dir, f"push-{secrets.token_hex(8)}.pack")
+            f = open(path, "wb")
+            f.write(PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
+            size = PACK_HEADER.size
+            entries = []
+        kind, data = store.read_raw(oid, index[oid])
+        entries.append(PackEntry(oid, kind, size, len(data)))
+        f.write(data)
+        size += len(data)
+        if size >= REMOTE_PACK_TARGET:
+            yield _finish(f, path, entries, size)
+            f = None
+    if f is not None:
+        yield _finish(f, path, entries, size)
+
+
+def _finish(f, path: str, entries: list[PackEntry], size: int) -> _Built:  # type: ignore[no-untyped-def]
+    footer, name = encode_footer(entries)
+    f.write(footer)
+    f.close()
+    size += len(footer)
+    return _Built(name, path, encode_idx(entries, size), entries, size)
+
+
+def _send_built(remote: Remote, built: _Built, placed: dict[bytes, str], lock: threading.Lock,
+                report: PushReport, progress: Progress) -> None:
+    try:
+        remote.storage.upload(pack_key(built.name), built.path)  # pack first...
+        remote.storage.write(index_key(built.name), built.idx)  # ...then its index
+        remote.remember_index(built.name, built.idx)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(built.path)
+    with lock:
+        remote.requests += 2
+        report.packs_uploaded += 1
+        report.objects_uploaded += len(built.entries)
+        report.bytes_uploaded += built.size
+        for e in built.entries:
+            placed[e.oid] = built.name
+    progress.advance(sum(e.length for e in built.entries))

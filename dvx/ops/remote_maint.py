@@ -1,0 +1,209 @@
+"""``dvx fsck --remote`` and ``dvx gc --remote`` (``protocols/remote.md`` §5-6)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from blake3 import blake3
+
+from dvx.errors import DvxError
+from dvx.hashing import CONTEXTS
+from dvx.ops.fsck import Problem
+from dvx.ops.remotes import open_remote
+from dvx.progress import NULL_PROGRESS, Progress
+from dvx.remote.layout import Remote, index_key, pack_key
+from dvx.remote.storage import KeyNotFound
+from dvx.repo import Repository
+from dvx.store.pack import read_footer
+from dvx.store.reach import root_kind
+
+REMOTE_GRACE_SECONDS = 24 * 3600
+
+
+@dataclass
+class RemoteFsckReport:
+    remote: str
+    url: str
+    roots: int = 0
+    packs: int = 0
+    objects: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {"remote": self.remote, "url": self.url, "ok": self.ok, "roots": self.roots,
+                "packs": self.packs, "objects": self.objects,
+                "problems": [p.to_json() for p in self.problems]}
+
+
+def fsck_remote(repo: Repository, remote_name: str | None, download: bool = False,
+                progress: Progress = NULL_PROGRESS) -> RemoteFsckReport:
+    remote = open_remote(repo, remote_name)
+    rep = RemoteFsckReport(remote.name, remote.url)
+    remote.check_format(create=False)
+    roots = remote.list_roots()
+    rep.roots = len(roots)
+    checked: dict[str, bool] = {}
+    index_cache: dict[str, dict[bytes, tuple[int, int, int]]] = {}
+    progress.start(f"checking {remote.name}", len(roots))
+    for root in roots:
+        try:
+            rec = remote.read_root(root)
+        except DvxError as exc:
+            rep.problems.append(Problem("root", root, str(exc)))
+            continue
+        if rec is None:
+            continue  # removed meanwhile
+        good = True
+        for name in rec.packs:
+            if name not in checked:
+                checked[name] = _check_pack(remote, name, download, rep, index_cache)
+            good = good and checked[name]
+        if good:
+            _check_closure(repo, remote, rec, index_cache, rep)
+        progress.advance()
+    progress.finish()
+    rep.packs = len(checked)
+    return rep
+
+
+def _check_pack(remote: Remote, name: str, download: bool, rep: RemoteFsckReport,
+                index_cache: dict[str, dict[bytes, tuple[int, int, int]]]) -> bool:
+    try:
+        idx = remote.index(name)
+    except DvxError as exc:
+        rep.problems.append(Problem("pack", name, str(exc)))
+        return False
+    index_cache[name] = {oid: (kind, off, ln) for oid, kind, off, ln in idx.raw_items()}
+    try:
+        size = remote.storage.size(pack_key(name))
+    except KeyNotFound:
+        rep.problems.append(Problem("pack", name, "pack is missing but its index exists"))
+        return False
+    if size != idx.pack_size:
+        rep.problems.append(Problem("pack", name, f"pack has {size} bytes, its index says {idx.pack_size}"))
+        return False
+    if download:
+        tmp = os.path.join(remote.cache_dir, f"fsck-{secrets.token_hex(6)}.pack")
+        os.makedirs(remote.cache_dir, exist_ok=True)
+        try:
+            remote.storage.download(pack_key(name), tmp)
+            entries, footer_name = read_footer(tmp)
+            if footer_name != name or sorted(e.oid for e in entries) != sorted(index_cache[name]):
+                rep.problems.append(Problem("pack", name, "pack footer does not match its index"))
+                return False
+            with open(tmp, "rb") as f:
+                for e in entries:
+                    f.seek(e.offset)
+                    rep.objects += 1
+                    if blake3(f.read(e.length), derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
+                        rep.problems.append(Problem("object", e.oid.hex(),
+                                                    f"corrupted in pack {name} (hash mismatch)"))
+                        return False
+        except DvxError as exc:
+            rep.problems.append(Problem("pack", name, str(exc)))
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    else:
+        try:  # the footer must be where the index says the pack ends
+            tail = remote.storage.read_range(pack_key(name), size - 8, size)
+            if tail != b"DVXPEND1":
+                rep.problems.append(Problem("pack", name, "pack does not end with its footer"))
+                return False
+        except DvxError as exc:
+            rep.problems.append(Problem("pack", name, str(exc)))
+            return False
+    return True
+
+
+def _check_closure(repo: Repository, remote: Remote, rec, index_cache, rep: RemoteFsckReport) -> None:  # type: ignore[no-untyped-def]
+    """Every object reachable from the root is in the listed packs (structure read from
+    the local store when present, else fetched by range and verified)."""
+    from dvx.hashing import KIND_CHUNK, KIND_NAMES
+    from dvx.store.reach import children
+
+    where: dict[bytes, tuple[str, int, int, int]] = {}
+    for name in rec.packs:
+        for oid, (kind, off, ln) in index_cache.get(name, {}).items():
+            where.setdefault(oid, (name, kind, off, ln))
+    stack = [(bytes.fromhex(rec.root), root_kind(rec.kind))]
+    seen: set[bytes] = set()
+    while stack:
+        oid, kind = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        loc = where.get(oid)
+        if loc is None:
+            rep.problems.append(Problem("root", rec.root,
+                                        f"{KIND_NAMES[kind]} {oid.hex()} is in none of the listed packs"))
+            return
+        if kind == KIND_CHUNK:
+            continue
+        if repo.store.contains(oid):
+            data = repo.store.read(oid, kind)
+        else:
+            data = remote.storage.read_range(pack_key(loc[0]), loc[2], loc[2] + loc[3])
+            if blake3(data, derive_key_context=CONTEXTS[kind]).digest() != oid:
+                rep.problems.append(Problem("object", oid.hex(), f"corrupted in pack {loc[0]}"))
+                return
+        stack.extend(children(kind, data))
+    rep.objects += len(seen)
+
+
+@dataclass
+class RemoteGcReport:
+    remote: str
+    url: str
+    dry_run: bool
+    roots: int = 0
+    packs_live: int = 0
+    packs_deleted: list[str] = field(default_factory=list)
+    packs_kept_young: int = 0
+    bytes_reclaimed: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def gc_remote(repo: Repository, remote_name: str | None, dry_run: bool = False,
+              grace_seconds: int = REMOTE_GRACE_SECONDS) -> RemoteGcReport:
+    remote = open_remote(repo, remote_name)
+    rep = RemoteGcReport(remote.name, remote.url, dry_run)
+    remote.check_format(create=False)
+    # list packs first: a pack uploaded after this listing is not even considered
+    packs = {k.rsplit("/", 1)[-1][:-5]: (s, m) for k, s, m in remote.storage.list("packs")
+             if k.endswith(".pack")}
+    indexes = {k.rsplit("/", 1)[-1][:-4]: m for k, _s, m in remote.storage.list("index") if k.endswith(".idx")}
+    live: set[str] = set()
+    roots = remote.list_roots()
+    rep.roots = len(roots)
+    for root in roots:
+        rec = remote.read_root(root)
+        if rec is not None:
+            live.update(rec.packs)
+    rep.packs_live = len(live & set(packs))
+    now = time.time()
+    for name in sorted(set(packs) | set(indexes)):
+        if name in live:
+            continue
+        size, mtime = packs.get(name, (0, None))
+        times = [t for t in (mtime, indexes.get(name)) if t is not None]
+        if not times or now - max(times) < grace_seconds:
+            rep.packs_kept_young += 1
+            continue
+        rep.packs_deleted.append(name)
+        rep.bytes_reclaimed += size
+        if not dry_run:
+            remote.storage.delete(index_key(name))  # index first: the pack becomes invisible
+            remote.storage.delete(pack_key(name))
+    return rep

@@ -1,0 +1,132 @@
+"""``dvx remote add / list / remove / modify``: remotes in ``.dvx/config`` (shared) or
+``.dvx/config.local`` (``--local``: this machine only, never committed)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dvx.config import edit_config
+from dvx.errors import ConfigError, DvxError
+from dvx.remote.layout import Remote
+from dvx.remote.storage import looks_secret, parse_url
+from dvx.repo import Repository
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _section(name: str) -> str:
+    return f'remote "{name}"'
+
+
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DvxError(f"option {pair!r} is not KEY=VALUE", "write it as -o endpoint_url=http://...")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _check_secrets(options: dict[str, str], local: bool) -> None:
+    if local:
+        return
+    secret = [k for k in options if looks_secret(k)]
+    if secret:
+        raise DvxError(f"option {secret[0]!r} looks like a secret and .dvx/config is committed to git",
+                       "pass --local to keep it in .dvx/config.local, or use environment variables")
+
+
+def remote_add(repo: Repository, name: str, url: str, options: dict[str, str], *,
+               default: bool = False, local: bool = False) -> None:
+    if not _NAME.match(name):
+        raise DvxError(f"invalid remote name {name!r}", "use letters, digits, '.', '-' and '_'")
+    if name in repo.config.remotes:
+        raise DvxError(f"remote {name!r} already exists", f"change it with `dvx remote modify {name}`")
+    parse_url(name, url, repo.root)
+    _check_secrets(options, local)
+
+    def edit(cp):  # type: ignore[no-untyped-def]
+        cp[_section(name)] = {"url": url, **options}
+        if default:
+            if not cp.has_section("core"):
+                cp.add_section("core")
+            cp["core"]["default_remote"] = name
+
+    edit_config(repo.dvx_dir, local, edit)
+
+
+def remote_modify(repo: Repository, name: str, url: str | None, options: dict[str, str],
+                  unset: list[str], *, default: bool = False, local: bool = False) -> None:
+    if name not in repo.config.remotes:
+        raise DvxError(f"no remote named {name!r}", "see `dvx remote list`")
+    if url is not None:
+        parse_url(name, url, repo.root)
+    _check_secrets(options, local)
+
+    def edit(cp):  # type: ignore[no-untyped-def]
+        sec = _section(name)
+        if not cp.has_section(sec):
+            cp.add_section(sec)
+        if url is not None:
+            cp[sec]["url"] = url
+        for k, v in options.items():
+            cp[sec][k] = v
+        for k in unset:
+            cp.remove_option(sec, k)
+        if default:
+            if not cp.has_section("core"):
+                cp.add_section("core")
+            cp["core"]["default_remote"] = name
+
+    edit_config(repo.dvx_dir, local, edit)
+
+
+def remote_remove(repo: Repository, name: str) -> None:
+    if name not in repo.config.remotes:
+        raise DvxError(f"no remote named {name!r}", "see `dvx remote list`")
+    for local in (False, True):
+        def edit(cp):  # type: ignore[no-untyped-def]
+            cp.remove_section(_section(name))
+            if cp.has_section("core") and cp["core"].get("default_remote") == name:
+                cp.remove_option("core", "default_remote")
+        edit_config(repo.dvx_dir, local, edit)
+
+
+@dataclass
+class RemoteInfo:
+    name: str
+    url: str
+    default: bool
+    options: dict[str, str]
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "url": self.url, "default": self.default, "options": self.options}
+
+
+def remote_list(repo: Repository) -> list[RemoteInfo]:
+    out = []
+    for name, r in sorted(repo.config.remotes.items()):
+        opts = {k: ("***" if looks_secret(k) else v) for k, v in r.options.items()}
+        out.append(RemoteInfo(name, r.url, repo.config.core.default_remote == name, opts))
+    return out
+
+
+def open_remote(repo: Repository, name: str | None) -> Remote:
+    """The named remote, or the default one, ready to use."""
+    if name is None:
+        name = repo.config.core.default_remote
+        if name is None:
+            if len(repo.config.remotes) == 1:
+                name = next(iter(repo.config.remotes))
+            elif not repo.config.remotes:
+                raise ConfigError("no remote is configured",
+                                  "add one with `dvx remote add NAME URL --default`")
+            else:
+                raise ConfigError("no default remote is set",
+                                  "pass -r NAME or set one with `dvx remote modify NAME --default`")
+    cfg = repo.config.remotes.get(name)
+    if cfg is None:
+        raise ConfigError(f"no remote named {name!r}", "see `dvx remote list`")
+    return Remote(cfg, repo.state_dir, repo.root)

@@ -1,0 +1,170 @@
+"""A remote's layout and records (``protocols/remote.md`` §1-2), over ``RemoteStorage``.
+
+Also the local cache of a remote's immutable index files
+(``.dvx/state/remotes/<name>/index/``), so each index is downloaded once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from dvx.config import RemoteConfig
+from dvx.errors import CorruptObjectError, FormatVersionError, RemoteError
+from dvx.fsutil import atomic_write_bytes
+from dvx.remote.storage import KeyNotFound, RemoteStorage, parse_url
+from dvx.store.pack import IdxFile
+
+REMOTE_FORMAT = 1
+MARKER_KEY = "dvx-remote.json"
+KNOWN_EXTENSIONS: frozenset[str] = frozenset()
+
+
+def pack_key(name: str) -> str:
+    return f"packs/{name[:2]}/{name}.pack"
+
+
+def index_key(name: str) -> str:
+    return f"index/{name}.idx"
+
+
+def root_key(root_hex: str) -> str:
+    return f"roots/{root_hex}.json"
+
+
+@dataclass
+class RootRecord:
+    root: str
+    kind: str
+    packs: list[str]
+    objects: int
+    size: int
+
+    def encode(self) -> bytes:
+        return json.dumps({"dvx_remote_root": 1, "root": self.root, "kind": self.kind,
+                           "packs": sorted(self.packs), "objects": self.objects,
+                           "bytes": self.size}, sort_keys=True).encode()
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> RootRecord:
+        try:
+            obj = json.loads(data)
+            if obj.get("dvx_remote_root") != 1:
+                raise FormatVersionError(f"{where} has root record version {obj.get('dvx_remote_root')}",
+                                         "upgrade dvx")
+            return cls(obj["root"], obj["kind"], list(obj["packs"]), int(obj["objects"]),
+                       int(obj["bytes"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise CorruptObjectError(f"{where} is not a valid root record",
+                                     "run `dvx fsck --remote` and push again from a machine that has the data") from None
+
+
+class Remote:
+    """One configured remote: storage, version gate, cached indexes, root records."""
+
+    def __init__(self, config: RemoteConfig, state_dir: str, base_dir: str) -> None:
+        self.name = config.name
+        self.url = config.url
+        self.storage = RemoteStorage(parse_url(config.name, config.url, base_dir), config.options)
+        self.cache_dir = os.path.join(state_dir, "remotes", _safe(config.name))
+        self._indexes: dict[str, IdxFile] = {}
+        self._lock = threading.Lock()
+        self.requests = 0  # approximate count of storage calls, for benchmarks
+
+    # -- version gate ----------------------------------------------------------------
+    def check_format(self, create: bool) -> None:
+        try:
+            raw = self.storage.read(MARKER_KEY)
+            self.requests += 1
+        except KeyNotFound:
+            self.requests += 1
+            if not create:
+                return  # an empty remote: nothing to read yet
+            self.storage.ensure_root()
+            self.storage.write(MARKER_KEY, json.dumps({"format": REMOTE_FORMAT}).encode())
+            self.requests += 2
+            return
+        try:
+            meta: dict[str, Any] = json.loads(raw)
+            version = int(meta["format"])
+        except (ValueError, KeyError, TypeError):
+            raise RemoteError(f"remote {self.name!r} ({self.url}): {MARKER_KEY} is not valid",
+                              "is this URL a DVX remote?") from None
+        unknown = [e for e in meta.get("extensions", []) if e not in KNOWN_EXTENSIONS]
+        if version != REMOTE_FORMAT or unknown:
+            raise FormatVersionError(
+                f"remote {self.name!r} ({self.url}) uses remote format {version}"
+                + (f" with extensions {unknown}" if unknown else "")
+                + f"; this dvx reads format {REMOTE_FORMAT}", "upgrade dvx")
+
+    # -- indexes ------------------------------------------------------------------------
+    def _cached_index_path(self, name: str) -> str:
+        return os.path.join(self.cache_dir, "index", name + ".idx")
+
+    def index(self, name: str) -> IdxFile:
+        """A pack's index: from the local cache, else downloaded (and cached)."""
+        with self._lock:
+            if name in self._indexes:
+                return self._indexes[name]
+        path = self._cached_index_path(name)
+        if not os.path.exists(path):
+            try:
+                data = self.storage.read(index_key(name))
+                self.requests += 1
+            except KeyNotFound:
+                raise RemoteError(f"remote {self.name!r} ({self.url}): index of pack {name} is missing",
+                                  "run `dvx fsck --remote` and push again") from None
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write_bytes(path, data, fsync=False)
+        try:
+            idx = IdxFile(path, name)
+        except CorruptObjectError:
+            os.unlink(path)  # a bad cached copy is refetched next time
+            raise
+        with self._lock:
+            self._indexes[name] = idx
+        return idx
+
+    def remember_index(self, name: str, data: bytes) -> None:
+        path = self._cached_index_path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_bytes(path, data, fsync=False)
+
+    def list_pack_names(self) -> list[str]:
+        """Packs whose index is on the remote (one LIST, paginated by the backend)."""
+        self.requests += 1
+        names = []
+        for key, _size, _mtime in self.storage.list("index"):
+            base = key.rsplit("/", 1)[-1]
+            if base.endswith(".idx") and len(base) == 68:
+                names.append(base[:-4])
+        return sorted(names)
+
+    # -- root records --------------------------------------------------------------------
+    def has_root(self, root_hex: str) -> bool:
+        self.requests += 1
+        return self.storage.exists(root_key(root_hex))
+
+    def read_root(self, root_hex: str) -> RootRecord | None:
+        self.requests += 1
+        try:
+            data = self.storage.read(root_key(root_hex))
+        except KeyNotFound:
+            return None
+        return RootRecord.parse(data, f"remote {self.name!r} roots/{root_hex[:12]}")
+
+    def write_root(self, record: RootRecord) -> None:
+        self.requests += 1
+        self.storage.write(root_key(record.root), record.encode())
+
+    def list_roots(self) -> list[str]:
+        self.requests += 1
+        return sorted(k.rsplit("/", 1)[-1][:-5] for k, _s, _m in self.storage.list("roots")
+                      if k.endswith(".json"))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
