@@ -296,7 +296,8 @@ def ls_cmd(
 @app.command()
 def fsck(
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="verify this remote instead")] = None,
-    download: Annotated[bool, typer.Option("--download", help="with --remote: download and hash every pack")] = False,
+    download: Annotated[bool, typer.Option(
+        "--download", help="with --remote: download and hash every pack")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify every object, pack and pointer; exits non-zero if anything is wrong."""
@@ -597,7 +598,8 @@ def remote_modify(
     _run(go)
 
 
-RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r", help="remote name (default: the default remote)")]
+RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r",
+                                               help="remote name (default: the default remote)")]
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="parallel transfers")]
 RevOpt = Annotated[str | None, typer.Option("--rev", help="the pointers of this git revision")]
 AllCommitsOpt = Annotated[bool, typer.Option("--all-commits", help="every commit of every branch and tag")]

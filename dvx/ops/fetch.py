@@ -236,7 +236,8 @@ def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
                         blake3(data, derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
                     raise CorruptObjectError(
                         f"remote {remote.name!r} ({remote.url}): pack {name} holds a corrupted "
-                        f"{KIND_NAMES.get(e.kind, 'object')} {e.oid.hex()} (hash mismatch); nothing was written",
+                        f"{KIND_NAMES.get(e.kind, 'object')} {e.oid.hex()} (hash mismatch); "
+                        "nothing was written",
                         "run `dvx fsck --remote` and push the data again from a machine that has it")
             if store.fsync:
                 os.fsync(f.fileno())

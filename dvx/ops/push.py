@@ -176,7 +176,7 @@ def _build_packs(store: Store, oids: list[bytes], index: dict) -> Iterator[_Buil
     for oid in oids:
         if f is None:
             path = os.path.join(store.tmp_dir, f"push-{secrets.token_hex(8)}.pack")
-            f = open(path, "wb")
+            f = open(path, "wb")  # noqa: SIM115 - closed in _finish, spans many iterations
             f.write(PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
             size = PACK_HEADER.size
             entries = []

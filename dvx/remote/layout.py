@@ -58,8 +58,9 @@ class RootRecord:
             return cls(obj["root"], obj["kind"], list(obj["packs"]), int(obj["objects"]),
                        int(obj["bytes"]))
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise CorruptObjectError(f"{where} is not a valid root record",
-                                     "run `dvx fsck --remote` and push again from a machine that has the data") from None
+            raise CorruptObjectError(
+                f"{where} is not a valid root record",
+                "run `dvx fsck --remote` and push again from a machine that has the data") from None
 
 
 class Remote:
