@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The DVX example, end to end, in a fresh temporary git repository:
-#   init, add, status, change a file, add again, checkout back, fsck.
+#   init, add, status, commit, change a file, add again, diff, log, a trip back in
+#   history, fsck, push to a local-directory remote, and a teammate's clone + pull.
 # Installs DVX into ./.venv first. Usage: bash .dvx-example/run.sh [WORKDIR]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,6 +18,7 @@ cp "$here/train.py" "$here/make_data.py" .
 git init -q -b main .
 python make_data.py .
 step dvx init
+step dvx remote add origin "$work.remote" --default
 step dvx add data models/model.pt
 step cat models/model.pt.dvx
 step dvx status
@@ -39,5 +41,15 @@ step dvx checkout
 step dvx ls
 step dvx fsck
 step git fsck --strict
+echo "# share it: push the data to the remote (a plain directory here; s3://, gs://, az:// work alike)"
+step dvx push
+step dvx push
+echo "# a teammate clones the code and pulls the data:"
+step git clone -q "$work" "$work.clone"
+cd "$work.clone"
+step dvx pull
+step dvx status
+step cmp models/model.pt "$work/models/model.pt"
+step dvx fsck --remote origin
 echo
-echo "example finished in $work"
+echo "example finished: work tree $work, remote $work.remote, clone $work.clone"
