@@ -267,3 +267,19 @@ def test_gc_workspace_only_needs_confirmation(repo_dir: Path, cli: Cli) -> None:
     assert rep["dead_objects"] >= 1
     assert "not in the local store" in cli("checkout", "--rev", "v1", ok=False).output
     cli("fsck")
+
+
+def test_pre_push_hook_pushes_data(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
+    bare = tmp_path / "code.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    git("remote", "add", "code", str(bare), cwd=repo_dir)
+    cli("remote", "add", "store", str(tmp_path / "data-remote"), "--default")
+    cli("hooks", "install")
+    write(repo_dir / "d" / "f.bin", pseudo_random(50_000, 3))
+    cli("add", "d")
+    cli("commit", "-m", "data")
+    assert not (tmp_path / "data-remote" / "roots").exists()
+    r = subprocess.run(["git", "push", "-q", "code", "main"], cwd=repo_dir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pointer_id = (repo_dir / "d.dvx").read_text().split("id: ")[1][:64]
+    assert (tmp_path / "data-remote" / "roots" / f"{pointer_id}.json").exists()

@@ -30,9 +30,10 @@ hookdir=$(dirname "$0")
     {feed}"$hookdir/{name}{chained}" "$@" || exit $?
 fi
 if [ -x {python} ]; then
-    {feed}exec {python} -m dvx hooks run {name} "$@"
+    {feed}{python} -m dvx hooks run {name} "$@"
+    exit $?
 fi
-{feed}exec dvx hooks run {name} "$@"
+{feed}dvx hooks run {name} "$@"
 """
 
 
