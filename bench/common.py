@@ -120,3 +120,75 @@ def save(name: str, data: dict) -> None:
     out = BENCH / "results"
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+class CountingProxy:
+    """TCP proxy in front of a storage server that counts HTTP requests and bytes, so
+    DVX and its peers are measured by the same yardstick."""
+
+    import re as _re
+
+    REQUEST = _re.compile(rb"(?:GET|PUT|POST|HEAD|DELETE|PATCH) /[^ \r\n]* HTTP/1\.[01]\r\n")
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target = target_port
+        self.requests = 0
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self._lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests = self.bytes_up = self.bytes_down = 0
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src, dst, up: bool) -> None:  # type: ignore[no-untyped-def]
+        import socket
+
+        tail = b""
+        try:
+            while True:
+                data = src.recv(1 << 20)
+                if not data:
+                    break
+                with self._lock:
+                    if up:
+                        self.bytes_up += len(data)
+                        scan = tail + data
+                        self.requests += len(self.REQUEST.findall(scan)) - len(self.REQUEST.findall(tail))
+                        tail = scan[-64:]
+                    else:
+                        self.bytes_down += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

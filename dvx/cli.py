@@ -609,14 +609,17 @@ AllCommitsOpt = Annotated[bool, typer.Option("--all-commits", help="every commit
 def push(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
-    jobs: JobsOpt = 8, as_json: JsonOpt = False,
+    jobs: JobsOpt = 8,
+    verify: Annotated[bool, typer.Option("--verify", help="ask the remote again what it holds "
+                                                          "(ignore what this machine remembers)")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Upload the data the remote lacks (packed, parallel, resumable)."""
 
     def go() -> None:
         from dvx.ops.push import push as do
 
-        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress())
+        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress(), verify)
         if as_json:
             _emit_json(rep.to_json())
             return

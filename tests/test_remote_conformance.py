@@ -66,7 +66,9 @@ def test_push_pull_round_trip(remote_url, repo_dir: Path, cli: Cli, tmp_path: Pa
     assert first["roots"] == 2 and first["packs_uploaded"] >= 1
     again = json.loads(cli("push", "--json").output)
     assert again["roots_already_there"] == 2 and again["bytes_uploaded"] == 0
-    assert again["requests"] <= 4  # format marker + one HEAD per version
+    assert again["requests"] == 0  # this machine knows it pushed these versions
+    verified = json.loads(cli("push", "--verify", "--json").output)
+    assert verified["roots_already_there"] == 2 and verified["requests"] <= 3  # marker + a HEAD each
     assert json.loads(cli("fsck", "--remote", "origin", "--download", "--json").output)["ok"]
     # a teammate: git clone + dvx pull (remote options are local: give them again)
     clone = tmp_path / "clone"
@@ -79,6 +81,20 @@ def test_push_pull_round_trip(remote_url, repo_dir: Path, cli: Cli, tmp_path: Pa
     assert (clone / "model.pt").read_bytes() == pseudo_random(700_000, 3)
     assert json.loads(cli("status", "--json").output)["clean"]
     cli("fsck")
+
+
+def test_verify_repushes_after_the_remote_was_wiped(remote_url, repo_dir: Path, cli: Cli) -> None:  # type: ignore[no-untyped-def]
+    write(repo_dir / "d.bin", pseudo_random(100_000, 8))
+    cli("add", "d.bin")
+    add_remote(cli, remote_url)
+    cli("push")
+    st = storage(remote_url)
+    for key, _s, _m in st.list(""):
+        st.delete(key)  # wiped behind DVX's back
+    assert json.loads(cli("push", "--json").output)["bytes_uploaded"] == 0  # trusts what it knows
+    rep = json.loads(cli("push", "--verify", "--json").output)
+    assert rep["bytes_uploaded"] > 100_000
+    assert json.loads(cli("fsck", "--remote", "origin", "--download", "--json").output)["ok"]
 
 
 def test_only_missing_chunks_move(remote_url, repo_dir: Path, cli: Cli) -> None:  # type: ignore[no-untyped-def]

@@ -98,6 +98,7 @@ def _fetch_roots(repo: Repository, remote: Remote, todo: list[tuple[str, Pointer
                 f"remote {remote.name!r} ({remote.url}) does not have the data of {label.split('@')[0]} "
                 f"({p.id[:12]})", "push it from a machine that has it (`dvx push`)")
         pack_names.update(rec.packs)
+    remote.remember_roots({p.id for _, p in todo})
     names = sorted(pack_names)
     locs: dict[bytes, RemoteLoc] = {}
     pack_sizes: dict[str, int] = {}

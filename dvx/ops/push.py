@@ -49,7 +49,7 @@ class PushReport:
 
 def push(repo: Repository, remote_name: str | None = None, rev: str | None = None,
          all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
-         progress: Progress = NULL_PROGRESS) -> PushReport:
+         progress: Progress = NULL_PROGRESS, verify: bool = False) -> PushReport:
     remote = open_remote(repo, remote_name)
     report = PushReport(remote.name, remote.url)
     pointers = select_pointers(repo, rev, all_commits, paths)
@@ -57,15 +57,19 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
     for p in pointers.values():
         roots.setdefault(p.id, p)
     report.roots = len(roots)
-    if not roots:
+    known = set() if verify else remote.known_roots()
+    unknown = [r for r in roots if r not in known]
+    if not unknown:  # nothing new: no request at all (see Remote.known_roots)
+        report.roots_already_there = len(roots)
         return report
     remote.check_format(create=True)
-    present = parallel(remote.has_root, list(roots), jobs)
-    todo = [roots[r] for r, there in zip(list(roots), present, strict=True) if not there]
+    present = parallel(remote.has_root, unknown, jobs)
+    todo = [roots[r] for r, there in zip(unknown, present, strict=True) if not there]
     report.roots_already_there = len(roots) - len(todo)
     if todo:
         with store_lock(repo.store.path):
             _upload(repo, remote, todo, jobs, progress, report)
+    remote.remember_roots(set(roots))
     report.requests = remote.requests
     return report
 

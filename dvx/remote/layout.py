@@ -144,6 +144,31 @@ class Remote:
                 names.append(base[:-4])
         return sorted(names)
 
+    # -- what this machine knows the remote holds ---------------------------------------
+    def _known_path(self) -> str:
+        return os.path.join(self.cache_dir, "roots-known")
+
+    def known_roots(self) -> set[str]:
+        """Roots this machine pushed to, or found complete on, this remote (by URL).
+
+        DVX never deletes root records (remote gc keeps them), so the set can only go
+        stale if the bucket is wiped or replaced by other means: `dvx push --verify`
+        re-checks."""
+        try:
+            with open(self._known_path(), encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return set()
+        if not lines or lines[0] != f"url {self.url}":
+            return set()
+        return {x for x in lines[1:] if len(x) == 64}
+
+    def remember_roots(self, roots: set[str]) -> None:
+        known = self.known_roots() | roots
+        os.makedirs(self.cache_dir, exist_ok=True)
+        text = "\n".join([f"url {self.url}", *sorted(known)]) + "\n"
+        atomic_write_bytes(self._known_path(), text.encode(), fsync=False)
+
     # -- root records --------------------------------------------------------------------
     def has_root(self, root_hex: str) -> bool:
         self.requests += 1

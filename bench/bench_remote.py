@@ -1,0 +1,162 @@
+"""Remote benchmark: dvx push/pull against dvc push/pull, same moto S3 server, same run.
+
+    .venv/bin/python bench/bench_remote.py [--quick]
+
+Data (as the store benchmark): a 1 GiB random file in three versions (original, a 1 MiB
+overwrite at 500 MiB, a 10-byte insertion at 100 MiB), committed as three commits, plus
+20,000 files of 1-8 KiB. Both tools push every commit (`--all-commits`), then push again
+with nothing new, then a fresh clone pulls HEAD. A counting proxy in front of the server
+measures HTTP requests and bytes for both tools alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import (DVX, ENV, WORK, CountingProxy, ensure_peers, fresh_repo, random_file, run, save,
+                    small_files, version_of)
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, env=ENV, check=True, capture_output=True)
+
+
+def insert(path: Path, offset: int, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(src.read(offset))
+        dst.write(data)
+        shutil.copyfileobj(src, dst, 16 * MiB)
+    os.replace(tmp, path)
+
+
+def count_objects(bucket_prefix: str, port: int) -> int:
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    import fsspec
+
+    fs = fsspec.filesystem("s3", key="testing", secret="testing", endpoint_url=f"http://127.0.0.1:{port}",
+                           skip_instance_cache=True)
+    return len(fs.find(bucket_prefix))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    big = 64 * MiB if args.quick else GiB
+    n_small = 2000 if args.quick else 20_000
+    peers = ensure_peers("dvc", "dvc-s3")
+    dvc = str(peers / "dvc")
+    moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    from tests.servers import free_port, wait_port
+
+    port = free_port()
+    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    wait_port(port, server)
+    proxy = CountingProxy(port)
+    endpoint = f"http://127.0.0.1:{proxy.port}"
+    env = dict(ENV, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_EC2_METADATA_DISABLED="true")
+    os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+    import fsspec
+
+    fsspec.filesystem("s3", endpoint_url=f"http://127.0.0.1:{port}", skip_instance_cache=True).mkdir("bench")
+    res: dict[str, object] = {"versions": {"dvx": version_of(DVX + ["--version"]),
+                                           "dvc": version_of([dvc, "--version"]),
+                                           "moto": version_of([moto, "--version"])},
+                              "big": big, "small_files": n_small}
+    print(json.dumps(res["versions"]), flush=True)
+    src = WORK / "src-remote"
+    if not (src / "big.bin").exists() or (src / "big.bin").stat().st_size != big:
+        random_file(src / "big.bin", big, 1)
+    if not (src / f"small{n_small}").exists():
+        small_files(src / f"small{n_small}", n_small, 2)
+
+    def timed(cmd: list[str], cwd: Path) -> dict[str, float]:
+        proxy.reset()
+        t = time.perf_counter()
+        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if p.returncode != 0:
+            raise RuntimeError(f"{cmd} failed: {p.stdout}\n{p.stderr}")
+        return {"seconds": wall, "requests": proxy.requests, "bytes_up": proxy.bytes_up,
+                "bytes_down": proxy.bytes_down}
+
+    for tool in ("dvx", "dvc"):
+        repo = fresh_repo(WORK / f"{tool}-remote")
+        shutil.copy(src / "big.bin", repo / "big.bin")
+        shutil.copytree(src / f"small{n_small}", repo / "data")
+        if tool == "dvx":
+            run(DVX + ["init"], repo)
+            run(DVX + ["remote", "add", "origin", "s3://bench/dvx", "--default", "-o", f"endpoint_url={endpoint}"],
+                repo)
+            add = DVX + ["add", "big.bin", "data"]
+            push = DVX + ["push", "--all-commits"]
+            pull = DVX + ["pull"]
+        else:
+            run([dvc, "init", "-q"], repo)
+            run([dvc, "remote", "add", "-d", "origin", "s3://bench/dvc"], repo)
+            run([dvc, "remote", "modify", "origin", "endpointurl", endpoint], repo)
+            add = [dvc, "add", "-q", "big.bin", "data"]
+            push = [dvc, "push", "-q", "--all-commits"]
+            pull = [dvc, "pull", "-q"]
+        for step in range(3):
+            if step == 1:
+                with open(repo / "big.bin", "r+b") as f:
+                    f.seek(big // 2)
+                    f.write(os.urandom(MiB))
+            elif step == 2:
+                insert(repo / "big.bin", big // 10, b"0123456789")
+            run(add, repo)
+            git(repo, "add", "-A")
+            git(repo, "commit", "-q", "-m", f"v{step}")
+        cold = timed(push, repo)
+        print(f"{tool} cold push: {cold}", flush=True)
+        again = timed(push[:-1] if tool == "dvx" else [dvc, "push", "-q"], repo)
+        print(f"{tool} push, nothing new: {again}", flush=True)
+        clone = WORK / f"{tool}-clone"
+        if clone.exists():
+            shutil.rmtree(clone)
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+        pulled = timed(pull, clone)
+        print(f"{tool} pull into a fresh clone: {pulled}", flush=True)
+        ok = subprocess.run(["cmp", str(repo / "big.bin"), str(clone / "big.bin")]).returncode == 0
+        objects = count_objects(f"bench/{tool}", port)
+        res[tool] = {"cold_push": cold, "push_nothing_new": again, "pull_fresh_clone": pulled,
+                     "remote_objects": objects, "pull_identical": ok}
+        shutil.rmtree(repo)
+        shutil.rmtree(clone)
+    d, v = res["dvx"], res["dvc"]  # type: ignore[index]
+    print()
+    print(f"cold push           dvx {d['cold_push']['seconds']:8.2f} s  dvc {v['cold_push']['seconds']:8.2f} s  "
+          f"ratio {v['cold_push']['seconds'] / d['cold_push']['seconds']:5.1f}x (bar >= 10x)")
+    print(f"  requests          dvx {d['cold_push']['requests']:8d}    dvc {v['cold_push']['requests']:8d}")
+    print(f"  bytes up          dvx {d['cold_push']['bytes_up'] / 1e6:8.1f} MB dvc {v['cold_push']['bytes_up'] / 1e6:8.1f} MB")
+    print(f"  remote objects    dvx {d['remote_objects']:8d}    dvc {v['remote_objects']:8d}   "
+          f"(bar: <= {n_small // 1000} + indexes for {n_small} small files)")
+    print(f"push, nothing new   dvx {d['push_nothing_new']['seconds']:8.2f} s  dvc {v['push_nothing_new']['seconds']:8.2f} s"
+          f"  requests dvx {d['push_nothing_new']['requests']} dvc {v['push_nothing_new']['requests']} (bar <= 0.5 s)")
+    print(f"pull, fresh clone   dvx {d['pull_fresh_clone']['seconds']:8.2f} s  dvc {v['pull_fresh_clone']['seconds']:8.2f} s  "
+          f"ratio {v['pull_fresh_clone']['seconds'] / d['pull_fresh_clone']['seconds']:5.1f}x (bar >= 5x)")
+    print(f"  requests          dvx {d['pull_fresh_clone']['requests']:8d}    dvc {v['pull_fresh_clone']['requests']:8d}")
+    print(f"  bytes down        dvx {d['pull_fresh_clone']['bytes_down'] / 1e6:8.1f} MB dvc "
+          f"{v['pull_fresh_clone']['bytes_down'] / 1e6:8.1f} MB")
+    proxy.sock.close()
+    server.terminate()
+    save("remote" + ("-quick" if args.quick else ""), res)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
