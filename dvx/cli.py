@@ -191,7 +191,7 @@ def add(paths: Annotated[list[str], typer.Argument(help="files or directories to
 
         results = do_add(_repo(), paths, _progress())
         for r in results:
-            if not r.changed:
+            if not r.changed and not r.bytes_stored:
                 out.print(f"unchanged {r.target}")
             else:
                 out.print(f"added {r.target} ({human(r.pointer.size)}, {r.pointer.files} files, "

@@ -340,3 +340,15 @@ def test_disk_full_is_clean_and_loses_nothing(tmp_path: Path, cli: Cli,
     finally:
         os.chdir(tmp_path)
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_status_reports_data_missing_from_store(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "d" / "a.txt", "a")
+    cli("add", "d")
+    import shutil
+    shutil.rmtree(repo_dir / ".dvx" / "store")
+    entry = json.loads(cli("status", "--json").output)["paths"][0]
+    assert entry["state"] == "not-in-store" and "dvx add d" in entry["message"]
+    assert "unchanged" not in cli("add", "d").output  # stored again, not skipped
+    assert json.loads(cli("status", "--json").output)["clean"]
+    cli("fsck")

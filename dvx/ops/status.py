@@ -63,7 +63,19 @@ def path_status(repo: Repository, t: Tracked, cache: StatCache,
         return PathStatus(t.target, pointer.kind, state)
     record = cache.load(t.target)
     if pointer.kind == "file":
-        return _file_status(repo, t, pointer, st, record, cache)
+        res = _file_status(repo, t, pointer, st, record, cache)
+    else:
+        res = _tree_status(repo, t, pointer, st, record, cache, progress)
+    if res.state == "clean" and not repo.store.contains(pointer.oid):
+        res.state = "not-in-store"
+        res.message = (f"the work tree has this data but the local store does not; "
+                       f"`dvx add {t.target}` stores it again, `dvx pull` fetches it")
+    return res
+
+
+def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_result,
+                 record: CacheRecord, cache: StatCache, progress: Progress) -> PathStatus:
+    abs_path = repo.abspath(t.target)
     if not stat_mod.S_ISDIR(st.st_mode):
         return PathStatus(t.target, "tree", "modified", message="a file replaced the directory")
     scan_start = time.time_ns()

@@ -41,7 +41,7 @@ from dvx.store.pack import (
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-PACK_TARGET_SIZE = 64 << 20
+PACK_TARGET_SIZE = 32 << 20  # also the size pushed to remotes as is: one single-part PUT
 MAX_QUEUED_BYTES = 32 << 20
 SMALL_OBJECT = 64 << 10
 SMALL_BATCH = 4 << 20
