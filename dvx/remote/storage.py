@@ -119,8 +119,12 @@ class RemoteStorage:
         opts.setdefault("skip_instance_cache", True)
         if proto == "s3":
             os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+            # SigV4 payload signing hashes every body with SHA-256 in Python-called code;
+            # the CRC32 request checksum (kept) already lets S3 reject a damaged upload,
+            # and every object is BLAKE3-verified when read back.
             opts.setdefault("config_kwargs", {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": 60,
-                                              "retries": {"max_attempts": 3, "mode": "standard"}})
+                                              "retries": {"max_attempts": 3, "mode": "standard"},
+                                              "s3": {"payload_signing_enabled": False}})
             if "anon" in opts:
                 opts["anon"] = str(opts["anon"]).lower() in ("1", "true", "yes")
         try:
