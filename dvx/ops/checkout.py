@@ -36,6 +36,8 @@ from dvx.tracked import Tracked, select_tracked
 from dvx.workspace import flatten_tree, hash_file, scan_dir
 
 RUN_LIMIT = 8 << 20
+COPY_RANGE_MIN = 1 << 20
+_HAVE_COPY_RANGE = hasattr(os, "copy_file_range")
 _read_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-restore-read")
 
 
@@ -305,12 +307,17 @@ def _runs(store: Store, manifest: Manifest) -> list[tuple[str, int, list[tuple[i
     return runs
 
 
-def _read_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> bytes:
+def _verify_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> tuple[int, memoryview]:
+    """Check every chunk of a run against its id, reading the pack through its memory
+    map (no copy). Returns the pack's fd and the verified bytes."""
     pack, offset, chunks = run
+    reader = store._reader(pack)
     total = sum(n for n, _ in chunks)
-    data = store._reader(pack).read(offset, total)
-    view = memoryview(data)
-    pos = 0
+    view = reader.view()
+    if offset + total > len(view):
+        raise CorruptObjectError(f"pack {pack} is truncated at offset {offset}",
+                                 "run `dvx fsck`, then restore from a remote")
+    pos = offset
     for n, cid in chunks:
         if blake3(view[pos:pos + n], derive_key_context=CHUNK_CONTEXT).digest() != cid:
             raise CorruptObjectError(
@@ -318,24 +325,46 @@ def _read_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> by
                 "run `dvx fsck` to list affected files, then restore from a remote",
             )
         pos += n
-    return data
+    return reader.fd, view[offset:offset + total]
+
+
+def _copy_run(src_fd: int, data: memoryview, offset: int, dest_fd: int) -> None:
+    """Write verified bytes: large runs are copied inside the kernel (copy_file_range)
+    from the pack file, small ones written from the mapping."""
+    if len(data) >= COPY_RANGE_MIN and _HAVE_COPY_RANGE:
+        done = 0
+        try:
+            while done < len(data):
+                n = os.copy_file_range(src_fd, dest_fd, len(data) - done, offset + done)
+                if n <= 0:
+                    break
+                done += n
+            if done == len(data):
+                return
+        except OSError:
+            pass  # e.g. another filesystem on an old kernel: fall back to write
+        _write_all(dest_fd, data[done:])
+        return
+    _write_all(dest_fd, data)
 
 
 def _write_chunks(store: Store, manifest: Manifest, fd: int) -> None:
     runs = _runs(store, manifest)
     if len(runs) == 1:
-        _write_all(fd, _read_run(store, runs[0]))
+        src, data = _verify_run(store, runs[0])
+        _copy_run(src, data, runs[0][1], fd)
         return
-    nxt = _read_pool.submit(_read_run, store, runs[0]) if runs else None
+    # verify the next run (BLAKE3, GIL released) while this one is copied
+    nxt = _read_pool.submit(_verify_run, store, runs[0]) if runs else None
     for i in range(len(runs)):
         assert nxt is not None
-        data = nxt.result()
+        src, data = nxt.result()
         if i + 1 < len(runs):
-            nxt = _read_pool.submit(_read_run, store, runs[i + 1])  # read ahead
-        _write_all(fd, data)
+            nxt = _read_pool.submit(_verify_run, store, runs[i + 1])
+        _copy_run(src, data, runs[i][1], fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)

@@ -8,6 +8,7 @@ with the same name hold the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -160,6 +161,16 @@ class PackReader:
             )
         return data
 
+    def view(self) -> memoryview:
+        """The whole pack, memory-mapped read-only (zero-copy reads from the page cache)."""
+        if self._map is None:
+            self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+        return memoryview(self._map)
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
     def readinto(self, offset: int, buf: memoryview) -> None:
         n = os.preadv(self._fd, [buf], offset)
         if n != len(buf):
@@ -168,4 +179,8 @@ class PackReader:
             )
 
     def close(self) -> None:
+        if self._map is not None:
+            with contextlib.suppress(BufferError):  # a live view keeps the mapping
+                self._map.close()
+            self._map = None
         os.close(self._fd)
