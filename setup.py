@@ -33,14 +33,13 @@ def extensions():  # type: ignore[no-untyped-def]
         return []
     from setuptools import Extension
 
-    ext = Extension(
-        "dvx.chunking._fastcdc",
-        ["cython_ext/_fastcdc.pyx"],
-        extra_compile_args=["-O3"],
-    )
-    return cythonize([ext], language_level=3, compiler_directives={"boundscheck": False,
-                                                                    "wraparound": False,
-                                                                    "cdivision": True})
+    exts = [
+        Extension("dvx.chunking._fastcdc", ["cython_ext/_fastcdc.pyx"], extra_compile_args=["-O3"]),
+        Extension("dvx._scan", ["cython_ext/_scan.pyx"], extra_compile_args=["-O2"]),
+    ]
+    return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False,
+                                                                   "wraparound": False,
+                                                                   "cdivision": True})
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -43,12 +43,40 @@ class CacheRecord:
     dirs: frozenset[str] = frozenset()
 
 
+def fingerprint(files: dict[str, Stat], links: dict[str, str], dirs: frozenset[str] | set[str]) -> bytes:
+    """BLAKE3 of a scan (in scan order): equal fingerprints mean equal scans, so the
+    clean check needs only this, not the whole cache."""
+    return blake3(marshal.dumps((files, links, tuple(sorted(dirs))))).digest()
+
+
 class StatCache:
     def __init__(self, state_dir: str) -> None:
         self.dir = os.path.join(state_dir, "stat")
 
     def _path(self, target: str) -> str:
         return os.path.join(self.dir, blake3(target.encode()).hexdigest()[:32] + ".cache")
+
+    def load_head(self, target: str) -> tuple[bytes | None, bytes]:
+        """``(root id, fingerprint)`` of the last fully trusted scan, from a small file."""
+        try:
+            with open(self._path(target)[:-6] + ".head", "rb") as f:
+                data = f.read()
+            if not data.startswith(MAGIC):
+                return None, b""
+            name, root, fp = marshal.loads(data[len(MAGIC):])
+            if name != target:
+                return None, b""
+            return root, fp
+        except (OSError, EOFError, ValueError, TypeError):
+            return None, b""
+
+    def save_head(self, target: str, root: bytes | None, fp: bytes) -> None:
+        if root is None:
+            return
+        with contextlib.suppress(OSError):
+            os.makedirs(self.dir, exist_ok=True)
+            atomic_write_bytes(self._path(target)[:-6] + ".head", MAGIC + marshal.dumps((target, root, fp)),
+                               fsync=False)
 
     def load(self, target: str) -> CacheRecord:
         try:
@@ -73,10 +101,12 @@ class StatCache:
         with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
             os.makedirs(self.dir, exist_ok=True)
             atomic_write_bytes(self._path(target), MAGIC + blob, fsync=False)
+        self.save_head(target, root, fingerprint(rec.stats, rec.links, rec.dirs))
 
     def drop(self, target: str) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self._path(target))
+        for path in (self._path(target), self._path(target)[:-6] + ".head"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     def clear(self) -> None:
         with contextlib.suppress(OSError):

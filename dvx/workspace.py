@@ -48,7 +48,25 @@ class Scan:
     dirs: set[str] = field(default_factory=set)
 
 
+try:
+    from dvx._scan import scan_tree as _scan_tree  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the extension was not built
+    _scan_tree = None
+
+
 def scan_dir(top: str, where: str) -> Scan:
+    """Walk ``top`` without following symlinks: the Cython scanner when built, else
+    ``scan_dir_reference`` (same results, tested against each other)."""
+    if _scan_tree is None:
+        return scan_dir_reference(top, where)
+    try:
+        files, links, dirs = _scan_tree(top)
+    except OSError as exc:
+        raise os_error(exc, f"read {where}") from None
+    return Scan(files, links, dirs)
+
+
+def scan_dir_reference(top: str, where: str) -> Scan:
     """Walk ``top`` without following symlinks (one ``lstat`` per entry)."""
     scan = Scan()
     files, links, dirs = scan.files, scan.links, scan.dirs

@@ -352,3 +352,17 @@ def test_status_reports_data_missing_from_store(repo_dir: Path, cli: Cli) -> Non
     assert "unchanged" not in cli("add", "d").output  # stored again, not skipped
     assert json.loads(cli("status", "--json").output)["clean"]
     cli("fsck")
+
+
+def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
+    from dvx.workspace import _scan_tree, scan_dir, scan_dir_reference
+
+    assert _scan_tree is not None, "the Cython scanner must be built"
+    root = repo_dir / "scan"
+    awkward_dataset(root)
+    (root / "nested" / "a" / "fifo").parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(root / "nested" / "a" / "fifo")  # not data: skipped by both
+    write(root / "bad\udcff name.bin".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape"), "x")
+    fast, ref = scan_dir(str(root), "scan"), scan_dir_reference(str(root), "scan")
+    assert fast.files == ref.files and fast.links == ref.links and fast.dirs == ref.dirs
+    assert len(fast.files) == 10 and "nested/escape" in fast.links and "empty_dir" in fast.dirs

@@ -16,7 +16,7 @@ from dvx.errors import DvxError, MissingObjectError
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import CacheRecord, StatCache, stat_key
+from dvx.statcache import CacheRecord, StatCache, fingerprint, stat_key
 from dvx.tracked import Tracked, select_tracked
 from dvx.workspace import build_tree, flatten_tree, hash_file, scan_dir
 
@@ -61,11 +61,10 @@ def path_status(repo: Repository, t: Tracked, cache: StatCache,
     except FileNotFoundError:
         state = "deleted" if repo.store.contains(pointer.oid) else "missing-object"
         return PathStatus(t.target, pointer.kind, state)
-    record = cache.load(t.target)
     if pointer.kind == "file":
-        res = _file_status(repo, t, pointer, st, record, cache)
+        res = _file_status(repo, t, pointer, st, cache.load(t.target), cache)
     else:
-        res = _tree_status(repo, t, pointer, st, record, cache, progress)
+        res = _tree_status(repo, t, pointer, st, cache, progress)
     if res.state == "clean" and not repo.store.contains(pointer.oid):
         res.state = "not-in-store"
         res.message = (f"the work tree has this data but the local store does not; "
@@ -74,14 +73,20 @@ def path_status(repo: Repository, t: Tracked, cache: StatCache,
 
 
 def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_result,
-                 record: CacheRecord, cache: StatCache, progress: Progress) -> PathStatus:
+                 cache: StatCache, progress: Progress) -> PathStatus:
     abs_path = repo.abspath(t.target)
     if not stat_mod.S_ISDIR(st.st_mode):
         return PathStatus(t.target, "tree", "modified", message="a file replaced the directory")
     scan_start = time.time_ns()
+    head_root, head_fp = cache.load_head(t.target)
     scan = scan_dir(abs_path, t.target)
+    fp = fingerprint(scan.files, scan.links, scan.dirs)
+    if head_root == pointer.oid and head_fp == fp:
+        return PathStatus(t.target, "tree", "clean")  # without loading the whole cache
+    record = cache.load(t.target)
     if (record.root_id == pointer.oid and scan.files == record.stats
             and scan.links == record.links and scan.dirs == record.dirs):
+        cache.save_head(t.target, record.root_id, fp)  # same scan, other order: remember it
         return PathStatus(t.target, "tree", "clean")
     # Something differs: hash the files whose stat changed and compare with the tree.
     ids = dict(record.ids)
