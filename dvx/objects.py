@@ -186,21 +186,6 @@ class Manifest:
     def object_id(self) -> bytes:
         return self.objects()[-1][1]
 
-    def check(self) -> None:
-        if len(self.digest) != ID_SIZE:
-            raise CorruptObjectError(f"manifest digest has {len(self.digest)} bytes, not 32")
-        total = 0
-        for n, cid in self.chunks:
-            if n <= 0:
-                raise CorruptObjectError(f"manifest has a chunk of length {n}")
-            if len(cid) != ID_SIZE:
-                raise CorruptObjectError(f"manifest chunk id has {len(cid)} bytes, not 32")
-            total += n
-        if total != self.size:
-            raise CorruptObjectError(
-                f"manifest chunk lengths add up to {total} but the file size is {self.size}"
-            )
-
     @classmethod
     def parse(cls, data: bytes | memoryview, load_list=None) -> Manifest:  # type: ignore[no-untyped-def]
         """Parse a head; ``load_list(id) -> bytes`` fetches chunk lists when needed."""

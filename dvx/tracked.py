@@ -7,6 +7,7 @@ grows with the code tree, not with the data.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dvx.errors import NotTrackedError
@@ -52,24 +53,30 @@ def find_tracked(repo: Repository) -> list[Tracked]:
     return found
 
 
-def select_tracked(repo: Repository, paths: list[str] | None) -> list[Tracked]:
-    """Tracked entries for user paths (a target, its pointer, or a directory holding
-    tracked paths); all of them when ``paths`` is empty."""
-    everything = find_tracked(repo)
-    if not paths:
-        return everything
-    chosen: dict[str, Tracked] = {}
+def match_targets(repo: Repository, targets: Iterable[str], paths: list[str], where: str,
+                  hint: str = "track it with `dvx add`") -> list[str]:
+    """The tracked targets that user paths name: a target, its pointer file, or a
+    directory holding tracked paths. A path that names none is an error."""
+    targets = list(targets)
+    chosen: set[str] = set()
     for p in paths:
         rel = repo.relpath(p)
         if rel.endswith(POINTER_SUFFIX):
             rel = rel[: -len(POINTER_SUFFIX)]
-        hits = [t for t in everything
-                if t.target == rel or not rel or t.target.startswith(rel + "/")]
+        hits = [t for t in targets if t == rel or not rel or t.startswith(rel + "/")]
         if not hits:
-            raise NotTrackedError(f"{p} is not tracked by DVX", "track it with `dvx add`")
-        for t in hits:
-            chosen[t.target] = t
-    return [chosen[k] for k in sorted(chosen)]
+            raise NotTrackedError(f"{p} is not tracked by DVX{where}", hint)
+        chosen.update(hits)
+    return sorted(chosen)
+
+
+def select_tracked(repo: Repository, paths: list[str] | None) -> list[Tracked]:
+    """Tracked entries for user paths; all of them when ``paths`` is empty."""
+    everything = find_tracked(repo)
+    if not paths:
+        return everything
+    by_target = {t.target: t for t in everything}
+    return [by_target[t] for t in match_targets(repo, by_target, paths, "")]
 
 
 def owning_tracked(everything: list[Tracked], rel: str) -> Tracked | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dvx.errors import DvxError, NotTrackedError
+from dvx.errors import DvxError
 from dvx.gitio import GitRepo
 from dvx.pointer import POINTER_SUFFIX, Pointer, parse_pointer
 from dvx.repo import Repository
-from dvx.tracked import find_tracked
+from dvx.tracked import find_tracked, match_targets
 
 
 def workspace_pointers(repo: Repository, strict: bool = True) -> dict[str, Pointer]:
@@ -38,16 +38,8 @@ def filter_pointers(repo: Repository, pointers: dict[str, Pointer], paths: list[
                     rev: str) -> dict[str, Pointer]:
     if not paths:
         return pointers
-    chosen: dict[str, Pointer] = {}
-    for p in paths:
-        rel = repo.relpath(p)
-        if rel.endswith(POINTER_SUFFIX):
-            rel = rel[: -len(POINTER_SUFFIX)]
-        hits = {t: v for t, v in pointers.items() if t == rel or not rel or t.startswith(rel + "/")}
-        if not hits:
-            raise NotTrackedError(f"{p} is not tracked by DVX at {rev}", f"see `dvx ls --rev {rev}`")
-        chosen.update(hits)
-    return chosen
+    chosen = match_targets(repo, pointers, paths, f" at {rev}", f"see `dvx ls --rev {rev}`")
+    return {t: pointers[t] for t in chosen}
 
 
 def pointers_at_rev_for_paths(repo: Repository, rev: str, paths: list[str] | None) -> dict[str, Pointer]:
