@@ -20,8 +20,19 @@ import sys
 import time
 from pathlib import Path
 
-from common import (DVX, ENV, WORK, CountingProxy, ensure_peers, fresh_repo, random_file, run, save,
-                    small_files, version_of)
+from common import (
+    DVX,
+    ENV,
+    WORK,
+    CountingProxy,
+    ensure_peers,
+    fresh_repo,
+    random_file,
+    run,
+    save,
+    small_files,
+    version_of,
+)
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -18,8 +18,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import (DVX, ENV, WORK, best_of, dir_size, ensure_b3sum, ensure_peers, fresh_repo,
-                    random_file, run, save, small_files, version_of)
+from common import (
+    DVX,
+    ENV,
+    WORK,
+    best_of,
+    dir_size,
+    ensure_b3sum,
+    ensure_peers,
+    fresh_repo,
+    random_file,
+    run,
+    save,
+    small_files,
+    version_of,
+)
 
 GiB = 1 << 30
 MiB = 1 << 20
