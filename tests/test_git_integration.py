@@ -283,3 +283,32 @@ def test_pre_push_hook_pushes_data(repo_dir: Path, cli: Cli, tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     pointer_id = (repo_dir / "d.dvx").read_text().split("id: ")[1][:64]
     assert (tmp_path / "data-remote" / "roots" / f"{pointer_id}.json").exists()
+
+
+def test_gc_rewrites_mostly_dead_packs(repo_dir: Path, cli: Cli) -> None:
+    # one add puts a small live file and a big soon-dead file into the same pack
+    write(repo_dir / "keep.txt", "keep me")
+    write(repo_dir / "big.bin", pseudo_random(600_000, 9))
+    cli("add", "keep.txt", "big.bin")
+    packs = list((repo_dir / ".dvx" / "store" / "packs").glob("*.pack"))
+    assert len(packs) == 1
+    (repo_dir / "big.bin.dvx").unlink()
+    _age(repo_dir, 7200)
+    rep = json.loads(cli("gc", "--json").output)
+    assert rep["packs_rewritten"] == [packs[0].stem] and rep["bytes_reclaimed"] >= 600_000
+    assert not packs[0].exists()
+    assert len(list((repo_dir / ".dvx" / "store" / "packs").glob("*.pack"))) == 1
+    (repo_dir / "keep.txt").unlink()
+    cli("checkout")
+    assert (repo_dir / "keep.txt").read_text() == "keep me"
+    cli("fsck")
+
+
+def test_missing_git_object_is_a_clean_error(repo_dir: Path, cli: Cli) -> None:
+    commit_v1_v2(repo_dir, cli)
+    tree = git("rev-parse", "v1^{tree}", cwd=repo_dir).strip()
+    obj = repo_dir / ".git" / "objects" / tree[:2] / tree[2:]
+    obj.unlink()  # a damaged clone
+    res = cli("ls", "--rev", "v1", ok=False)
+    assert res.output.startswith("error: git object") and "git fsck" in res.output
+    assert len(res.output.strip().splitlines()) == 1
