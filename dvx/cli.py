@@ -326,6 +326,8 @@ def fsck(
                 users = f"; used by {', '.join(p.used_by[:5])}" if p.used_by else ""
                 more = f" and {len(p.used_by) - 5} more" if len(p.used_by) > 5 else ""
                 out.print(f"bad {p.what} {p.name}: {p.message}{users}{more}")
+            for note in report.notes:
+                out.print(f"note: {note}")
             verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
             out.print(f"checked {report.packs} packs, {report.objects} objects, "
                       f"{report.pointers} pointers: {verdict}")

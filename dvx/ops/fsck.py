@@ -40,6 +40,7 @@ class FsckReport:
     objects: int = 0
     pointers: int = 0
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # harmless leftovers, not failures
 
     @property
     def ok(self) -> bool:
@@ -47,7 +48,8 @@ class FsckReport:
 
     def to_json(self) -> dict[str, object]:
         return {"ok": self.ok, "packs": self.packs, "objects": self.objects,
-                "pointers": self.pointers, "problems": [p.to_json() for p in self.problems]}
+                "pointers": self.pointers, "problems": [p.to_json() for p in self.problems],
+                "notes": self.notes}
 
 
 def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
@@ -65,8 +67,10 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     progress.finish()
     for leftover in sorted(os.listdir(store.packs_dir)) if os.path.isdir(store.packs_dir) else []:
         if leftover.endswith(".pack") and leftover[:-5] not in names:
-            report.problems.append(Problem("pack", leftover[:-5],
-                                           "pack without index (interrupted write?); `dvx gc` removes it"))
+            # what a kill between publishing a pack and its index leaves: invisible to
+            # readers, unreferenced, removed by gc after the grace period
+            report.notes.append(f"pack {leftover[:-5]} has no index (an interrupted write); "
+                                "`dvx gc` removes it")
     store.refresh()
     index = store.full_index()
     if pointers is None:
