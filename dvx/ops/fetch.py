@@ -106,6 +106,9 @@ def _fetch_roots(repo: Repository, remote: Remote, todo: list[tuple[str, Pointer
         pack_sizes[name] = idx.pack_size
         for oid, kind, off, ln in idx.raw_items():
             locs.setdefault(oid, (name, kind, off, ln))
+    objects_by_pack: dict[str, list[tuple[bytes, RemoteLoc]]] = {}
+    for oid, loc in locs.items():
+        objects_by_pack.setdefault(loc[0], []).append((oid, loc))
     frontier = [(p.oid, root_kind(p.kind)) for _, p in todo]
     seen: set[bytes] = set()
     progress.start(f"fetching from {remote.name}", None, unit="bytes")
@@ -114,7 +117,7 @@ def _fetch_roots(repo: Repository, remote: Remote, todo: list[tuple[str, Pointer
             index = store.full_index()
             wanted = [(o, k) for o, k in frontier if o not in index]
             if wanted:
-                _download(store, remote, wanted, locs, pack_sizes, jobs, progress, report)
+                _download(store, remote, wanted, locs, objects_by_pack, pack_sizes, jobs, progress, report)
                 store.refresh()
             nxt: list[tuple[bytes, int]] = []
             for oid, kind in frontier:
@@ -131,7 +134,8 @@ def _fetch_roots(repo: Repository, remote: Remote, todo: list[tuple[str, Pointer
 
 
 def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], locs: dict[bytes, RemoteLoc],
-              pack_sizes: dict[str, int], jobs: int, progress: Progress, report: FetchReport) -> None:
+              objects_by_pack: dict[str, list[tuple[bytes, RemoteLoc]]], pack_sizes: dict[str, int],
+              jobs: int, progress: Progress, report: FetchReport) -> None:
     by_pack: dict[str, list[tuple[bytes, RemoteLoc]]] = {}
     for oid, kind in wanted:
         loc = locs.get(oid)
@@ -178,7 +182,7 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
         out = []
         # every whole object inside the range is verified and kept (neighbours are
         # usually needed next: the manifest's chunks sit beside it)
-        for oid, (pack, kind, off, ln) in _objects_in(locs, name, start, end):
+        for oid, (pack, kind, off, ln) in _objects_in(objects_by_pack, name, start, end):
             piece = data[off - start:off - start + ln]
             if blake3(piece, derive_key_context=CONTEXTS[kind]).digest() != oid:
                 raise CorruptObjectError(
@@ -190,27 +194,19 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
 
     parallel(get_pack, whole, jobs)
     if ranges:
-        results = parallel(get_range, ranges, jobs)
+        # in batches, so memory stays bounded (each range is under half a pack)
+        batch = max(1, jobs) * 2
         with store.writer() as writer:
-            for objs in results:
-                for oid, kind, piece in objs:
-                    if writer.add(kind, oid, piece):
-                        report.objects_fetched += 1
+            for i in range(0, len(ranges), batch):
+                for objs in parallel(get_range, ranges[i:i + batch], jobs):
+                    for oid, kind, piece in objs:
+                        if writer.add(kind, oid, piece):
+                            report.objects_fetched += 1
 
 
-_objects_by_pack: dict[int, dict[str, list[tuple[bytes, RemoteLoc]]]] = {}
-
-
-def _objects_in(locs: dict[bytes, RemoteLoc], pack: str, start: int, end: int
+def _objects_in(by_pack: dict[str, list[tuple[bytes, RemoteLoc]]], pack: str, start: int, end: int
                 ) -> list[tuple[bytes, RemoteLoc]]:
-    groups = _objects_by_pack.get(id(locs))
-    if groups is None:
-        groups = {}
-        for oid, loc in locs.items():
-            groups.setdefault(loc[0], []).append((oid, loc))
-        _objects_by_pack.clear()
-        _objects_by_pack[id(locs)] = groups
-    return [(o, loc) for o, loc in groups.get(pack, []) if loc[2] >= start and loc[2] + loc[3] <= end]
+    return [(o, loc) for o, loc in by_pack.get(pack, []) if loc[2] >= start and loc[2] + loc[3] <= end]
 
 
 def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
