@@ -27,6 +27,7 @@ from common import (
     CountingProxy,
     ensure_peers,
     fresh_repo,
+    insert,
     random_file,
     run,
     save,
@@ -40,15 +41,6 @@ GiB = 1 << 30
 
 def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, env=ENV, check=True, capture_output=True)
-
-
-def insert(path: Path, offset: int, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
-        dst.write(src.read(offset))
-        dst.write(data)
-        shutil.copyfileobj(src, dst, 16 * MiB)
-    os.replace(tmp, path)
 
 
 def count_objects(bucket_prefix: str, port: int) -> int:

@@ -27,6 +27,7 @@ from common import (
     ensure_b3sum,
     ensure_peers,
     fresh_repo,
+    insert,
     random_file,
     run,
     save,
@@ -42,15 +43,6 @@ def overwrite(path: Path, offset: int, n: int) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
         f.write(os.urandom(n))
-
-
-def insert(path: Path, offset: int, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
-        dst.write(src.read(offset))
-        dst.write(data)
-        shutil.copyfileobj(src, dst, 16 * MiB)
-    os.replace(tmp, path)
 
 
 CHUNK_SCRIPT = r"""

@@ -104,6 +104,16 @@ def small_files(root: Path, count: int, seed: int) -> None:
         pos += n
 
 
+def insert(path: Path, offset: int, data: bytes) -> None:
+    """Insert bytes into a file at an offset (rewrites the file)."""
+    tmp = path.with_suffix(".tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(src.read(offset))
+        dst.write(data)
+        shutil.copyfileobj(src, dst, 16 << 20)
+    os.replace(tmp, path)
+
+
 def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
