@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from dvx.fsutil import os_error
 from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_TREE, object_id
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
 from dvx.statcache import Stat, stat_key
-from dvx.store.local import StoreWriter
+from dvx.store.local import Store, StoreWriter
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,7 +109,7 @@ def check_utf8(name: str, where: str) -> None:
 
 
 def hash_file(path: str, where: str, chunker: Chunker, writer: StoreWriter | None,
-              expected: Stat | None = None) -> tuple[Manifest, Stat]:
+              expected: Stat | None = None, base: DeltaBase | None = None) -> tuple[Manifest, Stat]:
     """Chunk and hash one file, storing new chunks (and the manifest) when a writer is
     given. Returns the manifest and the stat the content corresponds to.
 
@@ -134,7 +135,7 @@ def hash_file(path: str, where: str, chunker: Chunker, writer: StoreWriter | Non
                 manifest = _hash_small(_read_small(fd, before.st_size), chunker, writer)
             else:
                 with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-                    manifest = _hash_stream(f, chunker, writer)
+                    manifest = _hash_stream(f, chunker, writer, base)
         after = os.fstat(fd)
     except OSError as exc:
         raise os_error(exc, f"read {where}") from None
@@ -206,23 +207,32 @@ def _hash_small(data: bytes, chunker: Chunker, writer: StoreWriter | None) -> Ma
     return Manifest(len(data), digest, tuple(chunks))
 
 
-def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None) -> Manifest:  # type: ignore[no-untyped-def]
+def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None,  # type: ignore[no-untyped-def]
+                 base: DeltaBase | None = None) -> Manifest:
     """Two-stage pipeline: this thread reads and finds cut points (Cython, no GIL) while
     a worker hashes the previous block's chunks and the whole file and hands new chunks
     to the pack writer. At most two blocks are in flight, so memory stays bounded."""
     hasher = blake3()
     chunks: list[tuple[int, bytes]] = []
     in_flight: list[Future[None]] = []
+    file_pos = [0]
 
     def digest_block(block: memoryview, ends: list[int]) -> None:
         hasher.update(block)
         spans = []
         start = 0
         for end in ends:
-            cid = blake3(block[start:end], derive_key_context=CHUNK_CONTEXT).digest()
+            piece = block[start:end]
+            cid = blake3(piece, derive_key_context=CHUNK_CONTEXT).digest()
             chunks.append((end - start, cid))
             spans.append((cid, start, end))
+            if base is not None and writer is not None and not writer.has(cid):
+                found = base.delta(piece, file_pos[0] + start)
+                if found is not None:
+                    bid, p, s = found
+                    writer.add_delta(cid, bid, p, s, piece[p:len(piece) - s])
             start = end
+        file_pos[0] += start
         if writer is not None:
             writer.add_spans(KIND_CHUNK, block, spans)
 
@@ -235,6 +245,71 @@ def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None) -> Manifest:  
         for fut in in_flight:
             fut.result()
     return Manifest(sum(n for n, _ in chunks), hasher.digest(), tuple(chunks))
+
+
+class DeltaBase:
+    """The previous version of a file, to store edited chunks as small deltas.
+
+    A new chunk is compared with the old chunk that started at (or right after) the
+    same file offset; if they share a prefix and a suffix covering at least 3/4 of it,
+    only the middle is stored (``protocols/format.md`` §5.1). Bases are always chunks
+    stored whole, so a read needs at most one extra chunk.
+    """
+
+    MIN_SAVING = 4  # store a delta only if it is at most 1/4 of the chunk
+
+    def __init__(self, store: Store, manifest: Manifest) -> None:
+        self.store = store
+        self.chunks = manifest.chunks
+        self.starts: list[int] = []
+        pos = 0
+        for n, _ in self.chunks:
+            self.starts.append(pos)
+            pos += n
+
+    def delta(self, data: memoryview, pos: int) -> tuple[bytes, int, int] | None:
+        """``(base id, prefix, suffix)`` for a new chunk at file offset ``pos``."""
+        i = bisect_right(self.starts, pos) - 1
+        for j in (i, i + 1):
+            if not 0 <= j < len(self.chunks):
+                continue
+            cid = self.chunks[j][1]
+            loc = self.store.locate(cid)
+            if loc is None or self.store._stored_as_delta(cid, loc[0]):
+                continue
+            try:
+                base = self.store.read(cid, KIND_CHUNK)
+            except DvxError:
+                continue
+            new = bytes(data)
+            p = _common_prefix(new, base)
+            s = _common_suffix(new, base, min(len(new), len(base)) - p)
+            if (len(new) - p - s) * self.MIN_SAVING <= len(new):
+                return cid, p, s
+        return None
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # invariant: a[:lo] == b[:lo]
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    lo, hi = 0, limit
+    la, lb = len(a), len(b)
+    while lo < hi:  # invariant: the last lo bytes agree
+        mid = (lo + hi + 1) // 2
+        if a[la - mid:la - lo] == b[lb - mid:lb - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 FileIdLookup = Callable[[str], tuple[bytes, int]]  # rel -> (manifest id, size)

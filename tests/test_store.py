@@ -141,3 +141,51 @@ def test_read_only_store_is_a_clean_error(store: Store) -> None:
             w.add(KIND_CHUNK, chunk_id(b"abc"), b"abc")
     finally:
         os.chmod(store.tmp_dir, 0o700)
+
+
+def test_delta_chunks_round_trip_and_detect_damage(store: Store) -> None:
+    from dvx.store.pack import DELTA_HEADER
+
+    base = pseudo_random(60_000, 1)
+    edited = base[:30_000] + b"0123456789" + base[30_000:]
+    with store.writer() as w:
+        w.add(KIND_CHUNK, chunk_id(base), base)
+    with store.writer() as w:
+        assert w.add_delta(chunk_id(edited), chunk_id(base), 30_000, 30_000, b"0123456789")
+    fresh = Store(store.path)
+    assert fresh.read(chunk_id(edited), KIND_CHUNK) == edited
+    assert chunk_id(edited) in fresh.delta_ids()
+    stored = fresh.full_index()[chunk_id(edited)][3]
+    assert stored == DELTA_HEADER.size + 10  # 50 bytes instead of 60 KB
+    # a delta whose base is damaged is never returned
+    name = fresh.full_index()[chunk_id(base)][0]
+    path = fresh.pack_path(name)
+    os.chmod(path, 0o644)
+    raw = bytearray(Path(path).read_bytes())
+    raw[5000] ^= 1
+    Path(path).write_bytes(bytes(raw))
+    with pytest.raises(CorruptObjectError):
+        Store(store.path).read(chunk_id(edited), KIND_CHUNK)
+
+
+def test_delta_with_wrong_middle_fails_verification(store: Store) -> None:
+    base = pseudo_random(40_000, 2)
+    edited = base[:100] + b"X" + base[101:]
+    with store.writer() as w:
+        w.add(KIND_CHUNK, chunk_id(base), base)
+        w.add_delta(chunk_id(edited), chunk_id(base), 100, len(base) - 101, b"Y")  # wrong byte
+    with pytest.raises(CorruptObjectError, match="corrupted"):
+        Store(store.path).read(chunk_id(edited), KIND_CHUNK)
+
+
+def test_delta_pack_vector(tmp_path: Path) -> None:
+    v = json.loads((VECTORS / "pack.json").read_text())["delta"]
+    root = tmp_path / "store"
+    Store.create(str(root))
+    pack = root / "packs" / f"{v['name']}.pack"
+    pack.write_bytes(bytes.fromhex(v["pack_hex"]))
+    entries, name = read_footer(str(pack))
+    assert name == v["name"] and [e.comp for e in entries] == [0, 1]
+    (root / "packs" / f"{v['name']}.idx").write_bytes(bytes.fromhex(v["idx_hex"]))
+    edited = bytes.fromhex(v["edited_hex"])
+    assert Store(str(root)).read(chunk_id(edited), KIND_CHUNK) == edited

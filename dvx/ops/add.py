@@ -25,9 +25,11 @@ from dvx.store.local import StoreWriter
 from dvx.tracked import find_tracked, owning_tracked
 from dvx.workspace import (
     SMALL_FILE,
+    DeltaBase,
     build_tree,
     check_utf8,
     digest_small_file,
+    flatten_tree,
     hash_file,
     scan_dir,
     store_small_file,
@@ -98,7 +100,8 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                     continue
                 if writer is None:
                     writer = repo.store.writer()
-                pointer, rec, hashed, stored = _add_dir(repo, rel, scan, record, writer, progress)
+                pointer, rec, hashed, stored = _add_dir(repo, rel, scan, record, writer, progress,
+                                                        old if old is not None and old.kind == "tree" else None)
             else:
                 st = stat_key(os.lstat(abs_path))
                 if (old is not None and old.kind == "file" and record.root_id == old.oid
@@ -109,7 +112,8 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                     writer = repo.store.writer()
                 before = writer.bytes_written
                 progress.start(f"adding {rel}", 1)
-                manifest, st = hash_file(abs_path, rel, repo.chunker, writer)
+                base = _delta_base(repo, old.oid if old is not None and old.kind == "file" else None)
+                manifest, st = hash_file(abs_path, rel, repo.chunker, writer, base=base)
                 progress.advance()
                 mid = manifest.object_id()
                 pointer = Pointer.create(dvx=POINTER_VERSION, kind="file", id=mid.hex(),
@@ -151,8 +155,19 @@ def _old_pointer(repo: Repository, rel: str) -> Pointer | None:
         return None  # a broken pointer is simply replaced by add
 
 
+def _delta_base(repo: Repository, manifest_id: bytes | None) -> DeltaBase | None:
+    """The previous version of a file, if its manifest is in the store."""
+    if manifest_id is None or not repo.store.contains(manifest_id):
+        return None
+    try:
+        return DeltaBase(repo.store, repo.store.read_manifest(manifest_id))
+    except DvxError:
+        return None
+
+
 def _add_dir(repo: Repository, rel: str, scan, record: CacheRecord,  # type: ignore[no-untyped-def]
-             writer: StoreWriter, progress: Progress) -> tuple[Pointer, CacheRecord, int, int]:
+             writer: StoreWriter, progress: Progress, old: Pointer | None = None
+             ) -> tuple[Pointer, CacheRecord, int, int]:
     abs_path = repo.abspath(rel)
     for name in list(scan.files) + list(scan.links) + list(scan.dirs):
         check_utf8(name, f"{rel}/{name}")
@@ -189,9 +204,16 @@ def _add_dir(repo: Repository, rel: str, scan, record: CacheRecord,  # type: ign
         ids[name] = mid
         stats[name] = st
         progress.advance()
+    old_files: dict[str, tuple[bytes, int, int]] = {}
+    if large and old is not None and repo.store.contains(old.oid):
+        try:
+            old_files = flatten_tree(repo.store, old.oid)[0]
+        except DvxError:
+            old_files = {}
     for name in large:
-        manifest, st = hash_file(os.path.join(abs_path, name), f"{rel}/{name}",
-                                 repo.chunker, writer, scan.files[name])
+        prev = old_files.get(name)
+        manifest, st = hash_file(os.path.join(abs_path, name), f"{rel}/{name}", repo.chunker, writer,
+                                 scan.files[name], _delta_base(repo, prev[0] if prev else None))
         mid = manifest.object_id()
         info[name] = (mid, manifest.size, st[4])
         ids[name] = mid

@@ -288,6 +288,7 @@ def restore_file(store: Store, manifest_id: bytes, dest: str, executable: bool
 def _runs(store: Store, manifest: Manifest) -> list[tuple[str, int, list[tuple[int, bytes]]]]:
     """Group chunks that lie back to back in one pack into single reads."""
     index = store.full_index() if len(manifest.chunks) > 8 else None
+    deltas = store.delta_ids() if index is not None else None
     runs: list[tuple[str, int, list[tuple[int, bytes]]]] = []
     cur_pack, cur_start, cur_end = "", -1, -1
     for length, cid in manifest.chunks:
@@ -296,6 +297,10 @@ def _runs(store: Store, manifest: Manifest) -> list[tuple[str, int, list[tuple[i
             raise MissingObjectError(f"chunk {cid.hex()} is not in the local store",
                                      "fetch it with `dvx pull`")
         pack, kind, offset, ln = loc
+        if (cid in deltas) if deltas is not None else store._stored_as_delta(cid, pack):
+            runs.append(("", -1, [(length, cid)]))  # rebuilt from its base by read_raw
+            cur_pack = ""
+            continue
         if kind != KIND_CHUNK or ln != length:
             raise CorruptObjectError(f"chunk {cid.hex()} has the wrong kind or length in the index")
         if runs and pack == cur_pack and offset == cur_end and cur_end - cur_start + ln <= RUN_LIMIT:
@@ -311,6 +316,8 @@ def _verify_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> 
     """Check every chunk of a run against its id, reading the pack through its memory
     map (no copy). Returns the pack's fd and the verified bytes."""
     pack, offset, chunks = run
+    if not pack:  # a chunk stored as a delta: rebuilt and verified by the store
+        return -1, memoryview(store.read(chunks[0][1], KIND_CHUNK))
     reader = store._reader(pack)
     total = sum(n for n, _ in chunks)
     view = reader.view()
@@ -331,7 +338,7 @@ def _verify_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> 
 def _copy_run(src_fd: int, data: memoryview, offset: int, dest_fd: int) -> None:
     """Write verified bytes: large runs are copied inside the kernel (copy_file_range)
     from the pack file, small ones written from the mapping."""
-    if len(data) >= COPY_RANGE_MIN and _HAVE_COPY_RANGE:
+    if src_fd >= 0 and len(data) >= COPY_RANGE_MIN and _HAVE_COPY_RANGE:
         done = 0
         try:
             while done < len(data):

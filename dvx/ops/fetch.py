@@ -225,6 +225,10 @@ def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
         if footer_name != name:
             raise CorruptObjectError(f"remote {remote.name!r} ({remote.url}): pack {name} holds "
                                      f"another pack's content ({footer_name})", "run `dvx fsck --remote`")
+        if any(e.comp for e in entries):
+            raise CorruptObjectError(f"remote {remote.name!r} ({remote.url}): pack {name} holds "
+                                     "delta-encoded objects, which remote packs never do",
+                                     "run `dvx fsck --remote` and push the data again")
         with open(tmp, "rb") as f:
             for e in sorted(entries, key=lambda e: e.offset):
                 f.seek(e.offset)

@@ -18,7 +18,7 @@ from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree,
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.store.pack import IdxFile, read_footer
+from dvx.store.pack import COMP_DELTA, IdxFile, read_footer
 from dvx.tracked import find_tracked
 
 
@@ -103,8 +103,8 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
         return
     if footer_name != name:
         report.problems.append(Problem("pack", name, f"pack footer names it {footer_name}"))
-    if sorted((e.oid, e.kind, e.offset, e.length) for e in footer) != \
-            [(e.oid, e.kind, e.offset, e.length) for e in idx.entries()]:
+    if sorted((e.oid, e.kind, e.offset, e.length, e.comp) for e in footer) != \
+            [(e.oid, e.kind, e.offset, e.length, e.comp) for e in idx.entries()]:
         report.problems.append(Problem("pack", name, "index does not match the pack footer"))
     with open(store.pack_path(name), "rb") as f:
         for e in sorted(footer, key=lambda e: e.offset):
@@ -115,6 +115,12 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
             if e.kind not in CONTEXTS:
                 bad[e.oid] = Problem("object", e.oid.hex(), f"unknown kind {e.kind} in pack {name}")
                 continue
+            if e.comp == COMP_DELTA:
+                try:
+                    data = store.expand_delta(e.oid, data, name)
+                except DvxError as exc:
+                    bad[e.oid] = Problem("object", e.oid.hex(), f"delta in pack {name}: {exc.message}")
+                    continue
             if blake3(data, derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
                 bad[e.oid] = Problem("object", e.oid.hex(),
                                      f"{KIND_NAMES[e.kind]} in pack {name} is corrupted (hash mismatch)")

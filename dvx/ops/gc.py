@@ -72,8 +72,16 @@ def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Poi
 
 
 def mark(store: Store, roots: list[Pointer]) -> set[bytes]:
-    """Every object reachable from the roots that is present in the store."""
-    return set(reachable(store, [(p.oid, root_kind(p.kind)) for p in roots], skip_missing=True))
+    """Every object reachable from the roots that is present in the store, plus the base
+    chunk of every delta copy of a live chunk (in any pack: which copy is read can change
+    when packs are rewritten)."""
+    from dvx.store.pack import IdxFile
+
+    live = set(reachable(store, [(p.oid, root_kind(p.kind)) for p in roots], skip_missing=True))
+    for name in store.pack_names():
+        for oid in IdxFile(store.idx_path(name), name).delta_ids() & live:
+            live.add(store.delta_base(oid, name))
+    return live
 
 
 def gc(repo: Repository, *, dry_run: bool = False, workspace_only: bool = False,

@@ -126,7 +126,7 @@ def _send(store: Store, remote: Remote, needed: dict[bytes, int], jobs: int, pro
     rest: list[bytes] = []
     for name, oids in by_pack.items():
         idx = IdxFile(store.idx_path(name), name)
-        if idx.count == len(oids):
+        if idx.count == len(oids) and not idx.delta_ids():  # remotes hold whole chunks only
             whole.append(name)
         else:
             rest.extend(oids)

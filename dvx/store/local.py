@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, MissingObjectError, StoreError
 from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error
-from dvx.hashing import CONTEXTS, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
+from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
 from dvx.objects import Manifest, Tree
 from dvx.store.pack import (
+    COMP_DELTA,
+    DELTA_HEADER,
     PACK_HEADER,
     PACK_MAGIC,
     PACK_VERSION,
@@ -59,6 +61,7 @@ class Store:
         self.fsync = fsync
         self._idx: dict[str, IdxFile] | None = None
         self._full: dict[bytes, Location] | None = None
+        self._deltas: set[bytes] = set()
         self._readers: dict[str, PackReader] = {}
         self._lock = threading.Lock()
 
@@ -119,11 +122,19 @@ class Store:
         """Every visible object, loaded once (used by bulk operations)."""
         if self._full is None:
             full: dict[bytes, Location] = {}
+            deltas: set[bytes] = set()
             for name, idx in self._indexes().items():
                 for oid, kind, off, ln in idx.raw_items():
                     full.setdefault(oid, (name, kind, off, ln))
+                deltas.update(oid for oid in idx.delta_ids() if full[oid][0] == name)
+            self._deltas = deltas
             self._full = full
         return self._full
+
+    def delta_ids(self) -> set[bytes]:
+        """Chunks whose indexed copy (the one ``full_index`` names) is a delta."""
+        self.full_index()
+        return self._deltas
 
     # -- reading --------------------------------------------------------------------
     def _reader(self, name: str) -> PackReader:
@@ -138,6 +149,43 @@ class Store:
                 ) from None
             self._readers[name] = reader
         return reader
+
+    def _stored_as_delta(self, oid: bytes, pack: str) -> bool:
+        full = self._full
+        if full is not None:
+            loc = full.get(oid)
+            if loc is not None and loc[0] == pack:
+                return oid in self._deltas
+        idx = self._indexes().get(pack)
+        if idx is None:
+            return False
+        entry = idx.find(oid)
+        return entry is not None and entry.comp == COMP_DELTA
+
+    def delta_base(self, oid: bytes, pack: str) -> bytes:
+        """The base chunk id of the delta copy of ``oid`` held in ``pack``."""
+        entry = self._indexes()[pack].find(oid)
+        assert entry is not None and entry.comp == COMP_DELTA
+        head = self._reader(pack).read(entry.offset, DELTA_HEADER.size)
+        return DELTA_HEADER.unpack(head)[0]  # type: ignore[no-any-return]
+
+    def expand_delta(self, oid: bytes, stored: bytes, where: str) -> bytes:
+        """Rebuild a chunk stored as a delta (format.md §5.1); the base must be stored
+        whole (no chains). The caller verifies the result against ``oid``."""
+        if len(stored) < DELTA_HEADER.size:
+            raise CorruptObjectError(f"chunk {oid.hex()} in pack {where} has a truncated delta")
+        base_id, prefix, suffix = DELTA_HEADER.unpack_from(stored, 0)
+        loc = self.locate(base_id)
+        if loc is None:
+            raise MissingObjectError(f"chunk {base_id.hex()}, the base of chunk {oid.hex()}, is not in "
+                                     "the local store", "run `dvx fsck`; restore the store from a remote")
+        if self._stored_as_delta(base_id, loc[0]):
+            raise CorruptObjectError(f"chunk {oid.hex()} in pack {where} is a delta of a delta")
+        _kind, base = self.read_raw(base_id, loc)
+        if prefix + suffix > len(base):
+            raise CorruptObjectError(f"chunk {oid.hex()} in pack {where} has an invalid delta")
+        middle = memoryview(stored)[DELTA_HEADER.size:]
+        return b"".join((base[:prefix], middle, base[len(base) - suffix:]))
 
     def read_raw(self, oid: bytes, loc: Location | None = None) -> tuple[int, bytes]:
         """Bytes of an object, verified against its id. Returns ``(kind, data)``."""
@@ -154,6 +202,8 @@ class Store:
             data = self._reader(name).read(offset, length)
         except OSError as exc:
             raise os_error(exc, f"read pack {name}") from None
+        if kind == KIND_CHUNK and self._stored_as_delta(oid, name):
+            data = self.expand_delta(oid, data, name)
         if object_id(kind, data) != oid:
             raise CorruptObjectError(
                 f"{KIND_NAMES[kind]} {oid.hex()} in pack {name} is corrupted (hash mismatch)",
@@ -262,12 +312,18 @@ class StoreWriter:
                 self._queued_bytes += size
         self._queue.put(item)
 
-    def add(self, kind: int, oid: bytes, data: bytes | memoryview) -> bool:
+    def add_delta(self, oid: bytes, base: bytes, prefix: int, suffix: int, middle: bytes | memoryview) -> bool:
+        """Store a chunk as a delta against ``base`` (a chunk stored whole)."""
+        if oid in self.known or oid in self.pending:
+            return False
+        return self.add(KIND_CHUNK, oid, DELTA_HEADER.pack(base, prefix, suffix) + bytes(middle), COMP_DELTA)
+
+    def add(self, kind: int, oid: bytes, data: bytes | memoryview, comp: int = 0) -> bool:
         """Store one object unless present; returns whether it was written."""
         if oid in self.known or oid in self.pending:
             return False
         pack = self._pack()
-        pack.entries.append(PackEntry(oid, kind, pack.size, len(data)))
+        pack.entries.append(PackEntry(oid, kind, pack.size, len(data), comp))
         pack.size += len(data)
         self.pending.add(oid)
         self.bytes_written += len(data)

@@ -33,12 +33,18 @@ IDX_ENTRY = struct.Struct("<32sBBHQI")  # id, kind, compression, reserved, offse
 IDX_CHECKSUM = 32
 
 
+COMP_NONE = 0
+COMP_DELTA = 1  # a chunk stored as a delta against another chunk (format.md §5.1)
+DELTA_HEADER = struct.Struct("<32sII")  # base chunk id, prefix length, suffix length
+
+
 @dataclass(frozen=True, slots=True)
 class PackEntry:
     oid: bytes
     kind: int
     offset: int
     length: int
+    comp: int = COMP_NONE
 
 
 def pack_name(entries_blob: bytes) -> str:
@@ -46,14 +52,14 @@ def pack_name(entries_blob: bytes) -> str:
 
 
 def encode_footer(entries: list[PackEntry]) -> tuple[bytes, str]:
-    blob = b"".join(ENTRY.pack(e.kind, 0, 0, e.offset, e.length, e.oid) for e in entries)
+    blob = b"".join(ENTRY.pack(e.kind, e.comp, 0, e.offset, e.length, e.oid) for e in entries)
     tail = FOOTER_TAIL.pack(len(entries), blake3(blob).digest(), PACK_END_MAGIC)
     return blob + tail, pack_name(blob)
 
 
 def encode_idx(entries: list[PackEntry], pack_size: int) -> bytes:
     body = IDX_HEADER.pack(IDX_MAGIC, PACK_VERSION, pack_size, len(entries)) + b"".join(
-        IDX_ENTRY.pack(e.oid, e.kind, 0, 0, e.offset, e.length)
+        IDX_ENTRY.pack(e.oid, e.kind, e.comp, 0, e.offset, e.length)
         for e in sorted(entries, key=lambda e: e.oid)
     )
     return body + blake3(body).digest()
@@ -79,10 +85,13 @@ def read_footer(path: str) -> tuple[list[PackEntry], str]:
         raise CorruptObjectError(f"pack {os.path.basename(path)} footer checksum mismatch")
     data_end = size - FOOTER_TAIL.size - blob_len
     entries = []
-    for kind, _comp, _res, offset, length, oid in ENTRY.iter_unpack(blob):
+    for kind, comp, _res, offset, length, oid in ENTRY.iter_unpack(blob):
         if offset < PACK_HEADER.size or offset + length > data_end:
             raise CorruptObjectError(f"pack {os.path.basename(path)} entry lies outside its data")
-        entries.append(PackEntry(oid, kind, offset, length))
+        if comp not in (COMP_NONE, COMP_DELTA):
+            raise CorruptObjectError(f"pack {os.path.basename(path)} uses unknown encoding {comp}",
+                                     "upgrade dvx")
+        entries.append(PackEntry(oid, kind, offset, length, comp))
     return entries, pack_name(blob)
 
 
@@ -128,15 +137,20 @@ class IdxFile:
         return None
 
     def entry(self, i: int) -> PackEntry:
-        oid, kind, _c, _r, offset, length = IDX_ENTRY.unpack_from(
+        oid, kind, comp, _r, offset, length = IDX_ENTRY.unpack_from(
             self._data, IDX_HEADER.size + i * IDX_ENTRY.size
         )
-        return PackEntry(oid, kind, offset, length)
+        return PackEntry(oid, kind, offset, length, comp)
 
     def entries(self) -> list[PackEntry]:
         body = memoryview(self._data)[IDX_HEADER.size:IDX_HEADER.size + self.count * IDX_ENTRY.size]
-        return [PackEntry(oid, kind, off, ln) for oid, kind, _c, _r, off, ln in
+        return [PackEntry(oid, kind, off, ln, comp) for oid, kind, comp, _r, off, ln in
                 IDX_ENTRY.iter_unpack(body)]
+
+    def delta_ids(self) -> set[bytes]:
+        """Objects this pack stores as deltas (none in remote packs)."""
+        body = memoryview(self._data)[IDX_HEADER.size:IDX_HEADER.size + self.count * IDX_ENTRY.size]
+        return {oid for oid, _k, comp, _r, _o, _l in IDX_ENTRY.iter_unpack(body) if comp != COMP_NONE}
 
     def raw_items(self):  # type: ignore[no-untyped-def]
         """Fast iteration: ``(oid, kind, offset, length)`` tuples."""

@@ -10,7 +10,7 @@ from blake3 import blake3
 from dvx.chunking import Chunker
 from dvx.hashing import KIND_CHUNK, KIND_MANIFEST, KIND_TREE, chunk_id, object_id
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
-from dvx.store.pack import PackEntry, encode_footer, encode_idx
+from dvx.store.pack import COMP_DELTA, DELTA_HEADER, PackEntry, encode_footer, encode_idx
 
 
 def sample(n: int, seed: int) -> bytes:
@@ -72,6 +72,16 @@ def main(out_dir: str) -> None:
     footer, name = encode_footer(entries)
     pack = b"DVXP\x01\0\0\0" + b"".join(blobs) + footer
     packs = {"name": name, "pack_hex": pack.hex(), "idx_hex": encode_idx(entries, len(pack)).hex()}
+    # a pack with one whole chunk and one chunk stored as a delta against it (§5.1)
+    base = sample(5000, 11)
+    edited = base[:2000] + b"0123456789" + base[2000:]
+    delta = DELTA_HEADER.pack(chunk_id(base), 2000, 3000) + b"0123456789"
+    d_entries = [PackEntry(chunk_id(base), KIND_CHUNK, 8, len(base)),
+                 PackEntry(chunk_id(edited), KIND_CHUNK, 8 + len(base), len(delta), COMP_DELTA)]
+    d_footer, d_name = encode_footer(d_entries)
+    d_pack = b"DVXP\x01\0\0\0" + base + delta + d_footer
+    packs["delta"] = {"name": d_name, "pack_hex": d_pack.hex(), "edited_hex": edited.hex(),
+                      "idx_hex": encode_idx(d_entries, len(d_pack)).hex()}
     chunking = []
     c = Chunker()
     for n, seed in ((0, 1), (1, 2), (16384, 3), (16385, 4), (300_000, 5), (1_000_000, 6)):
