@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from dvx.errors import CorruptObjectError
 from dvx.hashing import ID_SIZE, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_TREE, object_id
@@ -153,13 +152,15 @@ class Manifest:
     digest: bytes
     chunks: tuple[tuple[int, bytes], ...]
 
-    @cached_property
-    def _objects(self) -> list[tuple[int, bytes, bytes]]:
-        return self._build_objects()
-
     def objects(self) -> list[tuple[int, bytes, bytes]]:
         """The stored objects ``(kind, id, bytes)``, chunk lists first, head last."""
-        return self._objects
+        # cached by hand: functools.cached_property takes a lock on every access, which
+        # costs more than the work for a small file
+        cache = self.__dict__
+        objs = cache.get("_objects")
+        if objs is None:
+            objs = cache["_objects"] = self._build_objects()
+        return objs  # type: ignore[no-any-return]
 
     def _build_objects(self) -> list[tuple[int, bytes, bytes]]:
         head = [_HEADER.pack(MANIFEST_MAGIC, OBJECT_VERSION), struct.pack("<Q32s", self.size, self.digest)]

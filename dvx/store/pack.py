@@ -12,7 +12,7 @@ import contextlib
 import mmap
 import os
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from blake3 import blake3
 
@@ -38,8 +38,9 @@ COMP_DELTA = 1  # a chunk stored as a delta against another chunk (format.md §5
 DELTA_HEADER = struct.Struct("<32sII")  # base chunk id, prefix length, suffix length
 
 
-@dataclass(frozen=True, slots=True)
-class PackEntry:
+class PackEntry(NamedTuple):
+    """One object in a pack (a tuple: cheap to create, one per stored object)."""
+
     oid: bytes
     kind: int
     offset: int
