@@ -5,9 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test
-if [ ! -x .cache/azurite/node_modules/.bin/azurite-blob ]; then
+install_azurite() {
   echo "installing Azurite (npm) into .cache/azurite"
+  rm -rf .cache/azurite
   npm install --silent --no-audit --no-fund --prefix .cache/azurite azurite@3.35.0 >/dev/null
+}
+azurite_starts() {  # an install can come out incomplete (seen once): prove it runs
+  .venv/bin/python -c "from tests.servers import start_azurite; start_azurite().stop()" >/dev/null 2>&1
+}
+if [ ! -x .cache/azurite/node_modules/.bin/azurite-blob ]; then
+  install_azurite
+fi
+if ! azurite_starts; then
+  echo "Azurite does not start; reinstalling it"
+  npm cache verify >/dev/null 2>&1 || true
+  install_azurite
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 export DVX_REQUIRE_EMULATORS=1  # a server that cannot start fails the run instead of skipping
