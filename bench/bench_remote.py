@@ -63,18 +63,16 @@ def main() -> None:
     moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
     from tests.servers import free_port, wait_port
 
-    port = free_port()
-    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    wait_port(port, server)
-    proxy = CountingProxy(port)
-    endpoint = f"http://127.0.0.1:{proxy.port}"
+    def start_server() -> tuple[int, subprocess.Popen[bytes], CountingProxy]:
+        port = free_port()
+        server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        wait_port(port, server)
+        return port, server, CountingProxy(port)
     env = dict(ENV, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_EC2_METADATA_DISABLED="true")
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
     import fsspec
-
-    fsspec.filesystem("s3", endpoint_url=f"http://127.0.0.1:{port}", skip_instance_cache=True).mkdir("bench")
     res: dict[str, object] = {"versions": {"dvx": version_of(DVX + ["--version"]),
                                            "dvc": version_of([dvc, "--version"]),
                                            "moto": version_of([moto, "--version"])},
@@ -87,7 +85,7 @@ def main() -> None:
         small_files(src / f"small{n_small}", n_small, 2)
 
     def timed(cmd: list[str], cwd: Path) -> dict[str, float]:
-        proxy.reset()
+        proxy.reset()  # the proxy of the current tool's server (see the loop below)
         t = time.perf_counter()
         p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t
@@ -97,23 +95,40 @@ def main() -> None:
                 "bytes_down": proxy.bytes_down}
 
     for tool in ("dvx", "dvc"):
+        # a fresh server per tool: moto keeps every object in memory
+        port, server, proxy = start_server()
+        direct = f"http://127.0.0.1:{port}"
+        endpoint = f"http://127.0.0.1:{proxy.port}"  # through the counting proxy
+        fsspec.filesystem("s3", endpoint_url=direct, skip_instance_cache=True).mkdir("bench")
         repo = fresh_repo(WORK / f"{tool}-remote")
         shutil.copy(src / "big.bin", repo / "big.bin")
         shutil.copytree(src / f"small{n_small}", repo / "data")
+        # two remotes on the same server: "timed" is reached directly (wall times),
+        # "counted" through the counting proxy (requests and bytes; the proxy's own
+        # copying would slow the measured tool down)
         if tool == "dvx":
             run(DVX + ["init"], repo)
-            run(DVX + ["remote", "add", "origin", "s3://bench/dvx", "--default", "-o", f"endpoint_url={endpoint}"],
-                repo)
+            for name, url in (("timed", direct), ("counted", endpoint)):
+                run(DVX + ["remote", "add", name, f"s3://bench/dvx-{name}", "-o", f"endpoint_url={url}"], repo)
             add = DVX + ["add", "big.bin", "data"]
-            push = DVX + ["push", "--all-commits"]
-            pull = DVX + ["pull"]
+
+            def push(name: str, everything: bool = True) -> list[str]:
+                return DVX + ["push", "-r", name] + (["--all-commits"] if everything else [])
+
+            def pull(name: str) -> list[str]:
+                return DVX + ["pull", "-r", name]
         else:
             run([dvc, "init", "-q"], repo)
-            run([dvc, "remote", "add", "-d", "origin", "s3://bench/dvc"], repo)
-            run([dvc, "remote", "modify", "origin", "endpointurl", endpoint], repo)
+            for name, url in (("timed", direct), ("counted", endpoint)):
+                run([dvc, "remote", "add", name, f"s3://bench/dvc-{name}"], repo)
+                run([dvc, "remote", "modify", name, "endpointurl", url], repo)
             add = [dvc, "add", "-q", "big.bin", "data"]
-            push = [dvc, "push", "-q", "--all-commits"]
-            pull = [dvc, "pull", "-q"]
+
+            def push(name: str, everything: bool = True) -> list[str]:
+                return [dvc, "push", "-r", name] + (["--all-commits"] if everything else [])
+
+            def pull(name: str) -> list[str]:
+                return [dvc, "pull", "-q", "-r", name]
         for step in range(3):
             if step == 1:
                 with open(repo / "big.bin", "r+b") as f:
@@ -124,22 +139,38 @@ def main() -> None:
             run(add, repo)
             git(repo, "add", "-A")
             git(repo, "commit", "-q", "-m", f"v{step}")
-        cold = timed(push, repo)
-        print(f"{tool} cold push: {cold}", flush=True)
-        again = timed(push[:-1] if tool == "dvx" else [dvc, "push", "-q"], repo)
-        print(f"{tool} push, nothing new: {again}", flush=True)
-        clone = WORK / f"{tool}-clone"
-        if clone.exists():
+        out: dict[str, object] = {}
+        for name in ("timed", "counted"):
+            cold = timed(push(name), repo)
+            again = timed(push(name, everything=False), repo)
+            clone = WORK / f"{tool}-clone"
+            if clone.exists():
+                shutil.rmtree(clone)
+            subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+            pulled = timed(pull(name), clone)
+            ok = subprocess.run(["cmp", str(repo / "big.bin"), str(clone / "big.bin")]).returncode == 0
             shutil.rmtree(clone)
-        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
-        pulled = timed(pull, clone)
-        print(f"{tool} pull into a fresh clone: {pulled}", flush=True)
-        ok = subprocess.run(["cmp", str(repo / "big.bin"), str(clone / "big.bin")]).returncode == 0
-        objects = count_objects(f"bench/{tool}", port)
-        res[tool] = {"cold_push": cold, "push_nothing_new": again, "pull_fresh_clone": pulled,
-                     "remote_objects": objects, "pull_identical": ok}
+            print(f"{tool} [{name}] cold push {cold}\n  nothing new {again}\n  pull {pulled}", flush=True)
+            out[name] = {"cold_push": cold, "push_nothing_new": again, "pull_fresh_clone": pulled,
+                         "pull_identical": ok}
+        t, c = out["timed"], out["counted"]  # type: ignore[index]
+        res[tool] = {
+            "cold_push": {"seconds": t["cold_push"]["seconds"], "requests": c["cold_push"]["requests"],
+                          "bytes_up": c["cold_push"]["bytes_up"]},
+            "push_nothing_new": {"seconds": t["push_nothing_new"]["seconds"],
+                                 "requests": c["push_nothing_new"]["requests"]},
+            "pull_fresh_clone": {"seconds": t["pull_fresh_clone"]["seconds"],
+                                 "requests": c["pull_fresh_clone"]["requests"],
+                                 "bytes_down": c["pull_fresh_clone"]["bytes_down"]},
+            "through_proxy_seconds": {"cold_push": c["cold_push"]["seconds"],
+                                      "pull_fresh_clone": c["pull_fresh_clone"]["seconds"]},
+            "remote_objects": count_objects(f"bench/{tool}-timed", port),
+            "pull_identical": t["pull_identical"] and c["pull_identical"],
+        }
         shutil.rmtree(repo)
-        shutil.rmtree(clone)
+        proxy.sock.close()
+        server.terminate()
+        server.wait()
     d, v = res["dvx"], res["dvc"]  # type: ignore[index]
     print()
     print(f"cold push           dvx {d['cold_push']['seconds']:8.2f} s  dvc {v['cold_push']['seconds']:8.2f} s  "
@@ -155,8 +186,6 @@ def main() -> None:
     print(f"  requests          dvx {d['pull_fresh_clone']['requests']:8d}    dvc {v['pull_fresh_clone']['requests']:8d}")
     print(f"  bytes down        dvx {d['pull_fresh_clone']['bytes_down'] / 1e6:8.1f} MB dvc "
           f"{v['pull_fresh_clone']['bytes_down'] / 1e6:8.1f} MB")
-    proxy.sock.close()
-    server.terminate()
     save("remote" + ("-quick" if args.quick else ""), res)
 
 
