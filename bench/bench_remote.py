@@ -122,6 +122,7 @@ def main() -> None:
             for name, url in (("timed", direct), ("counted", endpoint)):
                 run([dvc, "remote", "add", name, f"s3://bench/dvc-{name}"], repo)
                 run([dvc, "remote", "modify", name, "endpointurl", url], repo)
+            run([dvc, "remote", "default", "timed"], repo)  # --all-commits wants a default
             add = [dvc, "add", "-q", "big.bin", "data"]
 
             def push(name: str, everything: bool = True) -> list[str]:
