@@ -40,6 +40,7 @@ class CoreConfig:
     extensions: tuple[str, ...] = ()
     default_remote: str | None = None
     fsync: bool = True
+    direct_io: bool = True
     autostage: bool = False
 
 
@@ -131,7 +132,7 @@ def _validate(dvx_dir: str, shared_path: str) -> dict[str, Any]:
                         core[k] = v
                     elif k == "extensions":
                         core[k] = tuple(x for x in v.replace(",", " ").split() if x)
-                    elif k in ("fsync", "autostage"):
+                    elif k in ("fsync", "direct_io", "autostage"):
                         core[k] = _parse_bool(v, f"{where} [core] {k}")
                     else:
                         core[k] = v

@@ -68,6 +68,7 @@ class CoreModel(BaseModel):
     extensions: tuple[str, ...] = ()
     default_remote: str | None = None
     fsync: bool = True
+    direct_io: bool = True
     autostage: bool = False
 
 

@@ -34,7 +34,8 @@ class Repository:
         self.state_dir = os.path.join(self.dvx_dir, "state")
         self.memo = ValidationMemo(os.path.join(self.state_dir, "validated.cache"))
         self.config: RepoConfig = load_config(self.dvx_dir, self.memo)
-        self.store = Store(os.path.join(self.dvx_dir, "store"), fsync=self.config.core.fsync)
+        self.store = Store(os.path.join(self.dvx_dir, "store"), fsync=self.config.core.fsync,
+                           direct_io=self.config.core.direct_io)
         if not (os.path.isdir(self.store.tmp_dir) and os.path.isdir(self.store.packs_dir)):
             # a fresh clone: .dvx/store is not in git
             try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
+from dvx.chunking import BlockPool
 from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
 from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_TREE, object_id
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from dvx.chunking import Chunker
 
 SMALL_FILE = 1 << 20
+_BLOCKS = BlockPool()  # read buffers of large files, reused across files
 _hash_pool: ThreadPoolExecutor | None = None
 
 
@@ -235,9 +237,12 @@ def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None,  # type: ignor
         file_pos[0] += start
         if writer is not None:
             writer.add_spans(KIND_CHUNK, block, spans)
+            writer.after_writes(lambda: _BLOCKS.release(block))
+        else:
+            _BLOCKS.release(block)
 
     try:
-        for block, ends in chunker.iter_blocks(f):
+        for block, ends in chunker.iter_blocks(f, pool=_BLOCKS):
             if len(in_flight) >= 2:
                 in_flight.pop(0).result()
             in_flight.append(_pool().submit(digest_block, block, ends))

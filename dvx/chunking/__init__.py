@@ -22,12 +22,44 @@ except ImportError:  # pragma: no cover - exercised where the build failed
     _fastcdc = None
     HAVE_ACCELERATOR = False
 
-__all__ = ["Chunker", "HAVE_ACCELERATOR", "CutParams", "make_cut_params"]
+__all__ = ["BlockPool", "Chunker", "HAVE_ACCELERATOR", "CutParams", "make_cut_params"]
 
 #: Bytes read from a file per block; a multiple of every sane max chunk size.
 BLOCK_SIZE = 8 << 20
 
 _warned = False
+
+
+class BlockPool:
+    """Reusable read buffers for ``Chunker.iter_blocks``.
+
+    A fresh 8 MiB ``bytearray`` per block means zeroing (and, on a VM, faulting in) as
+    much memory as the file is large; reusing a few buffers avoids both. Thread-safe: a
+    buffer is handed back by whichever thread finished with it last.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        import collections
+
+        self._free: collections.deque[bytearray] = collections.deque()
+        self._keep = keep
+
+    def take(self, size: int) -> bytearray:
+        while self._free:
+            try:
+                buf = self._free.pop()
+            except IndexError:  # emptied by another thread meanwhile
+                break
+            if len(buf) == size:
+                return buf
+        return bytearray(size)
+
+    def release(self, block: memoryview) -> None:
+        """Hand back the buffer under ``block``; the caller guarantees nothing else
+        still reads from it."""
+        buf = block.obj
+        if isinstance(buf, bytearray) and len(self._free) < self._keep:
+            self._free.append(buf)
 
 
 class _ReferenceCutter:
@@ -94,16 +126,19 @@ class Chunker:
             start = end
         return out
 
-    def iter_blocks(self, f: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[
-        tuple[memoryview, list[int]]
-    ]:
+    def iter_blocks(self, f: BinaryIO, block_size: int = BLOCK_SIZE,
+                    pool: BlockPool | None = None) -> Iterator[tuple[memoryview, list[int]]]:
         """Stream a file with bounded memory: yields ``(block, chunk_ends)``.
 
         ``block`` holds whole chunks only; ``chunk_ends`` are end offsets inside it.
         Each block has its own buffer, so it stays valid after the iteration moves on.
+        With a ``pool``, buffers come from it and the consumer must hand each block's
+        buffer back (``pool.release(block)``) once nothing reads it any more; a block
+        never released is simply not reused.
         """
         block_size = max(block_size, 2 * self.params.max_size)
-        buf = bytearray(block_size)
+        take = pool.take if pool is not None else bytearray
+        buf = take(block_size)
         filled = 0
         eof = False
         while not eof or filled:
@@ -121,7 +156,7 @@ class Chunker:
             tail = filled - used
             # Each block gets its own buffer: consumers (pack writer threads) may still
             # hold views of the previous one.
-            nxt = bytearray(block_size) if (tail or not eof) else buf
+            nxt = take(block_size) if (tail or not eof) else buf
             if tail:
                 nxt[:tail] = buf[used:filled]
             if ends:

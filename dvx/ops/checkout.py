@@ -37,6 +37,7 @@ from dvx.workspace import flatten_tree, hash_file, scan_dir
 
 RUN_LIMIT = 8 << 20
 COPY_RANGE_MIN = 1 << 20
+PREFETCH = 4  # runs (of up to RUN_LIMIT bytes) read ahead
 _HAVE_COPY_RANGE = hasattr(os, "copy_file_range")
 _read_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-restore-read")
 
@@ -355,19 +356,31 @@ def _copy_run(src_fd: int, data: memoryview, offset: int, dest_fd: int) -> None:
     _write_all(dest_fd, data)
 
 
+def _prefetch(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> None:
+    pack, offset, chunks = run
+    if pack:
+        store._reader(pack).prefetch(offset, sum(n for n, _ in chunks))
+
+
 def _write_chunks(store: Store, manifest: Manifest, fd: int) -> None:
     runs = _runs(store, manifest)
     if len(runs) == 1:
         src, data = _verify_run(store, runs[0])
         _copy_run(src, data, runs[0][1], fd)
         return
-    # verify the next run (BLAKE3, GIL released) while this one is copied
+    # Ask the kernel to read PREFETCH runs ahead in the background (new packs are
+    # written with direct I/O, so they are often not cached), and verify the next run
+    # (BLAKE3, GIL released) while this one is copied.
+    for run in runs[:PREFETCH]:
+        _prefetch(store, run)
     nxt = _read_pool.submit(_verify_run, store, runs[0]) if runs else None
     for i in range(len(runs)):
         assert nxt is not None
         src, data = nxt.result()
         if i + 1 < len(runs):
             nxt = _read_pool.submit(_verify_run, store, runs[i + 1])
+        if i + PREFETCH < len(runs):
+            _prefetch(store, runs[i + PREFETCH])
         _copy_run(src, data, runs[i][1], fd)
 
 

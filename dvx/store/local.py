@@ -16,11 +16,12 @@ visible pack. Every read is verified against the object's id.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, MissingObjectError, StoreError
@@ -30,6 +31,7 @@ from dvx.objects import Manifest, Tree
 from dvx.store.pack import (
     COMP_DELTA,
     DELTA_HEADER,
+    DIRECT_ALIGN,
     PACK_HEADER,
     PACK_MAGIC,
     PACK_VERSION,
@@ -54,11 +56,14 @@ Location = tuple[str, int, int, int]  # pack name, kind, offset, length
 class Store:
     """Content-addressed objects in packs. Thread-safe for readers."""
 
-    def __init__(self, path: str, *, fsync: bool = True) -> None:
+    def __init__(self, path: str, *, fsync: bool = True, direct_io: bool = True) -> None:
         self.path = path
         self.packs_dir = os.path.join(path, "packs")
         self.tmp_dir = os.path.join(path, "tmp")
         self.fsync = fsync
+        # New packs bypass the page cache (O_DIRECT) when they are fsynced anyway; set
+        # to False by a writer when the file system refuses direct I/O.
+        self.direct_io = bool(direct_io and fsync and _O_DIRECT)
         self._idx: dict[str, IdxFile] | None = None
         self._full: dict[bytes, Location] | None = None
         self._deltas: set[bytes] = set()
@@ -243,6 +248,74 @@ class _OpenPack:
         self.fd = -1
         self.written = PACK_HEADER.size  # bytes handed to the kernel (writer thread)
         self.flushed = 0  # bytes whose writeback was started
+        self.direct = False  # written with O_DIRECT through the writer's staging buffer
+
+
+class _DirectStage:
+    """An aligned staging buffer for writing packs with ``O_DIRECT`` (writer thread only).
+
+    Adding a large file means writing as many bytes as it has; through the page cache
+    that costs a copy plus a fresh page per 4 KiB, which on small VMs is the largest
+    single cost of ``dvx add``. With ``O_DIRECT`` the disk reads the data straight out
+    of this buffer. Only whole aligned blocks are written directly; the unaligned tail of
+    a pack is written through the page cache after ``O_DIRECT`` is switched off. Every
+    pack is still fsynced before it is published, so the crash-safety order is the same.
+    """
+
+    def __init__(self) -> None:
+        import mmap
+
+        self.buf = mmap.mmap(-1, DIRECT_STAGE)  # page-aligned
+        self.view = memoryview(self.buf)
+        self.fill = 0  # bytes staged
+        self.sent = 0  # of which already written
+
+    def add(self, fd: int, data: bytes | memoryview) -> bool:
+        """Stage ``data``, writing whole stages directly. Returns False if the kernel
+        refused direct I/O: then everything (staged or not) was written buffered and
+        ``O_DIRECT`` is off for this file."""
+        view = memoryview(data).cast("B")
+        while view:
+            n = min(len(view), DIRECT_STAGE - self.fill)
+            _copy_into(self.view, self.fill, view[:n])
+            self.fill += n
+            view = view[n:]
+            if self.fill == DIRECT_STAGE:
+                if not self._drain(fd, DIRECT_STAGE):
+                    _write_all(fd, view)
+                    return False
+                self.fill = self.sent = 0
+        return True
+
+    def finish(self, fd: int) -> bool:
+        """Write what is staged: the aligned part directly, the rest buffered. Returns
+        False if direct I/O was refused (everything was then written buffered)."""
+        aligned = self.fill - self.fill % DIRECT_ALIGN
+        if aligned > self.sent and not self._drain(fd, aligned):
+            return False
+        _set_direct(fd, False)
+        _write_all(fd, self.view[self.sent:self.fill])
+        self.fill = self.sent = 0
+        return True
+
+    def _drain(self, fd: int, upto: int) -> bool:
+        """Write staged bytes up to ``upto`` directly; on EINVAL (direct I/O refused,
+        nothing written by the failed call) write all that is staged buffered instead."""
+        try:
+            while self.sent < upto:
+                self.sent += os.write(fd, self.view[self.sent:upto])
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _set_direct(fd, False)
+            _write_all(fd, self.view[self.sent:self.fill])
+            self.fill = self.sent = 0
+            return False
+        return True
+
+    def close(self) -> None:
+        self.view.release()
+        self.buf.close()
 
 
 _STOP = object()
@@ -278,6 +351,7 @@ class StoreWriter:
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="dvx-pack-finish")
         self._finishing: list[Future[str]] = []
         self._open_packs: list[_OpenPack] = []
+        self._stage: _DirectStage | None = None  # created by the writer thread when needed
         self._thread = threading.Thread(target=self._run, name="dvx-pack-writer", daemon=True)
         self._thread.start()
 
@@ -386,6 +460,11 @@ class StoreWriter:
         self.bytes_written += written
         return written
 
+    def after_writes(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` on the writer thread once everything queued so far is written
+        (used to recycle read buffers whose views were queued)."""
+        self._put(("release", None, fn))
+
     def _roll(self) -> None:
         if self._current is not None:
             self._flush_small()
@@ -439,6 +518,14 @@ class StoreWriter:
 
     # -- writer thread ------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self._stage is not None:
+                self._stage.close()
+                self._stage = None
+
+    def _loop(self) -> None:
         while True:
             item = self._queue.get()
             if item is _STOP:
@@ -451,26 +538,61 @@ class StoreWriter:
                 pack: _OpenPack = item[1]
                 rest: tuple[Any, ...] = item[2:]
                 if op == "open":
-                    pack.fd = os.open(pack.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-                    _write_all(pack.fd, PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
+                    pack.fd = self._open_pack_file(pack)
+                    self._write(pack, PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
                 elif op == "write":
                     try:
-                        _write_all(pack.fd, rest[0])
+                        self._write(pack, rest[0])
                     finally:
                         with self._queued_cond:
                             self._queued_bytes -= len(rest[0])
                             self._queued_cond.notify()
                     pack.written += len(rest[0])
-                    if self.store.fsync and pack.written - pack.flushed >= WRITEBACK_STEP:
+                    if (self.store.fsync and not pack.direct
+                            and pack.written - pack.flushed >= WRITEBACK_STEP):
                         _start_writeback(pack.fd, pack.flushed, pack.written - pack.flushed)
                         pack.flushed = pack.written
+                elif op == "release":
+                    rest[0]()
                 elif op == "close":
                     footer, name = encode_footer(pack.entries)
-                    _write_all(pack.fd, footer)
+                    self._write(pack, footer)
+                    if pack.direct:
+                        assert self._stage is not None
+                        if not self._stage.finish(pack.fd):
+                            self.store.direct_io = False
+                        pack.direct = False
                     pack.size += len(footer)
                     self._finishing.append(self._finisher.submit(self._publish, pack, name))
             except BaseException as exc:  # reported to the caller at commit
                 self._error = exc
+
+    def _open_pack_file(self, pack: _OpenPack) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        if self.store.direct_io:
+            try:
+                fd = os.open(pack.tmp_path, flags | _O_DIRECT, 0o444)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self.store.direct_io = False  # this file system does not do direct I/O
+            else:
+                pack.direct = True
+                if self._stage is None:
+                    self._stage = _DirectStage()
+                return fd
+        return os.open(pack.tmp_path, flags, 0o444)
+
+    def _write(self, pack: _OpenPack, data: bytes | memoryview) -> None:
+        if not pack.direct:
+            _write_all(pack.fd, data)
+            return
+        assert self._stage is not None
+        if not self._stage.add(pack.fd, data):
+            # The file system accepted O_DIRECT at open but refuses these writes: the
+            # rest of this pack, and later packs, go through the page cache.
+            pack.direct = False
+            self.store.direct_io = False
 
     def _publish(self, pack: _OpenPack, name: str) -> str:
         if self.store.fsync:
@@ -486,6 +608,26 @@ class StoreWriter:
                            fsync=self.store.fsync, mode=0o444)
         self.new_packs.append(name)
         return name
+
+
+_O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+DIRECT_STAGE = 8 << 20
+
+
+def _set_direct(fd: int, on: bool) -> None:
+    import fcntl
+
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, (flags | _O_DIRECT) if on else (flags & ~_O_DIRECT))
+
+
+try:
+    from dvx._buffers import copy_into as _copy_into  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the extension was not built
+
+    def _copy_into(dst: memoryview, offset: int, src: memoryview) -> int:
+        dst[offset:offset + len(src)] = src
+        return len(src)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

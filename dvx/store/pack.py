@@ -160,6 +160,10 @@ class IdxFile:
             yield oid, kind, off, ln
 
 
+_FADV_WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
+DIRECT_ALIGN = 4096  # a multiple of every common logical block size
+
+
 class PackReader:
     """Random access into one pack file."""
 
@@ -185,6 +189,13 @@ class PackReader:
     @property
     def fd(self) -> int:
         return self._fd
+
+    def prefetch(self, offset: int, length: int) -> None:
+        """Start reading a range into the page cache in the background (packs written
+        with direct I/O are not cached), so a later read finds it there."""
+        if _FADV_WILLNEED is not None:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._fd, offset, length, _FADV_WILLNEED)
 
     def readinto(self, offset: int, buf: memoryview) -> None:
         n = os.preadv(self._fd, [buf], offset)
