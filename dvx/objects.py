@@ -140,6 +140,11 @@ class ManifestHead:
         return cls(size, digest, layout, entries)
 
 
+_SMALL_PREFIX = _HEADER.pack(MANIFEST_MAGIC, OBJECT_VERSION)
+_NO_CHUNKS = _MANIFEST_LAYOUT.pack(LAYOUT_FLAT, 0)
+_ONE_CHUNK = _MANIFEST_LAYOUT.pack(LAYOUT_FLAT, 1)
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A file's content: total size, whole-file BLAKE3 and its chunks in order.
@@ -179,6 +184,16 @@ class Manifest:
         data = b"".join(head)
         out.append((KIND_MANIFEST, object_id(KIND_MANIFEST, data), data))
         return out
+
+    @staticmethod
+    def encode_small(size: int, digest: bytes, cid: bytes | None) -> bytes:
+        """The head of a flat manifest with at most one chunk (``cid`` None: empty
+        file): the same bytes ``objects()`` produces, without building a Manifest (the
+        fast path of adding many small files)."""
+        if cid is None:
+            return _SMALL_PREFIX + struct.pack("<Q32s", size, digest) + _NO_CHUNKS
+        return (_SMALL_PREFIX + struct.pack("<Q32s", size, digest) + _ONE_CHUNK
+                + _CHUNK_REF.pack(size, cid))
 
     def encode(self) -> bytes:
         """Bytes of the head object (what the manifest id names)."""

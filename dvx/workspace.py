@@ -18,10 +18,10 @@ from blake3 import blake3
 from dvx.chunking import BlockPool
 from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
-from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_TREE, object_id
+from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_MANIFEST, KIND_TREE, MANIFEST_CONTEXT, object_id
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
 from dvx.statcache import Stat, stat_key
-from dvx.store.local import Store, StoreWriter
+from dvx.store.local import SMALL_OBJECT, Store, StoreWriter
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -171,6 +171,47 @@ def digest_small_file(path: str, where: str, chunker: Chunker, expected: Stat
     if (after.st_size, after.st_mtime_ns) != (expected[1], expected[2]) or len(data) != after.st_size:
         raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
     return manifest, stat_key(after), data
+
+
+def add_small_file(path: str, where: str, chunker: Chunker, expected: Stat,
+                   writer: StoreWriter) -> tuple[bytes, int, Stat]:
+    """Read, hash and store one small file; returns ``(manifest id, size, stat)``.
+
+    The hot loop of adding many small files: a file no larger than the minimum chunk
+    size is one chunk, so its manifest is encoded directly (``Manifest.encode_small``,
+    the same bytes) instead of going through a Manifest object.
+    """
+    if expected[1] > min(chunker.params.min_size, SMALL_OBJECT):
+        manifest, st, data = digest_small_file(path, where, chunker, expected)
+        store_small_file(manifest, data, writer)
+        return manifest.object_id(), manifest.size, st
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise os_error(exc, f"read {where}") from None
+    try:
+        data = _read_small(fd, expected[1])
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise os_error(exc, f"read {where}") from None
+    finally:
+        os.close(fd)
+    size = len(data)
+    if after.st_size != expected[1] or after.st_mtime_ns != expected[2] or size != expected[1]:
+        raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
+    if size:
+        cid = blake3(data, derive_key_context=CHUNK_CONTEXT).digest()
+        head = Manifest.encode_small(size, blake3(data).digest(), cid)
+        mid = blake3(head, derive_key_context=MANIFEST_CONTEXT).digest()
+        writer.add_small(KIND_CHUNK, cid, data)
+    else:
+        head = Manifest.encode_small(0, _EMPTY_DIGEST, None)
+        mid = blake3(head, derive_key_context=MANIFEST_CONTEXT).digest()
+    writer.add_small(KIND_MANIFEST, mid, head)
+    return mid, size, stat_key(after)
+
+
+_EMPTY_DIGEST = blake3(b"").digest()
 
 
 def store_small_file(manifest: Manifest, data: bytes, writer: StoreWriter) -> None:

@@ -145,3 +145,15 @@ def test_small_edit_changes_one_chunk_list() -> None:
     chunks[2500] = (1000, chunk_id(b"edited"))
     after = [oid for _, oid, _ in Manifest(5_000_000, b"\0" * 32, tuple(chunks)).objects()]
     assert len([o for o in after if o not in before]) <= 3  # list(s) around the edit + head
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 16384])
+def test_small_manifest_fast_path_matches_general_encoding(size: int) -> None:
+    from blake3 import blake3
+
+    from dvx.hashing import chunk_id
+
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    general = Manifest(size, blake3(data).digest(), ((size, chunk_id(data)),) if size else ())
+    fast = Manifest.encode_small(size, blake3(data).digest(), chunk_id(data) if size else None)
+    assert fast == general.encode()

@@ -26,13 +26,12 @@ from dvx.tracked import find_tracked, owning_tracked
 from dvx.workspace import (
     SMALL_FILE,
     DeltaBase,
+    add_small_file,
     build_tree,
     check_utf8,
-    digest_small_file,
     flatten_tree,
     hash_file,
     scan_dir,
-    store_small_file,
 )
 
 
@@ -190,20 +189,16 @@ def _add_dir(repo: Repository, rel: str, scan, record: CacheRecord,  # type: ign
     small = [n for n in todo if scan.files[n][1] <= SMALL_FILE]
     large = [n for n in todo if scan.files[n][1] > SMALL_FILE]
 
-    def digest(name: str):  # type: ignore[no-untyped-def]
-        return digest_small_file(os.path.join(abs_path, name), f"{rel}/{name}", repo.chunker,
-                                 scan.files[name])
-
     # Small files one after another: with two worker threads the GIL hand-offs cost
     # more than the overlapped syscalls save (measured: 1.9 s vs 1.4 s for 20,000 files).
+    chunker, files, advance = repo.chunker, scan.files, progress.advance
     for name in small:
-        manifest, st, data = digest(name)
-        store_small_file(manifest, data, writer)
-        mid = manifest.object_id()
-        info[name] = (mid, manifest.size, st[4])
+        mid, size, st = add_small_file(os.path.join(abs_path, name), f"{rel}/{name}", chunker,
+                                       files[name], writer)
+        info[name] = (mid, size, st[4])
         ids[name] = mid
         stats[name] = st
-        progress.advance()
+        advance()
     old_files: dict[str, tuple[bytes, int, int]] = {}
     if large and old is not None and repo.store.contains(old.oid):
         try:

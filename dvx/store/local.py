@@ -415,6 +415,25 @@ class StoreWriter:
             self._roll()
         return True
 
+    def add_small(self, kind: int, oid: bytes, data: bytes) -> None:
+        """``add`` for an object known to be below SMALL_OBJECT (the per-file hot path
+        of adding many small files)."""
+        if oid in self.known or oid in self.pending:
+            return
+        pack = self._current or self._pack()
+        n = len(data)
+        pack.entries.append(PackEntry(oid, kind, pack.size, n))
+        pack.size += n
+        self.pending.add(oid)
+        self.bytes_written += n
+        self.objects_written += 1
+        small = self._small
+        small += data
+        if len(small) >= SMALL_BATCH:
+            self._flush_small()
+        if pack.size >= self.pack_target:
+            self._roll()
+
     def _flush_small(self) -> None:
         if self._small:
             assert self._current is not None
