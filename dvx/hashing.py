@@ -46,10 +46,5 @@ def new_file_hasher() -> blake3:
 
 
 def is_hex_id(text: str) -> bool:
-    if len(text) != HEX_SIZE:
-        return False
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return text == text.lower()
+    """Exactly 64 lowercase hex digits (``bytes.fromhex`` alone would accept spaces)."""
+    return len(text) == HEX_SIZE and not text.strip("0123456789abcdef")

@@ -76,7 +76,9 @@ class Repository:
             os.makedirs(os.path.join(dvx_dir, "state"), exist_ok=True)
         except OSError as exc:
             raise os_error(exc, f"create {dvx_dir}") from None
-        return cls(root), created
+        repo = cls(root)
+        repo.memo.save()  # the next command need not load pydantic to re-check the config
+        return repo, created
 
     # -- helpers ----------------------------------------------------------------
     @cached_property

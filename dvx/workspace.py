@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -173,42 +173,94 @@ def digest_small_file(path: str, where: str, chunker: Chunker, expected: Stat
     return manifest, stat_key(after), data
 
 
-def add_small_file(path: str, where: str, chunker: Chunker, expected: Stat,
-                   writer: StoreWriter) -> tuple[bytes, int, Stat]:
-    """Read, hash and store one small file; returns ``(manifest id, size, stat)``.
+def read_files_reference(paths: list[bytes], sizes: list[int]
+                         ) -> tuple[bytes, list[int | tuple[int, int, Stat]]]:
+    """Pure-Python ``dvx._scan.read_files`` (same results): read whole small files,
+    each up to one byte past its expected size, without following symlinks."""
+    parts: list[bytes] = []
+    out: list[int | tuple[int, int, Stat]] = []
+    total = 0
+    for path, size in zip(paths, sizes, strict=True):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            out.append(exc.errno or 0)
+            continue
+        try:
+            data = b""
+            while len(data) < size + 1:
+                more = os.read(fd, size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+            st = stat_key(os.fstat(fd))
+        except OSError as exc:
+            out.append(exc.errno or 0)
+            continue
+        finally:
+            os.close(fd)
+        out.append((total, len(data), st))
+        parts.append(data + bytes(size + 1 - len(data)))
+        total += size + 1
+    return b"".join(parts), out
 
-    The hot loop of adding many small files: a file no larger than the minimum chunk
-    size is one chunk, so its manifest is encoded directly (``Manifest.encode_small``,
-    the same bytes) instead of going through a Manifest object.
+
+try:
+    from dvx._scan import read_files as _read_files  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the extension was not built
+    _read_files = read_files_reference
+
+SMALL_BATCH_FILES = 256
+
+
+def add_small_files(top: str, where: str, names: list[str], expected: dict[str, Stat],
+                    chunker: Chunker, writer: StoreWriter
+                    ) -> Iterator[tuple[str, bytes, int, Stat]]:
+    """Read, hash and store small files; yields ``(name, manifest id, size, stat)``.
+
+    The hot loop of adding many small files. Files are read in batches by
+    ``read_files`` (Cython, the GIL released for the whole batch) on a worker thread
+    while this thread hashes the previous batch. A file no larger than the minimum
+    chunk size is one chunk, so its manifest is encoded directly
+    (``Manifest.encode_small``: the same bytes as the general path).
     """
-    if expected[1] > min(chunker.params.min_size, SMALL_OBJECT):
-        manifest, st, data = digest_small_file(path, where, chunker, expected)
-        store_small_file(manifest, data, writer)
-        return manifest.object_id(), manifest.size, st
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise os_error(exc, f"read {where}") from None
-    try:
-        data = _read_small(fd, expected[1])
-        after = os.fstat(fd)
-    except OSError as exc:
-        raise os_error(exc, f"read {where}") from None
-    finally:
-        os.close(fd)
-    size = len(data)
-    if after.st_size != expected[1] or after.st_mtime_ns != expected[2] or size != expected[1]:
-        raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
-    if size:
-        cid = blake3(data, derive_key_context=CHUNK_CONTEXT).digest()
-        head = Manifest.encode_small(size, blake3(data).digest(), cid)
-        mid = blake3(head, derive_key_context=MANIFEST_CONTEXT).digest()
-        writer.add_small(KIND_CHUNK, cid, data)
-    else:
-        head = Manifest.encode_small(0, _EMPTY_DIGEST, None)
-        mid = blake3(head, derive_key_context=MANIFEST_CONTEXT).digest()
-    writer.add_small(KIND_MANIFEST, mid, head)
-    return mid, size, stat_key(after)
+    single = min(chunker.params.min_size, SMALL_OBJECT)
+    prefix = os.fsencode(top) + b"/"
+    batches = [names[i:i + SMALL_BATCH_FILES] for i in range(0, len(names), SMALL_BATCH_FILES)]
+
+    def load(batch: list[str]) -> tuple[bytes, list[int | tuple[int, int, Stat]]]:
+        return _read_files([prefix + os.fsencode(n) for n in batch], [expected[n][1] for n in batch])
+
+    pending = _pool().submit(load, batches[0]) if batches else None
+    for k, batch in enumerate(batches):
+        assert pending is not None
+        data, results = pending.result()
+        pending = _pool().submit(load, batches[k + 1]) if k + 1 < len(batches) else None
+        view = memoryview(data)
+        for name, res in zip(batch, results, strict=True):
+            what = f"{where}/{name}"
+            if isinstance(res, int):
+                raise os_error(OSError(res, os.strerror(res), os.path.join(top, name)), f"read {what}")
+            offset, size, st = res
+            exp = expected[name]
+            if st[1] != exp[1] or st[2] != exp[2] or size != exp[1]:
+                raise DvxError(f"{what} changed while it was being read",
+                               "re-run when it is not being written")
+            content = view[offset:offset + size]
+            if size > single:
+                manifest = _hash_small(bytes(content), chunker, None)
+                store_small_file(manifest, bytes(content), writer)
+                yield name, manifest.object_id(), size, st
+                continue
+            if size:
+                cid = blake3(content, derive_key_context=CHUNK_CONTEXT).digest()
+                head = Manifest.encode_small(size, blake3(content).digest(), cid)
+                writer.add_small(KIND_CHUNK, cid, content)
+            else:
+                head = Manifest.encode_small(0, _EMPTY_DIGEST, None)
+            mid = blake3(head, derive_key_context=MANIFEST_CONTEXT).digest()
+            writer.add_small(KIND_MANIFEST, mid, head)
+            yield name, mid, size, st
 
 
 _EMPTY_DIGEST = blake3(b"").digest()

@@ -406,6 +406,59 @@ def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
     assert len(fast.files) == 10 and "nested/escape" in fast.links and "empty_dir" in fast.dirs
 
 
+def test_batch_file_reader_matches_reference(repo_dir: Path) -> None:
+    """``dvx._scan.read_files`` (Cython, GIL released) and its pure-Python reference
+    return the same bytes, stats and errors: a missing file, a symlink (never
+    followed: ELOOP), a directory, a file larger than expected (one extra byte read,
+    so the caller sees the growth), an empty file."""
+    import errno
+
+    from dvx._scan import read_files  # type: ignore[import-not-found]
+
+    from dvx.workspace import read_files_reference
+
+    root = repo_dir / "rf"
+    root.mkdir()
+    write(root / "a.txt", "hello")
+    write(root / "empty", "")
+    (root / "grew.bin").write_bytes(b"12345678")
+    (root / "u n\u00efcode.bin").write_bytes(pseudo_random(5000, 1))
+    os.symlink("a.txt", root / "link")
+    (root / "dir").mkdir()
+    names = ["a.txt", "empty", "grew.bin", "u n\u00efcode.bin", "missing", "link", "dir"]
+    sizes = [5, 0, 4, 5000, 3, 5, 0]
+    paths = [os.fsencode(root / n) for n in names]
+    fast, ref = read_files(paths, sizes), read_files_reference(paths, sizes)
+    assert fast[1] == ref[1]
+    res = fast[1]
+    assert res[4] == errno.ENOENT and res[5] == errno.ELOOP and res[6] == errno.EISDIR
+    for i in range(4):
+        off, n, st = res[i]
+        assert fast[0][off:off + n] == ref[0][off:off + n] == (root / names[i]).read_bytes()[:sizes[i] + 1]
+        assert st[1] == (root / names[i]).stat().st_size
+    assert res[2][1] == 5  # expected 4 bytes, read 5: growth is visible
+
+
+def test_small_file_changed_or_vanished_during_add(repo_dir: Path, cli: Cli) -> None:
+    """A small file that disappears between the scan and the read is a clean error."""
+    from dvx.errors import DvxError
+    from dvx.repo import Repository
+    from dvx.workspace import add_small_files, scan_dir
+
+    d = repo_dir / "d"
+    d.mkdir()
+    write(d / "a.txt", "one")
+    write(d / "b.txt", "two")
+    scan = scan_dir(str(d), "d")
+    (d / "b.txt").unlink()
+    repo = Repository(str(repo_dir))
+    with repo.store.writer() as w, pytest.raises(DvxError, match="d/b.txt"):
+        list(add_small_files(str(d), "d", sorted(scan.files), scan.files, repo.chunker, w))
+    write(d / "b.txt", "two, longer now")
+    with repo.store.writer() as w, pytest.raises(DvxError, match="changed while it was being read"):
+        list(add_small_files(str(d), "d", sorted(scan.files), scan.files, repo.chunker, w))
+
+
 def test_kill_at_any_moment_leaves_a_readable_store(repo_dir: Path) -> None:
     """SIGKILL `dvx add` at several moments; the store stays consistent and a re-run
     finishes the job."""

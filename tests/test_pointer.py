@@ -63,3 +63,40 @@ def test_binary_and_oversized() -> None:
 def test_any_input_only_raises_dvx_errors(data: str | bytes) -> None:
     with contextlib.suppress(DvxError):
         parse_pointer(data, "fuzz.dvx")
+
+
+_HEX = "0123456789abcdef"
+_ids = st.one_of(st.text(_HEX, min_size=64, max_size=64), st.text(_HEX + "AF g", max_size=66), st.integers())
+_values = st.fixed_dictionaries(
+    {"dvx": st.sampled_from([1, 2, True, "1"]), "kind": st.sampled_from(["file", "tree", "dir", 1]),
+     "id": _ids, "size": st.one_of(st.integers(-2, 10**12), st.just(1.0)),
+     "files": st.one_of(st.integers(-1, 3), st.just("1"))},
+    optional={"b3": st.one_of(st.none(), _ids), "exec": st.sampled_from([True, False, 1, "yes"])},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_values)
+def test_create_shortcut_never_accepts_what_the_model_refuses(values: dict) -> None:  # type: ignore[type-arg]
+    """``Pointer.create`` skips pydantic for plainly valid values; that shortcut must
+    agree with the model: everything it accepts, the model accepts unchanged."""
+    from pydantic import ValidationError
+
+    from dvx.models import PointerModel
+    from dvx.pointer import plainly_valid
+
+    if plainly_valid(values):
+        assert Pointer(**PointerModel.model_validate(values).model_dump()) == Pointer.create(**values)
+    else:
+        with contextlib.suppress(ValidationError):
+            Pointer.create(**values)
+
+
+def test_create_shortcut_covers_what_dvx_writes() -> None:
+    from dvx.pointer import plainly_valid
+
+    assert plainly_valid({"dvx": 1, "kind": "file", "id": "a" * 64, "size": 3, "files": 1, "b3": "b" * 64})
+    assert plainly_valid({"dvx": 1, "kind": "tree", "id": "a" * 64, "size": 0, "files": 0})
+    assert not plainly_valid({"dvx": 1, "kind": "tree", "id": "A" * 64, "size": 0, "files": 0})
+    spaced = "a" * 63 + " "
+    assert not plainly_valid({"dvx": 1, "kind": "file", "id": spaced, "size": 3, "files": 1, "b3": "b" * 64})

@@ -415,7 +415,7 @@ class StoreWriter:
             self._roll()
         return True
 
-    def add_small(self, kind: int, oid: bytes, data: bytes) -> None:
+    def add_small(self, kind: int, oid: bytes, data: bytes | memoryview) -> None:
         """``add`` for an object known to be below SMALL_OBJECT (the per-file hot path
         of adding many small files)."""
         if oid in self.known or oid in self.pending:
