@@ -6,6 +6,7 @@ created on first use; they are never DVX dependencies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -198,7 +199,5 @@ class CountingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

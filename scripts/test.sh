@@ -23,6 +23,6 @@ if ! azurite_starts; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 export DVX_REQUIRE_EMULATORS=1  # a server that cannot start fails the run instead of skipping
-echo "== ruff"; ruff check dvx tests
+echo "== ruff"; ruff check dvx tests bench
 echo "== mypy"; mypy dvx
 echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"
