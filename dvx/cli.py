@@ -2,9 +2,10 @@
 
 No logic lives here: every command is a thin wrapper over an operation that the Python
 API uses too. Errors become one ``error: ...`` line on stderr and a non-zero exit.
-"""
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: typer would then evaluate every
+command's string annotations on every start, ~20 ms of each command's run time.)
+"""
 
 import json
 import os

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
-from dvx.chunking import BlockPool
 from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
 from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_MANIFEST, KIND_TREE, MANIFEST_CONTEXT, object_id
@@ -29,6 +28,40 @@ if TYPE_CHECKING:
     from dvx.chunking import Chunker
 
 SMALL_FILE = 1 << 20
+
+
+class BlockPool:
+    """Reusable read buffers for ``Chunker.iter_blocks`` (a ``BufferPool``).
+
+    A fresh 8 MiB ``bytearray`` per block means zeroing (and, on a VM, faulting in) as
+    much memory as the file is large; reusing a few buffers avoids both. Thread-safe: a
+    buffer is handed back by whichever thread finished with it last.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        import collections
+
+        self._free: collections.deque[bytearray] = collections.deque()
+        self._keep = keep
+
+    def take(self, size: int) -> bytearray:
+        while self._free:
+            try:
+                buf = self._free.pop()
+            except IndexError:  # emptied by another thread meanwhile
+                break
+            if len(buf) == size:
+                return buf
+        return bytearray(size)
+
+    def release(self, block: memoryview) -> None:
+        """Hand back the buffer under ``block``; the caller guarantees nothing else
+        still reads from it."""
+        buf = block.obj
+        if isinstance(buf, bytearray) and len(self._free) < self._keep:
+            self._free.append(buf)
+
+
 _BLOCKS = BlockPool()  # read buffers of large files, reused across files
 _hash_pool: ThreadPoolExecutor | None = None
 

@@ -92,7 +92,8 @@ def test_many_large_files_round_trip_through_reused_buffers(repo_dir: Path, cli:
 def test_block_pool_reuses_released_buffers() -> None:
     import io
 
-    from dvx.chunking import BlockPool, Chunker
+    from dvx.chunking import Chunker
+    from dvx.workspace import BlockPool
 
     pool = BlockPool(keep=2)
     payload = pseudo_random(5 << 20, 3)

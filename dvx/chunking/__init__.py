@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 from dvx.chunking import reference
 from dvx.chunking.params import CutParams, make_cut_params
@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - exercised where the build failed
     _fastcdc = None
     HAVE_ACCELERATOR = False
 
-__all__ = ["BlockPool", "Chunker", "HAVE_ACCELERATOR", "CutParams", "make_cut_params"]
+__all__ = ["BufferPool", "Chunker", "HAVE_ACCELERATOR", "CutParams", "make_cut_params"]
 
 #: Bytes read from a file per block; a multiple of every sane max chunk size.
 BLOCK_SIZE = 8 << 20
@@ -30,36 +30,10 @@ BLOCK_SIZE = 8 << 20
 _warned = False
 
 
-class BlockPool:
-    """Reusable read buffers for ``Chunker.iter_blocks``.
+class BufferPool(Protocol):
+    """Where ``Chunker.iter_blocks`` takes its read buffers from (``dvx.workspace.BlockPool``)."""
 
-    A fresh 8 MiB ``bytearray`` per block means zeroing (and, on a VM, faulting in) as
-    much memory as the file is large; reusing a few buffers avoids both. Thread-safe: a
-    buffer is handed back by whichever thread finished with it last.
-    """
-
-    def __init__(self, keep: int = 8) -> None:
-        import collections
-
-        self._free: collections.deque[bytearray] = collections.deque()
-        self._keep = keep
-
-    def take(self, size: int) -> bytearray:
-        while self._free:
-            try:
-                buf = self._free.pop()
-            except IndexError:  # emptied by another thread meanwhile
-                break
-            if len(buf) == size:
-                return buf
-        return bytearray(size)
-
-    def release(self, block: memoryview) -> None:
-        """Hand back the buffer under ``block``; the caller guarantees nothing else
-        still reads from it."""
-        buf = block.obj
-        if isinstance(buf, bytearray) and len(self._free) < self._keep:
-            self._free.append(buf)
+    def take(self, size: int) -> bytearray: ...
 
 
 class _ReferenceCutter:
@@ -127,7 +101,7 @@ class Chunker:
         return out
 
     def iter_blocks(self, f: BinaryIO, block_size: int = BLOCK_SIZE,
-                    pool: BlockPool | None = None) -> Iterator[tuple[memoryview, list[int]]]:
+                    pool: BufferPool | None = None) -> Iterator[tuple[memoryview, list[int]]]:
         """Stream a file with bounded memory: yields ``(block, chunk_ends)``.
 
         ``block`` holds whole chunks only; ``chunk_ends`` are end offsets inside it.
