@@ -26,6 +26,12 @@ DVX = [sys.executable, "-m", "dvx"]
 ENV = dict(os.environ, DVX_NO_PROGRESS="1", GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="b@x",
            GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="b@x", DVC_NO_ANALYTICS="1")
 
+# Every tool runs from compiled bytecode, as after a regular pip install: the peers'
+# environment was compiled by pip, and dvx/ (an editable install) is compiled here, so
+# an environment with PYTHONDONTWRITEBYTECODE does not make DVX recompile on each run.
+subprocess.run([sys.executable, "-m", "compileall", "-q", str(TOP / "dvx")], check=True,
+               stdout=subprocess.DEVNULL)
+
 
 def ensure_peers(*packages: str) -> Path:
     """Create bench/.venv-peers with the given PyPI packages; returns its bin dir."""

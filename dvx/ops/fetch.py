@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from dataclasses import dataclass, field
 
 from blake3 import blake3
 
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, RemoteError
-from dvx.fsutil import atomic_write_bytes, fsync_dir
+from dvx.fsutil import atomic_write_bytes, fsync_dir, random_token
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_NAMES
 from dvx.lock import store_lock
 from dvx.ops.remotes import open_remote
@@ -213,7 +212,7 @@ def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
     """Download a whole pack to a temporary file, verify it completely, publish it."""
     if os.path.exists(store.idx_path(name)):
         return 0
-    tmp = os.path.join(store.tmp_dir, f"fetch-{secrets.token_hex(8)}.pack")
+    tmp = os.path.join(store.tmp_dir, f"fetch-{random_token(8)}.pack")
     try:
         remote.storage.download(pack_key(name), tmp)
         size = os.path.getsize(tmp)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dvx.errors import MissingObjectError
+from dvx.fsutil import random_token
 from dvx.lock import store_lock
 from dvx.ops.remotes import open_remote
 from dvx.ops.transfer import DEFAULT_JOBS, parallel, select_pointers
@@ -179,7 +179,7 @@ def _build_packs(store: Store, oids: list[bytes], index: dict) -> Iterator[_Buil
     size = 0
     for oid in oids:
         if f is None:
-            path = os.path.join(store.tmp_dir, f"push-{secrets.token_hex(8)}.pack")
+            path = os.path.join(store.tmp_dir, f"push-{random_token(8)}.pack")
             f = open(path, "wb")  # noqa: SIM115 - closed in _finish, spans many iterations
             f.write(PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
             size = PACK_HEADER.size

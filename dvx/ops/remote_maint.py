@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 
 from blake3 import blake3
 
 from dvx.errors import DvxError
+from dvx.fsutil import random_token
 from dvx.hashing import CONTEXTS
 from dvx.ops.fsck import Problem
 from dvx.ops.remotes import open_remote
@@ -91,7 +91,7 @@ def _check_pack(remote: Remote, name: str, download: bool, rep: RemoteFsckReport
         rep.problems.append(Problem("pack", name, f"pack has {size} bytes, its index says {idx.pack_size}"))
         return False
     if download:
-        tmp = os.path.join(remote.cache_dir, f"fsck-{secrets.token_hex(6)}.pack")
+        tmp = os.path.join(remote.cache_dir, f"fsck-{random_token(6)}.pack")
         os.makedirs(remote.cache_dir, exist_ok=True)
         try:
             remote.storage.download(pack_key(name), tmp)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from dvx.errors import RemoteError
+from dvx.fsutil import random_token
 
 SCHEMES = {"": "file", "file": "file", "s3": "s3", "gs": "gcs", "gcs": "gcs", "az": "az",
            "abfs": "az", "azure": "az"}
@@ -268,7 +268,7 @@ class RemoteStorage:
     def _local_atomic(self, key: str, fill) -> None:  # type: ignore[no-untyped-def]
         final = self._path(key)
         os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(final), f".tmp-{secrets.token_hex(8)}")
+        tmp = os.path.join(os.path.dirname(final), f".tmp-{random_token(8)}")
         try:
             fill(tmp)
             with open(tmp, "rb+") as f:

@@ -19,13 +19,12 @@ import contextlib
 import errno
 import os
 import queue
-import secrets
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, MissingObjectError, StoreError
-from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error
+from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error, random_token
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
 from dvx.objects import Manifest, Tree
 from dvx.store.pack import (
@@ -242,7 +241,7 @@ class Store:
 
 class _OpenPack:
     def __init__(self, tmp_dir: str) -> None:
-        self.tmp_path = os.path.join(tmp_dir, f"pack-{secrets.token_hex(8)}.tmp")
+        self.tmp_path = os.path.join(tmp_dir, f"pack-{random_token(8)}.tmp")
         self.entries: list[PackEntry] = []
         self.size = PACK_HEADER.size
         self.fd = -1
@@ -668,7 +667,7 @@ def _load_sync_file_range():  # type: ignore[no-untyped-def]
         return None
 
 
-_sync_file_range = _load_sync_file_range() if hasattr(os, "fsync") else None
+_sync_file_range: Any = False  # loaded (ctypes) on first use; None where unavailable
 _SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK_STEP = 8 << 20
 
@@ -676,6 +675,9 @@ WRITEBACK_STEP = 8 << 20
 def _start_writeback(fd: int, start: int, length: int) -> None:
     """Ask the kernel to start writing a range to disk now (Linux), so the final fsync
     of a pack finds little left to do. A no-op elsewhere."""
+    global _sync_file_range
+    if _sync_file_range is False:
+        _sync_file_range = _load_sync_file_range()
     if _sync_file_range is not None:
         _sync_file_range(fd, start, length, _SYNC_FILE_RANGE_WRITE)
 
