@@ -252,3 +252,28 @@ def test_direct_io_follows_config(repo_dir: Path) -> None:
     cfg.write_text(original.replace("[core]", "[core]\ndirect_io = maybe", 1))
     with pytest.raises(DvxError, match="direct_io"):
         Repository(str(repo_dir))
+
+
+def test_file_system_without_direct_io(tmp_path: Path) -> None:
+    """ramfs refuses O_DIRECT at open (EINVAL): the writer notices, writes through the
+    page cache, and remembers not to try again."""
+    import subprocess
+
+    mnt = tmp_path / "ram"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a ramfs here")
+    try:
+        Store.create(str(mnt / "s"))
+        s = Store(str(mnt / "s"))
+        assert s.direct_io is hasattr(os, "O_DIRECT")
+        blobs = [pseudo_random(300_000, i) for i in range(5)]
+        with s.writer() as w:
+            for b in blobs:
+                w.add(KIND_CHUNK, chunk_id(b), b)
+        assert not s.direct_io
+        fresh = Store(str(mnt / "s"))
+        for b in blobs:
+            assert fresh.read(chunk_id(b), KIND_CHUNK) == b
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

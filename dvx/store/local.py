@@ -586,20 +586,23 @@ class StoreWriter:
                 self._error = exc
 
     def _open_pack_file(self, pack: _OpenPack) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        fd = os.open(pack.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         if self.store.direct_io:
+            # Switched on after opening: a file system without direct I/O refuses it
+            # here (EINVAL), and the file is simply written through the page cache.
+            # (Asking for O_DIRECT in open() itself can fail after creating the file.)
             try:
-                fd = os.open(pack.tmp_path, flags | _O_DIRECT, 0o444)
+                _set_direct(fd, True)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
+                    os.close(fd)
                     raise
-                self.store.direct_io = False  # this file system does not do direct I/O
+                self.store.direct_io = False
             else:
                 pack.direct = True
                 if self._stage is None:
                     self._stage = _DirectStage()
-                return fd
-        return os.open(pack.tmp_path, flags, 0o444)
+        return fd
 
     def _write(self, pack: _OpenPack, data: bytes | memoryview) -> None:
         if not pack.direct:
