@@ -184,28 +184,6 @@ def hash_file(path: str, where: str, chunker: Chunker, writer: StoreWriter | Non
     return manifest, stat_key(after)
 
 
-def digest_small_file(path: str, where: str, chunker: Chunker, expected: Stat
-                      ) -> tuple[Manifest, Stat, bytes]:
-    """Read and hash a small file without storing anything (safe to run in worker
-    threads: the syscalls and BLAKE3 release the GIL). Returns the file's bytes too, so
-    the caller can store its chunks."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise os_error(exc, f"read {where}") from None
-    try:
-        data = _read_small(fd, expected[1])
-        after = os.fstat(fd)
-    except OSError as exc:
-        raise os_error(exc, f"read {where}") from None
-    finally:
-        os.close(fd)
-    manifest = _hash_small(data, chunker, None)
-    if (after.st_size, after.st_mtime_ns) != (expected[1], expected[2]) or len(data) != after.st_size:
-        raise DvxError(f"{where} changed while it was being read", "re-run when it is not being written")
-    return manifest, stat_key(after), data
-
-
 def read_files_reference(paths: list[bytes], sizes: list[int]
                          ) -> tuple[bytes, list[int | tuple[int, int, Stat]]]:
     """Pure-Python ``dvx._scan.read_files`` (same results): read whole small files,
@@ -281,8 +259,9 @@ def add_small_files(top: str, where: str, names: list[str], expected: dict[str, 
                                "re-run when it is not being written")
             content = view[offset:offset + size]
             if size > single:
-                manifest = _hash_small(bytes(content), chunker, None)
-                store_small_file(manifest, bytes(content), writer)
+                raw = bytes(content)
+                manifest = _hash_small(raw, chunker, None)
+                store_small_file(manifest, raw, writer)
                 yield name, manifest.object_id(), size, st
                 continue
             if size:

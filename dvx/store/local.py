@@ -610,7 +610,7 @@ class StoreWriter:
             return
         assert self._stage is not None
         if not self._stage.add(pack.fd, data):
-            # The file system accepted O_DIRECT at open but refuses these writes: the
+            # The file system accepted O_DIRECT but refuses these writes: the
             # rest of this pack, and later packs, go through the page cache.
             pack.direct = False
             self.store.direct_io = False
