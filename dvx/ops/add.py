@@ -189,8 +189,8 @@ def _add_dir(repo: Repository, rel: str, scan, record: CacheRecord,  # type: ign
     small = [n for n in todo if scan.files[n][1] <= SMALL_FILE]
     large = [n for n in todo if scan.files[n][1] > SMALL_FILE]
 
-    # Small files one after another: with two worker threads the GIL hand-offs cost
-    # more than the overlapped syscalls save (measured: 1.9 s vs 1.4 s for 20,000 files).
+    # Small files: read in batches (GIL released per batch, not per file: per-file
+    # worker threads were slower, 1.9 s vs 1.4 s for 20,000 files), hashed here.
     advance = progress.advance
     for name, mid, size, st in add_small_files(abs_path, rel, small, scan.files, repo.chunker, writer):
         info[name] = (mid, size, st[4])
