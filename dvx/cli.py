@@ -218,12 +218,15 @@ def status(
     """Show tracked paths that changed, were deleted, or whose data is missing."""
 
     def go() -> int:
+        from dvx.ops.status import leftovers
         from dvx.ops.status import status as do_status
 
-        results = do_status(_repo(), paths or None, _progress())
+        repo = _repo()
+        results = do_status(repo, paths or None, _progress())
         dirty = [r for r in results if r.state != "clean"]
+        notes = leftovers(repo)
         if as_json:
-            _emit_json({"clean": not dirty, "paths": [r.to_json() for r in results]})
+            _emit_json({"clean": not dirty, "paths": [r.to_json() for r in results], "notes": notes})
             return 1 if any(r.state == "broken-pointer" for r in results) else 0
         if not results:
             out.print("nothing tracked yet (track data with `dvx add PATH`)")
@@ -240,6 +243,8 @@ def status(
                 out.print(f"    modified: {r.target}/{name}")
             for name in r.deleted:
                 out.print(f"    deleted:  {r.target}/{name}")
+        for note in notes:
+            out.print(f"note: {note}")
         _fail_if([r.message or r.target for r in results if r.state == "broken-pointer"])
         return 0
 

@@ -204,3 +204,136 @@ def test_fuzzed_pointer_names_never_touch_anything_else(tmp_path_factory: pytest
     for path, data in before.items():
         if not inside_a_safe_target(path):
             assert after.get(path) == data, f"{path} was changed through a hostile pointer"
+
+
+# -- defect 4: a newline in a tracked name --------------------------------------------
+
+def test_newline_in_a_top_level_name_is_refused(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "top\nnl.bin", "x")
+    res = cli("add", "top\nnl.bin", ok=False)
+    assert "newline" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (repo_dir / ".gitignore").exists()
+    assert not (repo_dir / "top\nnl.bin.dvx").exists()
+    # inside a tracked directory such a name needs no ignore line: it is fine
+    write(repo_dir / "d" / "in\nside.bin", "y")
+    cli("add", "d")
+    assert (repo_dir / ".gitignore").read_text() == "/d\n"
+
+
+# -- defect 5: add always repairs the ignore line ---------------------------------------
+
+def test_add_repairs_the_ignore_line_of_unchanged_data(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "data" / "f.txt", "f")
+    cli("add", "data")
+    os.rename(repo_dir / "data", repo_dir / "data2")
+    os.rename(repo_dir / "data.dvx", repo_dir / "data2.dvx")
+    os.utime(repo_dir / "data2" / "f.txt", (1e9, 1e9))  # old data: its stat is cached
+    cli("status")
+    res = cli("add", "data2")
+    assert "/data2" in (repo_dir / ".gitignore").read_text().splitlines()
+    assert "unchanged data2" in res.output
+    (repo_dir / ".gitignore").write_text("")  # the user deleted the line
+    cli("add", "data2")
+    assert (repo_dir / ".gitignore").read_text() == "/data2\n"
+    write(repo_dir / "one.bin", "1")
+    os.utime(repo_dir / "one.bin", (1e9, 1e9))
+    cli("add", "one.bin")
+    (repo_dir / ".gitignore").write_text("")
+    cli("add", "one.bin", "data2")
+    assert sorted((repo_dir / ".gitignore").read_text().splitlines()) == ["/data2", "/one.bin"]
+    status = git("status", "--porcelain", "-uall", cwd=repo_dir)
+    assert "data2/" not in status and "?? one.bin\n" not in status
+
+
+# -- defect 6: long names inside a tracked directory ----------------------------------
+
+def test_names_up_to_name_max_check_out(repo_dir: Path, cli: Cli) -> None:
+    names = ["a" * 255, "b" * 238, "é" * 127]  # 255, 238 and 254 bytes
+    for i, n in enumerate(names):
+        write(repo_dir / "d" / n, f"content {i}")
+    cli("add", "d")
+    shutil.rmtree(repo_dir / "d")
+    cli("checkout")
+    for i, n in enumerate(names):
+        assert (repo_dir / "d" / n).read_text() == f"content {i}"
+    long_top = "t" * 251  # + ".dvx" = 255 bytes
+    write(repo_dir / long_top, "top")
+    cli("add", long_top)
+    (repo_dir / long_top).unlink()
+    cli("checkout", long_top)
+    assert (repo_dir / long_top).read_text() == "top"
+    write(repo_dir / ("u" * 252), "too long for a pointer")
+    res = cli("add", "u" * 252, ok=False)
+    assert "too long for its pointer file" in res.output
+
+
+def test_unsaved_data_in_the_way_stops_everything_first(repo_dir: Path, cli: Cli) -> None:
+    for n in ("a.txt", "b", "c.txt"):
+        write(repo_dir / "d" / n / "x" if n == "b" else repo_dir / "d" / n, n)
+    cli("add", "d")
+    shutil.rmtree(repo_dir / "d")
+    (repo_dir / "d").mkdir()
+    write(repo_dir / "d" / "b", "a user's file where the tree has a directory")
+    res = cli("checkout", ok=False)  # a conflict: unsaved data in the way, nothing changes
+    assert "unsaved" in res.output and not (repo_dir / "d" / "a.txt").exists()
+
+
+# -- defect 7: a second checkout does nothing -----------------------------------------
+
+def test_second_checkout_rewrites_nothing(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "big.bin", os.urandom(3 << 20))
+    write(repo_dir / "d" / "f1", "1")
+    write(repo_dir / "d" / "sub" / "f2", "2")
+    cli("add", "big.bin", "d")
+    (repo_dir / "big.bin").unlink()
+    shutil.rmtree(repo_dir / "d")
+    first = cli("checkout")
+    assert "big.bin: 1 restored" in first.output and "d: 2 restored" in first.output
+    inodes = {p: os.stat(repo_dir / p).st_ino for p in ("big.bin", "d/f1", "d/sub/f2")}
+    second = cli("checkout")  # no `dvx status` in between
+    assert second.output.strip() == "data already matches the pointers"
+    assert {p: os.stat(repo_dir / p).st_ino for p in inodes} == inodes
+    # and the cache still notices a real edit afterwards
+    write(repo_dir / "d" / "f1", "edited")
+    assert "modified: d" in cli("status").output
+
+
+# -- defect 8: a killed checkout leaves nothing in the work tree ----------------------
+
+def test_killed_checkout_leaves_no_temp_file_in_the_work_tree(repo_dir: Path, cli: Cli) -> None:
+    import signal
+    import sys
+    import time
+
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "init", cwd=repo_dir)
+    write(repo_dir / "big.bin", os.urandom(64 << 20))
+    cli("add", "big.bin")
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "data", cwd=repo_dir)
+    tmp_dir = repo_dir / ".dvx" / "tmp" / "checkout"
+    killed = False
+    for _attempt in range(5):
+        (repo_dir / "big.bin").unlink()
+        proc = subprocess.Popen([sys.executable, "-m", "dvx", "checkout"], cwd=repo_dir,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            if tmp_dir.is_dir() and any(p.stat().st_size > 0 for p in tmp_dir.iterdir()):
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.001)
+        proc.wait()
+        if killed:
+            break
+        cli("checkout")  # it finished first; try again
+    assert killed, "could not catch checkout while it was writing"
+    assert git("status", "--porcelain", "--ignored=no", "-uall", cwd=repo_dir) == ""
+    assert not [p for p in repo_dir.iterdir() if p.name.endswith(".tmp")]
+    assert "temporary file(s) of an interrupted checkout" in cli("status").output
+    assert "temporary file(s) of an interrupted checkout" in cli("fsck").output
+    cli("checkout")
+    assert list(tmp_dir.iterdir()) == []
+    assert "interrupted checkout" not in cli("status").output
+    assert (repo_dir / "big.bin").stat().st_size == 64 << 20

@@ -49,6 +49,17 @@ def status(repo: Repository, paths: list[str] | None = None,
     return out
 
 
+def leftovers(repo: Repository) -> list[str]:
+    """Notes about harmless leftovers of interrupted commands (not changes)."""
+    if not os.path.isdir(os.path.join(repo.dvx_dir, "tmp", "checkout")):
+        return []  # nothing was ever checked out here
+    from dvx.ops.checkout import stale_restore_files
+    from dvx.ops.fsck import leftover_note
+
+    found = stale_restore_files(repo)
+    return [leftover_note(found)] if found else []
+
+
 def path_status(repo: Repository, t: Tracked, cache: StatCache,
                 progress: Progress = NULL_PROGRESS) -> PathStatus:
     try:
