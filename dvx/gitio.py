@@ -30,8 +30,38 @@ def find_git_root(path: str) -> str | None:
         cur = parent
 
 
+def _is_git_dir(path: str) -> bool:
+    """git's own test (setup.c is_git_directory): HEAD, objects/ and refs/."""
+    return (os.path.isfile(os.path.join(path, "HEAD")) and os.path.isdir(os.path.join(path, "objects"))
+            and os.path.isdir(os.path.join(path, "refs")))
+
+
+def refuse_git_dir(path: str) -> None:
+    """Refuse to work in a git directory: a bare repository or the inside of ``.git/``.
+
+    DVX needs a work tree; creating ``.git`` or ``.dvx`` inside a git directory would
+    make a nested repository that pushes and clones reach instead of the real one."""
+    cur = os.path.realpath(path)
+    while True:
+        if _is_git_dir(cur):
+            if os.path.basename(cur) == ".git" or f"{os.sep}.git{os.sep}" in cur + os.sep:
+                top = cur.split(f"{os.sep}.git{os.sep}")[0] if f"{os.sep}.git{os.sep}" in cur \
+                    else os.path.dirname(cur)
+                raise GitError(f"{path} is inside the git directory {cur}, not in a work tree",
+                               f"run dvx in the work tree {top}")
+            raise GitError(f"{cur} is a bare git repository: a bare repository has no work tree",
+                           f"clone it (`git clone {cur} DIR`) and run dvx in the clone")
+        if os.path.lexists(os.path.join(cur, ".git")):
+            return  # a work tree (we are not inside its .git: that was checked below us)
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            return
+        cur = parent
+
+
 def ensure_repo(root: str) -> bool:
     """Create a git repository at ``root`` unless one contains it. Returns created."""
+    refuse_git_dir(root)
     if find_git_root(root) is not None:
         return False
     from dulwich.repo import Repo
