@@ -13,6 +13,7 @@ import stat as stat_mod
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from dvx.errors import GitError
 
@@ -345,9 +346,13 @@ class GitRepo:
             raise GitError("nothing to commit: the index matches HEAD", "change or add something first")
         ts = _env_date("GIT_AUTHOR_DATE")
         cts = _env_date("GIT_COMMITTER_DATE")
+        config = self.repo.get_config_stack()
+        author = git_identity(config, "author")
+        committer = git_identity(config, "committer")
         try:
             sha = self.repo.get_worktree().commit(
                 message=message.encode(), tree=tree,  # type: ignore[arg-type]
+                author=author, committer=committer,
                 author_timestamp=ts[0] if ts else None, author_timezone=ts[1] if ts else None,
                 commit_timestamp=cts[0] if cts else None, commit_timezone=cts[1] if cts else None,
             )
@@ -361,6 +366,92 @@ class GitRepo:
 
     def hooks_dir(self) -> str:
         return os.path.join(self.repo.controldir(), "hooks")
+
+
+IDENTITY_HINT = ('run `git config --global user.email "you@example.com"` and '
+                 '`git config --global user.name "Your Name"` to set your account\'s default identity '
+                 '(omit --global to set it only in this repository)')
+
+
+def _config_value(config: Any, section: str, name: str) -> str | None:
+    try:
+        value = config.get((section.encode(),), name.encode())
+    except KeyError:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def git_identity(config: Any, kind: str) -> bytes:
+    """``Name <email>`` for ``kind`` "author" or "committer", by git's rules (ident.c):
+    GIT_<KIND>_NAME/EMAIL, then ``<kind>.name/email``, then ``user.name/email``, then
+    $EMAIL; the name may come from the account's full name, but an email address is
+    never guessed from a host name without a domain, and ``user.useConfigOnly`` turns
+    guessing off. Otherwise refuse, with git's message and hint."""
+    what = kind.capitalize()
+    email = os.environ.get(f"GIT_{kind.upper()}_EMAIL") or _config_value(config, kind, "email") \
+        or _config_value(config, "user", "email")
+    config_only = (_config_value(config, "user", "useconfigonly") or "").lower() in ("true", "yes", "on", "1")
+    if not email:
+        if config_only:
+            raise GitError(f"{what} identity unknown: no email was given and auto-detection is disabled",
+                           IDENTITY_HINT)
+        email = os.environ.get("EMAIL") or ""
+    if not email:
+        guessed, bogus = _default_email()
+        if bogus:
+            raise GitError(f"{what} identity unknown: unable to auto-detect email address "
+                           f"(got '{guessed}')", IDENTITY_HINT)
+        email = guessed
+    name = os.environ.get(f"GIT_{kind.upper()}_NAME") or _config_value(config, kind, "name") \
+        or _config_value(config, "user", "name")
+    if not name:
+        if config_only:
+            raise GitError(f"{what} identity unknown: no name was given and auto-detection is disabled",
+                           IDENTITY_HINT)
+        name = _default_name()
+    name = name.strip()
+    email = email.strip().removeprefix("<").removesuffix(">")
+    if not name:
+        raise GitError(f"{what} identity unknown: empty ident name (for <{email}>) not allowed",
+                       IDENTITY_HINT)
+    return f"{name} <{email}>".encode()
+
+
+def _default_name() -> str:
+    """The account's full name (GECOS up to the first comma, ``&`` = the login name)."""
+    try:
+        import pwd
+
+        pw = pwd.getpwuid(os.getuid())
+    except (ImportError, KeyError):
+        return ""
+    gecos = pw.pw_gecos.split(",")[0]
+    return gecos.replace("&", pw.pw_name[:1].upper() + pw.pw_name[1:])
+
+
+def _default_email() -> tuple[str, bool]:
+    """git's guess ``login@host.domain`` and whether it is bogus (no domain found)."""
+    import socket
+
+    try:
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        user = "unknown"
+    try:
+        host = socket.gethostname()
+    except OSError:
+        return f"{user}@(none)", True
+    if "." not in host:
+        try:
+            canonical = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)[0][3]
+        except (OSError, IndexError):
+            canonical = ""
+        if "." not in canonical:
+            return f"{user}@{host}.(none)", True
+        host = canonical
+    return f"{user}@{host}", False
 
 
 def _env_date(name: str) -> tuple[int, int] | None:

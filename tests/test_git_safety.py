@@ -9,7 +9,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.conftest import git, run_dvx, write
+import pytest
+
+from tests.conftest import Cli, git, run_dvx, write
 
 # -- a bare repository or .git/ has no work tree -------------------------------------------
 
@@ -61,3 +63,73 @@ def test_commands_refuse_a_bare_repository_with_a_nested_dvx(tmp_path: Path) -> 
     (bare / ".dvx").mkdir()
     proc = run_dvx("status", cwd=bare, check=False)
     assert proc.returncode != 0 and "a bare repository has no work tree" in proc.stderr
+
+
+# -- commit identity: git's rules, never an invented one -----------------------------------
+
+IDENTITY_ENV = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL")
+
+
+def _no_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for k in IDENTITY_ENV:
+        monkeypatch.delenv(k, raising=False)
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def test_commit_without_identity_does_what_git_does(repo_dir: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    _no_identity(monkeypatch, tmp_path)
+    write(repo_dir / "f.txt", "data")
+    cli("add", "f.txt")
+    git_try = subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "probe"], cwd=repo_dir,
+                             capture_output=True, text=True)
+    if git_try.returncode == 0:  # a host whose name has a domain: git guesses, so may DVX
+        expected = git("log", "-1", "--format=%an <%ae>", cwd=repo_dir).strip()
+        cli("commit", "-m", "data")
+        assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", cwd=repo_dir).strip() == \
+            f"{expected}|{expected}"
+        return
+    git_reason = git_try.stderr.strip().splitlines()[-1].removeprefix("fatal: ")
+    res = cli("commit", "-m", "data", ok=False)
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1, res.output
+    assert "Author identity unknown" in lines[0] and git_reason in lines[0]
+    assert 'git config --global user.email "you@example.com"' in lines[0]
+    assert subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=repo_dir,
+                          capture_output=True).returncode != 0  # no commit was made
+    assert (repo_dir / "f.txt").read_text() == "data"
+
+
+def test_commit_identity_from_config_and_env(repo_dir: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    _no_identity(monkeypatch, tmp_path)
+    git("config", "user.useConfigOnly", "true", cwd=repo_dir)  # git never guesses: same everywhere
+    write(repo_dir / "f.txt", "data")
+    cli("add", "f.txt")
+    res = cli("commit", "-m", "data", ok=False)
+    assert "no email was given and auto-detection is disabled" in res.output
+    assert "git config --global user.email" in res.output
+    git_try = subprocess.run(["git", "commit", "-q", "-m", "probe"], cwd=repo_dir, capture_output=True,
+                             text=True)
+    assert git_try.returncode != 0 and "auto-detection is disabled" in git_try.stderr
+    # global config (HOME), then repository config, then the environment, as git
+    git("config", "--global", "user.email", "global@example.com", cwd=repo_dir)
+    git("config", "--global", "user.name", "Global Person", cwd=repo_dir)
+    cli("commit", "-m", "one")
+    assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", cwd=repo_dir).strip() == \
+        "Global Person <global@example.com>|Global Person <global@example.com>"
+    git("config", "user.email", "repo@example.com", cwd=repo_dir)
+    write(repo_dir / "f.txt", "data 2")
+    cli("commit", "-m", "two")
+    assert git("log", "-1", "--format=%an <%ae>", cwd=repo_dir).strip() == "Global Person <repo@example.com>"
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Env Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.com")
+    write(repo_dir / "f.txt", "data 3")
+    cli("commit", "-m", "three")
+    assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", cwd=repo_dir).strip() == \
+        "Env Author <author@example.com>|Global Person <repo@example.com>"
+    git("fsck", "--strict", cwd=repo_dir)
