@@ -8,6 +8,7 @@ cached by tree id (unchanged subtrees are shared between commits), which is what
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as stat_mod
 import time
@@ -203,8 +204,51 @@ class GitRepo:
                 out[name.decode("utf-8", "replace")] = obj.id.decode()
         return out
 
-    def reachable_commits(self) -> list[str]:
-        heads = sorted(set(self.ref_commits().values()))
+    def reflog_commits(self, max_age_days: int) -> set[str]:
+        """Commits named by reflog entries (old and new side) younger than ``max_age_days``,
+        in every reflog: HEAD (of each work tree), branches, remotes, the stash. These are
+        what ``git reset --hard HEAD~1`` and friends leave recoverable; git keeps them for
+        gc.reflogExpire (90 days). Entries naming missing objects are skipped."""
+        from dulwich.objects import Commit
+
+        if max_age_days <= 0:
+            return set()
+        cutoff = time.time() - max_age_days * 86400
+        common = self.repo.commondir()
+        files = [os.path.join(self.repo.controldir(), "logs", "HEAD"), os.path.join(common, "logs", "HEAD")]
+        with contextlib.suppress(OSError):
+            files += [os.path.join(common, "worktrees", w, "logs", "HEAD")
+                      for w in os.listdir(os.path.join(common, "worktrees"))]
+        for dirpath, _dirs, names in os.walk(os.path.join(common, "logs", "refs")):
+            files += [os.path.join(dirpath, n) for n in names]
+        found: set[str] = set()
+        for path in dict.fromkeys(files):
+            try:
+                with open(path, "rb") as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                head = line.split(b"\t", 1)[0].split()
+                try:
+                    when = int(head[-2])
+                except (IndexError, ValueError):
+                    continue
+                if when >= cutoff:
+                    found.update(sha.decode("ascii", "replace") for sha in head[:2] if len(sha) == 40)
+        out = set()
+        for sha in found:
+            if sha.strip("0"):
+                try:
+                    if isinstance(self.repo.object_store[sha.encode()], Commit):  # type: ignore[index]
+                        out.add(sha)
+                except (KeyError, ValueError):
+                    continue
+        return out
+
+    def reachable_commits(self, extra: set[str] | None = None) -> list[str]:
+        """Commits reachable from every ref, and from ``extra`` (e.g. reflog entries)."""
+        heads = sorted(set(self.ref_commits().values()) | (extra or set()))
         if not heads:
             return []
         walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]

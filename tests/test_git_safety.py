@@ -5,13 +5,15 @@ Real git repositories driven by the git CLI; what DVX writes is checked with git
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, git, run_dvx, write
+from tests.conftest import Cli, git, pseudo_random, run_dvx, write
 
 # -- a bare repository or .git/ has no work tree -------------------------------------------
 
@@ -133,3 +135,72 @@ def test_commit_identity_from_config_and_env(repo_dir: Path, cli: Cli, monkeypat
     assert git("log", "-1", "--format=%an <%ae>|%cn <%ce>", cwd=repo_dir).strip() == \
         "Env Author <author@example.com>|Global Person <repo@example.com>"
     git("fsck", "--strict", cwd=repo_dir)
+
+
+# -- gc keeps what the reflog still names --------------------------------------------------
+
+def _age_packs(repo: Path, seconds: int) -> None:
+    old = time.time() - seconds
+    for f in (repo / ".dvx" / "store" / "packs").iterdir():
+        os.utime(f, (old, old))
+
+
+def _reset_away_v2(repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, date: str | None = None) -> str:
+    """Commit v1 and v2 (different data), then `git reset --hard HEAD~1`: v2 is named
+    only by the reflog. Returns v2's sha."""
+    if date is not None:
+        for k in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+            monkeypatch.setenv(k, date)
+    write(repo / "m.bin", pseudo_random(200_000, 1))
+    cli("add", "m.bin")
+    git("add", "m.bin.dvx", ".gitignore", ".dvx", cwd=repo)
+    git("commit", "-q", "-m", "v1", cwd=repo)
+    write(repo / "m.bin", pseudo_random(200_000, 2))
+    cli("add", "m.bin")
+    git("commit", "-q", "-am", "v2", cwd=repo)
+    v2 = git("rev-parse", "HEAD", cwd=repo).strip()
+    git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
+    cli("checkout", "--force")
+    for k in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+        monkeypatch.delenv(k, raising=False)
+    assert (repo / "m.bin").read_bytes() == pseudo_random(200_000, 1)
+    _age_packs(repo, 7200)
+    return v2
+
+
+def test_gc_keeps_data_of_commits_in_the_reflog(repo_dir: Path, cli: Cli,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    v2 = _reset_away_v2(repo_dir, cli, monkeypatch)
+    assert v2 in git("reflog", "--format=%H", cwd=repo_dir).split()
+    rep = json.loads(cli("gc", "--json").output)
+    assert rep["commits"] == 2
+    cli("fsck")
+    # `git reset --hard HEAD@{1}` brings v2 back, and its data is still there
+    git("reset", "-q", "--hard", v2, cwd=repo_dir)
+    cli("checkout", "--force")
+    assert (repo_dir / "m.bin").read_bytes() == pseudo_random(200_000, 2)
+
+
+def test_gc_reflog_expiry_is_configurable(repo_dir: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    v2 = _reset_away_v2(repo_dir, cli, monkeypatch)
+    cfg = repo_dir / ".dvx" / "config"
+    cfg.write_text(cfg.read_text() + "\n[gc]\nreflog_expire_days = 0\n")
+    rep = json.loads(cli("gc", "--json").output)
+    assert rep["commits"] == 1 and rep["dead_objects"] >= 1
+    res = cli("checkout", "--rev", v2, "--force", ok=False)
+    assert "not in the local store" in res.output
+    cfg.write_text(cfg.read_text().replace("reflog_expire_days = 0", "reflog_expire_days = -1"))
+    res = cli("status", ok=False)
+    assert "reflog_expire_days" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_gc_forgets_reflog_entries_older_than_the_limit(repo_dir: Path, cli: Cli,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    long_ago = f"{int(time.time()) - 100 * 86400} +0000"  # older than the default 90 days
+    v2 = _reset_away_v2(repo_dir, cli, monkeypatch, date=long_ago)
+    assert v2 in git("reflog", "--format=%H", cwd=repo_dir).split()
+    rep = json.loads(cli("gc", "--json").output)
+    assert rep["commits"] == 1 and rep["dead_objects"] >= 1
+    cfg = repo_dir / ".dvx" / "config"
+    cfg.write_text(cfg.read_text() + "\n[gc]\nreflog_expire_days = 365\n")
+    assert json.loads(cli("gc", "--dry-run", "--json").output)["commits"] == 2
