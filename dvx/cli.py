@@ -353,6 +353,9 @@ def commit(
         res = do_commit(_repo(), message, paths or None, all_files, _progress())
         for t in res.readded:
             out.print(f"re-added {t}")
+        for t in res.stale:
+            out.print(f"not re-added {t}: its data is older than {t}.dvx (changed in git); "
+                      f"run `dvx checkout {t}`")
         out.print(f"committed {res.sha[:12]}: {message.splitlines()[0]}")
 
     _run(go)

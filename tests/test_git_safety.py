@@ -204,3 +204,106 @@ def test_gc_forgets_reflog_entries_older_than_the_limit(repo_dir: Path, cli: Cli
     cfg = repo_dir / ".dvx" / "config"
     cfg.write_text(cfg.read_text() + "\n[gc]\nreflog_expire_days = 365\n")
     assert json.loads(cli("gc", "--dry-run", "--json").output)["commits"] == 2
+
+
+# -- data that arrived through git is never reverted by dvx commit -------------------------
+
+def _branch_changes_data(repo: Path, cli: Cli) -> None:
+    """main: a/f = v1, m.bin = v1; branch x changes both; main gets an unrelated code
+    commit; back on main with main's data checked out."""
+    write(repo / "a" / "f", "v1")
+    write(repo / "m.bin", pseudo_random(100_000, 1))
+    cli("add", "a", "m.bin")
+    cli("commit", "-m", "v1")
+    git("checkout", "-q", "-b", "x", cwd=repo)
+    write(repo / "a" / "f", "v2 from x")
+    write(repo / "m.bin", pseudo_random(100_000, 2))
+    cli("commit", "-m", "x changes the data")
+    git("checkout", "-q", "main", cwd=repo)
+    cli("checkout")
+    write(repo / "train.py", "print(1)\n")
+    git("add", "train.py", cwd=repo)
+    git("commit", "-q", "-m", "code on main", cwd=repo)
+    assert (repo / "a" / "f").read_text() == "v1"
+
+
+def test_commit_after_merge_does_not_revert_incoming_data(repo_dir: Path, cli: Cli) -> None:
+    _branch_changes_data(repo_dir, cli)
+    git("merge", "-q", "--no-edit", "x", cwd=repo_dir)  # no hooks: pointers move, data does not
+    states = {p["path"]: p for p in json.loads(cli("status", "--json").output)["paths"]}
+    assert states["a"]["state"] == "stale" and states["m.bin"]["state"] == "stale"
+    assert "dvx checkout a" in states["a"]["message"]
+    assert "stale: a" in cli("status").output
+    write(repo_dir / "train.py", "print(2)\n")
+    git("add", "train.py", cwd=repo_dir)
+    out = cli("commit", "-m", "unrelated").output
+    assert "not re-added a" in out and "dvx checkout a" in out
+    assert git("diff", "--name-only", "HEAD~1", "HEAD", cwd=repo_dir).split() == ["train.py"]
+    for p in ("a.dvx", "m.bin.dvx"):
+        assert git("show", f"HEAD:{p}", cwd=repo_dir) == git("show", f"x:{p}", cwd=repo_dir)
+    assert (repo_dir / "a" / "f").read_text() == "v1"  # nothing was touched
+    cli("checkout")
+    assert (repo_dir / "a" / "f").read_text() == "v2 from x"
+    assert (repo_dir / "m.bin").read_bytes() == pseudo_random(100_000, 2)
+    assert json.loads(cli("status", "--json").output)["clean"]
+    git("fsck", "--strict", cwd=repo_dir)
+    assert git("status", "--porcelain", cwd=repo_dir) == ""
+
+
+def test_edited_and_moved_pointer_is_refused_not_reverted(repo_dir: Path, cli: Cli) -> None:
+    _branch_changes_data(repo_dir, cli)
+    git("merge", "-q", "--no-edit", "x", cwd=repo_dir)
+    write(repo_dir / "a" / "f", "my own edit")
+    st = {p["path"]: p for p in json.loads(cli("status", "--json").output)["paths"]}
+    assert st["a"]["state"] == "diverged" and st["m.bin"]["state"] == "stale"
+    head = git("rev-parse", "HEAD", cwd=repo_dir)
+    res = cli("commit", "-m", "whatever", ok=False)
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot commit a" in lines[0]
+    assert "dvx add a" in lines[0] and "dvx checkout --force a" in lines[0]
+    assert git("rev-parse", "HEAD", cwd=repo_dir) == head
+    assert (repo_dir / "a" / "f").read_text() == "my own edit"
+    # an explicit add is the user's choice: it may re-add, stale data included
+    cli("add", "a", "m.bin")
+    cli("commit", "-m", "keep mine")
+    assert git("show", "HEAD:m.bin.dvx", cwd=repo_dir) == git("show", "HEAD~2:m.bin.dvx", cwd=repo_dir)
+    assert json.loads(cli("status", "--json").output)["clean"]
+
+
+def test_edit_after_checkout_rev_is_still_committed(repo_dir: Path, cli: Cli) -> None:
+    """Reverting data on purpose (checkout --rev, then commit) keeps working."""
+    _branch_changes_data(repo_dir, cli)
+    git("merge", "-q", "--no-edit", "x", cwd=repo_dir)
+    cli("checkout")
+    cli("checkout", "--rev", "HEAD~2", "a")  # main's first version of a
+    assert json.loads(cli("status", "a", "--json").output)["paths"][0]["state"] == "modified"
+    assert "re-added a" in cli("commit", "-m", "back to v1").output
+    assert git("show", "HEAD:a.dvx", cwd=repo_dir) == git("show", "HEAD~3:a.dvx", cwd=repo_dir)
+
+
+def test_rebase_with_hooks_brings_the_data(repo_dir: Path, cli: Cli) -> None:
+    _branch_changes_data(repo_dir, cli)
+    cli("hooks", "install")
+    git("checkout", "-q", "x", cwd=repo_dir)
+    assert (repo_dir / "a" / "f").read_text() == "v2 from x"
+    r = subprocess.run(["git", "rebase", "main"], cwd=repo_dir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    log = git("log", "--format=%s", "-3", cwd=repo_dir).split("\n")
+    assert log[:2] == ["x changes the data", "code on main"]
+    assert (repo_dir / "a" / "f").read_text() == "v2 from x"
+    assert (repo_dir / "m.bin").read_bytes() == pseudo_random(100_000, 2)
+    assert json.loads(cli("status", "--json").output)["clean"]
+    git("fsck", "--strict", cwd=repo_dir)
+
+
+def test_pre_commit_hook_lets_a_moved_pointer_be_committed(repo_dir: Path, cli: Cli) -> None:
+    _branch_changes_data(repo_dir, cli)
+    cli("hooks", "install")
+    git("checkout", "-q", "x", "--", "a.dvx", cwd=repo_dir)  # take x's version of the pointer
+    r = subprocess.run(["git", "commit", "-q", "-m", "take x's a"], cwd=repo_dir, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert git("show", "HEAD:a.dvx", cwd=repo_dir) == git("show", "x:a.dvx", cwd=repo_dir)
+    assert json.loads(cli("status", "a", "--json").output)["paths"][0]["state"] == "stale"
+    cli("checkout")
+    assert (repo_dir / "a" / "f").read_text() == "v2 from x"

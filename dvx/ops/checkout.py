@@ -68,7 +68,11 @@ def checkout(repo: Repository, paths: list[str] | None = None, *, force: bool = 
     """Restore tracked data. ``pointers`` (target -> pointer) overrides the work tree's
     pointer files, e.g. with those of another revision."""
     with store_lock(repo.store.path):
-        return _checkout(repo, paths, force, pointers, progress)
+        results = _checkout(repo, paths, force, pointers, progress)
+    from dvx.ops.stale import note_checked_out
+
+    note_checked_out(repo, [r.target for r in results])  # see dvx/ops/stale.py
+    return results
 
 
 def _checkout(repo: Repository, paths: list[str] | None, force: bool,

@@ -21,6 +21,7 @@ class CommitResult:
     sha: str
     readded: list[str] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # not re-added: the pointer moved under the data
 
 
 def stage_paths_for(repo: Repository, targets: list[str]) -> list[str]:
@@ -46,12 +47,17 @@ def commit(repo: Repository, message: str, paths: list[str] | None = None, all_f
     tracked = select_tracked(repo, paths)
     cache = StatCache(repo.state_dir)
     changed: list[str] = []
+    stale: list[str] = []
     for t in tracked:
         st = path_status(repo, t, cache, progress)
         if st.state == "broken-pointer":
             raise DvxError(f"cannot commit: {st.message}")
+        if st.state == "diverged":
+            raise DvxError(f"cannot commit {t.target}: {st.message}")
         if st.state == "modified":
             changed.append(t.target)
+        elif st.state == "stale":
+            stale.append(t.target)  # never re-added: that would revert what git brought
     if changed:
         add(repo, changed, progress)
     stage = stage_paths_for(repo, [t.target for t in tracked])
@@ -59,4 +65,4 @@ def commit(repo: Repository, message: str, paths: list[str] | None = None, all_f
         stage += [p for p in git.modified_tracked_files() if p not in stage]
     git.stage(stage)
     sha = git.commit(message)
-    return CommitResult(sha, changed, stage)
+    return CommitResult(sha, changed, stage, stale)
