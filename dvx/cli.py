@@ -239,6 +239,8 @@ def checkout(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these paths")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="git revision to take pointers from")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="discard unsaved changes")] = False,
+    ours: Annotated[bool, typer.Option("--ours", help="pointer in merge conflict: take our side")] = False,
+    theirs: Annotated[bool, typer.Option("--theirs", help="pointer in merge conflict: take theirs")] = False,
 ) -> None:
     """Make the work tree's data match the pointers (of REV)."""
 
@@ -246,6 +248,18 @@ def checkout(
         from dvx.ops.checkout import checkout as do_checkout
 
         repo = _repo()
+        if ours or theirs:
+            if ours and theirs or rev is not None:
+                raise DvxError("--ours, --theirs and --rev exclude each other", "pick one")
+            from dvx.ops.resolve import take_side
+
+            side = "ours" if ours else "theirs"
+            results = take_side(repo, paths or [], side, force=force, progress=_progress())
+            for r in results:
+                out.print(f"took {side} version of {r.target} ({len(r.restored)} restored, "
+                          f"{len(r.removed)} removed); `git add {r.target}.dvx` or `dvx commit` "
+                          "marks it resolved")
+            return
         pointers = None
         if rev is not None:
             from dvx.ops.revs import pointers_at_rev_for_paths

@@ -366,6 +366,21 @@ class GitRepo:
             out.append(path)
         return out
 
+    def conflict_side(self, path: str, side: str) -> tuple[bool, bytes | None]:
+        """For an unmerged path (relative to the DVX root): ``(True, content)`` of its
+        ``ours`` (stage 2) or ``theirs`` (stage 3) version, content None if that side
+        deleted it; ``(False, None)`` if the path is not unmerged."""
+        from dulwich.index import ConflictedIndexEntry
+
+        try:
+            entry = self.repo.open_index()[self._full(path).encode("utf-8", "surrogateescape")]
+        except KeyError:
+            return False, None
+        if not isinstance(entry, ConflictedIndexEntry):
+            return False, None
+        chosen = entry.this if side == "ours" else entry.other
+        return True, None if chosen is None else self.read_blob(chosen.sha)
+
     def has_conflicts(self) -> bool:
         from dulwich.index import ConflictedIndexEntry
 
@@ -406,6 +421,9 @@ class GitRepo:
         except (CommitError, HookError) as exc:
             raise GitError(f"commit refused by a hook: {exc}",
                            "fix what the hook reports, then retry") from None
+        for name in ("MERGE_MSG", "MERGE_MODE"):  # the merge is concluded, as git does
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.repo.controldir(), name))
         return sha.decode()
 
     def hooks_dir(self) -> str:

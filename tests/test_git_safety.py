@@ -307,3 +307,74 @@ def test_pre_commit_hook_lets_a_moved_pointer_be_committed(repo_dir: Path, cli: 
     assert json.loads(cli("status", "a", "--json").output)["paths"][0]["state"] == "stale"
     cli("checkout")
     assert (repo_dir / "a" / "f").read_text() == "v2 from x"
+
+
+# -- a pointer both sides of a merge changed -----------------------------------------------
+
+def _conflicting_merge(repo: Path, cli: Cli) -> None:
+    write(repo / "a" / "f", "base")
+    write(repo / "m.bin", pseudo_random(50_000, 1))
+    cli("add", "a", "m.bin")
+    cli("commit", "-m", "base")
+    git("checkout", "-q", "-b", "x", cwd=repo)
+    write(repo / "a" / "f", "theirs")
+    write(repo / "m.bin", pseudo_random(50_000, 3))
+    cli("commit", "-m", "x")
+    git("checkout", "-q", "main", cwd=repo)
+    cli("checkout")
+    write(repo / "a" / "f", "ours")
+    write(repo / "m.bin", pseudo_random(50_000, 2))
+    cli("commit", "-m", "main")
+    r = subprocess.run(["git", "merge", "x"], cwd=repo, capture_output=True, text=True)
+    assert r.returncode != 0 and "CONFLICT" in r.stdout
+
+
+def test_conflicted_pointer_is_reported_as_a_conflict(repo_dir: Path, cli: Cli) -> None:
+    _conflicting_merge(repo_dir, cli)
+    assert "<<<<<<<" in (repo_dir / "a.dvx").read_text()
+    st = {p["path"]: p for p in json.loads(cli("status", "--json").output)["paths"]}
+    msg = st["a"]["message"]
+    assert st["a"]["state"] == "broken-pointer"
+    assert "merge conflict markers" in msg and "dvx checkout --theirs a" in msg and "--ours" in msg
+    assert "git checkout --" not in msg
+    res = cli("commit", "-m", "merge", ok=False)
+    assert len(res.output.strip().splitlines()) == 1 and "merge conflict markers" in res.output
+    assert (repo_dir / "a" / "f").read_text() == "ours"
+
+
+def test_checkout_theirs_and_ours_resolve_a_conflicted_pointer(repo_dir: Path, cli: Cli) -> None:
+    _conflicting_merge(repo_dir, cli)
+    theirs = git("show", ":3:a.dvx", cwd=repo_dir)
+    assert theirs == git("show", "x:a.dvx", cwd=repo_dir)
+    # unsaved data in the way: refused before anything changes
+    write(repo_dir / "a" / "f", "unsaved")
+    res = cli("checkout", "--theirs", "a", ok=False)
+    assert "unsaved" in res.output and len(res.output.strip().splitlines()) == 1
+    assert "<<<<<<<" in (repo_dir / "a.dvx").read_text()
+    assert (repo_dir / "a" / "f").read_text() == "unsaved"
+    write(repo_dir / "a" / "f", "ours")  # back to what main committed (saved in the store)
+    out = cli("checkout", "--theirs", "a").output
+    assert "took theirs version of a" in out
+    assert (repo_dir / "a.dvx").read_text() == theirs
+    assert (repo_dir / "a" / "f").read_text() == "theirs"
+    assert "a.dvx" in git("ls-files", "-u", cwd=repo_dir)  # still unmerged, as git checkout --theirs
+    cli("checkout", "--ours", "m.bin.dvx")
+    assert (repo_dir / "m.bin").read_bytes() == pseudo_random(50_000, 2)
+    assert (repo_dir / "m.bin.dvx").read_text() == git("show", "main:m.bin.dvx", cwd=repo_dir)
+    assert json.loads(cli("status", "--json").output)["clean"]
+    cli("commit", "-m", "merge x")
+    assert len(git("log", "-1", "--format=%P", cwd=repo_dir).split()) == 2
+    assert git("show", "HEAD:a.dvx", cwd=repo_dir) == theirs
+    assert git("status", "--porcelain", cwd=repo_dir) == ""
+    assert not (repo_dir / ".git" / "MERGE_HEAD").exists() and not (repo_dir / ".git" / "MERGE_MSG").exists()
+    git("fsck", "--strict", cwd=repo_dir)
+
+
+def test_checkout_side_refusals(repo_dir: Path, cli: Cli) -> None:
+    _conflicting_merge(repo_dir, cli)
+    git("checkout", "--theirs", "--", "m.bin.dvx", cwd=repo_dir)
+    git("add", "m.bin.dvx", cwd=repo_dir)
+    res = cli("checkout", "--theirs", "m.bin", ok=False)
+    assert "m.bin.dvx is not unmerged" in res.output and "git status" in res.output
+    assert "exclude" in cli("checkout", "--ours", "--theirs", "a", ok=False).output
+    assert "needs the paths" in cli("checkout", "--ours", ok=False).output
