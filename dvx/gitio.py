@@ -169,6 +169,19 @@ class GitRepo:
         except Exception as exc:
             raise GitError(f"git object {sha.decode()} cannot be read: {exc}", "run `git fsck`") from None
 
+    def orig_head(self) -> str | None:
+        """ORIG_HEAD (where merge, rebase and reset found HEAD), if it names a commit."""
+        try:
+            with open(os.path.join(self.repo.controldir(), "ORIG_HEAD"), "rb") as f:
+                sha = f.read(41).strip().decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return sha if len(sha) == 40 and sha.strip("0") else None
+
+    def tracks(self, commit: CommitInfo, path: str) -> bool:
+        """Whether git tracks anything (file, directory, link) at ``path`` in ``commit``."""
+        return self._lookup(commit.tree, self._full(path)) is not None
+
     def commit_info(self, sha: str) -> CommitInfo:
         from dulwich.objects import Commit
 

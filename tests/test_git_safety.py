@@ -378,3 +378,62 @@ def test_checkout_side_refusals(repo_dir: Path, cli: Cli) -> None:
     assert "m.bin.dvx is not unmerged" in res.output and "git status" in res.output
     assert "exclude" in cli("checkout", "--ours", "--theirs", "a", ok=False).output
     assert "needs the paths" in cli("checkout", "--ours", ok=False).output
+
+
+# -- data of paths the new branch does not track -------------------------------------------
+
+def _data_then_hooks(repo: Path, cli: Cli) -> None:
+    write(repo / "train.py", "print(1)\n")
+    git("add", "train.py", ".dvx", cwd=repo)
+    git("commit", "-q", "-m", "code only", cwd=repo)
+    git("tag", "nodata", cwd=repo)
+    write(repo / "da" / "f", "f")
+    write(repo / "da" / "g" / "h", "h")
+    write(repo / "one.bin", pseudo_random(40_000, 4))
+    write(repo / "sub" / "deep" / "db" / "x", "x")
+    cli("add", "da", "one.bin", "sub/deep/db")
+    cli("commit", "-m", "data")
+    cli("hooks", "install")
+
+
+def test_switching_to_a_branch_without_the_data_removes_saved_data(repo_dir: Path, cli: Cli) -> None:
+    _data_then_hooks(repo_dir, cli)
+    r = subprocess.run(["git", "checkout", "-q", "nodata"], cwd=repo_dir, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert git("status", "--porcelain", cwd=repo_dir) == ""
+    assert sorted(p for p in os.listdir(repo_dir) if p not in (".git", ".dvx")) == ["train.py"]
+    git("checkout", "-q", "main", cwd=repo_dir)  # and back: the data is checked out again
+    assert (repo_dir / "da" / "g" / "h").read_text() == "h"
+    assert (repo_dir / "sub" / "deep" / "db" / "x").read_text() == "x"
+    assert (repo_dir / "one.bin").read_bytes() == pseudo_random(40_000, 4)
+    assert json.loads(cli("status", "--json").output)["clean"]
+    assert git("status", "--porcelain", cwd=repo_dir) == ""
+
+
+def test_switching_away_keeps_and_reports_unsaved_data(repo_dir: Path, cli: Cli) -> None:
+    _data_then_hooks(repo_dir, cli)
+    write(repo_dir / "da" / "f", "unsaved edit")
+    write(repo_dir / "da" / "new", "new file")
+    r = subprocess.run(["git", "checkout", "-q", "nodata"], cwd=repo_dir, capture_output=True, text=True)
+    assert r.returncode == 0
+    assert "kept da" in r.stderr and "dvx add da" in r.stderr
+    assert "one.bin" not in r.stderr and "sub/deep/db" not in r.stderr
+    assert (repo_dir / "da" / "f").read_text() == "unsaved edit"
+    assert (repo_dir / "da" / "new").read_text() == "new file"
+    assert not (repo_dir / "one.bin").exists() and not (repo_dir / "sub").exists()
+    assert git("status", "--porcelain", cwd=repo_dir) == "?? da/\n"
+
+
+def test_merge_that_deletes_a_pointer_removes_its_saved_data(repo_dir: Path, cli: Cli) -> None:
+    _data_then_hooks(repo_dir, cli)
+    git("checkout", "-q", "-b", "y", cwd=repo_dir)
+    git("rm", "-q", "one.bin.dvx", cwd=repo_dir)
+    gi = repo_dir / ".gitignore"
+    gi.write_text("".join(ln for ln in gi.read_text().splitlines(True) if ln.strip() != "/one.bin"))
+    git("commit", "-q", "-am", "drop one.bin", cwd=repo_dir)
+    assert (repo_dir / "one.bin").exists()  # a commit does not touch data
+    git("checkout", "-q", "main", cwd=repo_dir)
+    git("merge", "-q", "y", cwd=repo_dir)
+    assert not (repo_dir / "one.bin").exists()
+    assert (repo_dir / "da" / "f").read_text() == "f"
+    assert git("status", "--porcelain", cwd=repo_dir) == ""

@@ -121,13 +121,13 @@ def run_hook(repo: Repository, name: str, args: list[str]) -> int:
             return 0
         if len(args) >= 2 and args[0] == args[1]:
             return 0
-        return _sync_data(repo, "post-checkout")
+        return _sync_data(repo, "post-checkout", args[0] if args else None)
     if name == "post-merge":
-        return _sync_data(repo, "post-merge")
+        return _sync_data(repo, "post-merge", "ORIG_HEAD")
     if name == "post-rewrite":
         # args: "rebase" or "amend"; an amend does not change the work tree's pointers
         if args and args[0] == "rebase":
-            return _sync_data(repo, "post-rewrite")
+            return _sync_data(repo, "post-rewrite", "ORIG_HEAD")
         return 0
     if name == "pre-push":
         return _pre_push(repo, args)
@@ -164,10 +164,15 @@ def _pre_commit(repo: Repository) -> int:
     return 1
 
 
-def _sync_data(repo: Repository, hook: str) -> int:
+def _sync_data(repo: Repository, hook: str, old_head: str | None = None) -> int:
     from dvx.ops.checkout import checkout
 
     try:
+        if old_head:
+            from dvx.ops.vanished import remove_vanished
+
+            for target, why in remove_vanished(repo, old_head):
+                sys.stderr.write(f"dvx ({hook}): kept {target}: {why}\n")
         checkout(repo)
     except DvxError as exc:  # the git operation already happened; say what to do
         sys.stderr.write(f"dvx ({hook}): data not updated: {exc}\n")
