@@ -396,7 +396,7 @@ def diff(
         if rev_b is None:
             from dvx.ops.status import status as do_status
 
-            dirty = [r.target for r in do_status(repo) if r.state == "modified"]
+            dirty = [r.target for r in do_status(repo) if r.state in ("modified", "diverged")]
             if dirty:
                 out.print(f"(not included: unsaved changes in {', '.join(dirty)}; see `dvx status`)")
         for e in entries:

@@ -115,6 +115,8 @@ class StatCache:
     # not an object gc may delete.
     def save_base(self, target: str, root: bytes | None) -> None:
         path = self._path(target)[:-6] + ".base"
+        if root is not None and self.load_base(target) == root:
+            return  # unchanged: a checkout with nothing to do writes nothing
         with contextlib.suppress(OSError):
             if root is None:
                 os.unlink(path)

@@ -277,6 +277,8 @@ def test_edit_after_checkout_rev_is_still_committed(repo_dir: Path, cli: Cli) ->
     cli("checkout")
     cli("checkout", "--rev", "HEAD~2", "a")  # main's first version of a
     assert json.loads(cli("status", "a", "--json").output)["paths"][0]["state"] == "modified"
+    cli("gc")  # clears the stat cache, keeps what was checked out where
+    assert json.loads(cli("status", "a", "--json").output)["paths"][0]["state"] == "modified"
     assert "re-added a" in cli("commit", "-m", "back to v1").output
     assert git("show", "HEAD:a.dvx", cwd=repo_dir) == git("show", "HEAD~3:a.dvx", cwd=repo_dir)
 
