@@ -257,6 +257,8 @@ def checkout(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these paths")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="git revision to take pointers from")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="discard unsaved changes")] = False,
+    ours: Annotated[bool, typer.Option("--ours", help="pointer in merge conflict: take our side")] = False,
+    theirs: Annotated[bool, typer.Option("--theirs", help="pointer in merge conflict: take theirs")] = False,
 ) -> None:
     """Make the work tree's data match the pointers (of REV)."""
 
@@ -264,6 +266,18 @@ def checkout(
         from dvx.ops.checkout import checkout as do_checkout
 
         repo = _repo()
+        if ours or theirs:
+            if ours and theirs or rev is not None:
+                raise DvxError("--ours, --theirs and --rev exclude each other", "pick one")
+            from dvx.ops.resolve import take_side
+
+            side = "ours" if ours else "theirs"
+            results = take_side(repo, paths or [], side, force=force, progress=_progress())
+            for r in results:
+                out.print(f"took {side} version of {r.target} ({len(r.restored)} restored, "
+                          f"{len(r.removed)} removed); `git add {r.target}.dvx` or `dvx commit` "
+                          "marks it resolved")
+            return
         pointers = None
         bad: dict[str, DvxError] = {}
         if rev is not None:
@@ -377,6 +391,9 @@ def commit(
         res = do_commit(_repo(), message, paths or None, all_files, _progress())
         for t in res.readded:
             out.print(f"re-added {t}")
+        for t in res.stale:
+            out.print(f"not re-added {t}: its data is older than {t}.dvx (changed in git); "
+                      f"run `dvx checkout {t}`")
         out.print(f"committed {res.sha[:12]}: {message.splitlines()[0]}")
         _fail_if(res.errors)
 
@@ -407,7 +424,7 @@ def diff(
         if rev_b is None:
             from dvx.ops.status import status as do_status
 
-            dirty = [r.target for r in do_status(repo) if r.state == "modified"]
+            dirty = [r.target for r in do_status(repo) if r.state in ("modified", "diverged")]
             if dirty:
                 out.print(f"(not included: unsaved changes in {', '.join(dirty)}; see `dvx status`)")
         for e in entries:

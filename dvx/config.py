@@ -45,6 +45,13 @@ class CoreConfig:
 
 
 @dataclass(frozen=True)
+class GcConfig:
+    #: reflog entries younger than this keep their commits' data (git's gc.reflogExpire);
+    #: 0: the reflog protects nothing
+    reflog_expire_days: int = 90
+
+
+@dataclass(frozen=True)
 class RemoteConfig:
     name: str
     url: str
@@ -58,6 +65,7 @@ class RepoConfig:
     core: CoreConfig = CoreConfig()
     chunker: ChunkerConfig = ChunkerConfig()
     remotes: dict[str, RemoteConfig] = field(default_factory=dict)
+    gc: GcConfig = GcConfig()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RepoConfig:
@@ -65,6 +73,7 @@ class RepoConfig:
             core=CoreConfig(**{**d["core"], "extensions": tuple(d["core"]["extensions"])}),
             chunker=ChunkerConfig(**d["chunker"]),
             remotes={n: RemoteConfig(**r) for n, r in d["remotes"].items()},
+            gc=GcConfig(**d.get("gc", {})),
         )
 
 
@@ -123,6 +132,7 @@ def _validate(dvx_dir: str, shared_path: str) -> dict[str, Any]:
     core: dict[str, object] = {}
     chunker: dict[str, object] = {}
     remotes: dict[str, dict[str, object]] = {}
+    gc: dict[str, object] = {}
     for parser, where in ((shared, shared_path), (local, "config.local")):
         for section in parser.sections():
             items = dict(parser.items(section))
@@ -136,6 +146,8 @@ def _validate(dvx_dir: str, shared_path: str) -> dict[str, Any]:
                         core[k] = _parse_bool(v, f"{where} [core] {k}")
                     else:
                         core[k] = v
+            elif section == "gc":
+                gc.update(items)
             elif section == "chunker":
                 if parser is local:
                     raise ConfigError("chunker settings may not be overridden in config.local")
@@ -173,7 +185,8 @@ def _validate(dvx_dir: str, shared_path: str) -> dict[str, Any]:
     from dvx.models import ConfigModel
 
     try:
-        model = ConfigModel.model_validate({"core": core, "chunker": chunker, "remotes": remotes})
+        model = ConfigModel.model_validate({"core": core, "chunker": chunker, "remotes": remotes,
+                                              "gc": gc})
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])

@@ -8,11 +8,13 @@ cached by tree id (unchanged subtrees are shared between commits), which is what
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as stat_mod
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from dvx.errors import GitError
 
@@ -30,8 +32,38 @@ def find_git_root(path: str) -> str | None:
         cur = parent
 
 
+def _is_git_dir(path: str) -> bool:
+    """git's own test (setup.c is_git_directory): HEAD, objects/ and refs/."""
+    return (os.path.isfile(os.path.join(path, "HEAD")) and os.path.isdir(os.path.join(path, "objects"))
+            and os.path.isdir(os.path.join(path, "refs")))
+
+
+def refuse_git_dir(path: str) -> None:
+    """Refuse to work in a git directory: a bare repository or the inside of ``.git/``.
+
+    DVX needs a work tree; creating ``.git`` or ``.dvx`` inside a git directory would
+    make a nested repository that pushes and clones reach instead of the real one."""
+    cur = os.path.realpath(path)
+    while True:
+        if _is_git_dir(cur):
+            if os.path.basename(cur) == ".git" or f"{os.sep}.git{os.sep}" in cur + os.sep:
+                top = cur.split(f"{os.sep}.git{os.sep}")[0] if f"{os.sep}.git{os.sep}" in cur \
+                    else os.path.dirname(cur)
+                raise GitError(f"{path} is inside the git directory {cur}, not in a work tree",
+                               f"run dvx in the work tree {top}")
+            raise GitError(f"{cur} is a bare git repository: a bare repository has no work tree",
+                           f"clone it (`git clone {cur} DIR`) and run dvx in the clone")
+        if os.path.lexists(os.path.join(cur, ".git")):
+            return  # a work tree (we are not inside its .git: that was checked below us)
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            return
+        cur = parent
+
+
 def ensure_repo(root: str) -> bool:
     """Create a git repository at ``root`` unless one contains it. Returns created."""
+    refuse_git_dir(root)
     if find_git_root(root) is not None:
         return False
     from dulwich.repo import Repo
@@ -137,6 +169,19 @@ class GitRepo:
         except Exception as exc:
             raise GitError(f"git object {sha.decode()} cannot be read: {exc}", "run `git fsck`") from None
 
+    def orig_head(self) -> str | None:
+        """ORIG_HEAD (where merge, rebase and reset found HEAD), if it names a commit."""
+        try:
+            with open(os.path.join(self.repo.controldir(), "ORIG_HEAD"), "rb") as f:
+                sha = f.read(41).strip().decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return sha if len(sha) == 40 and sha.strip("0") else None
+
+    def tracks(self, commit: CommitInfo, path: str) -> bool:
+        """Whether git tracks anything (file, directory, link) at ``path`` in ``commit``."""
+        return self._lookup(commit.tree, self._full(path)) is not None
+
     def commit_info(self, sha: str) -> CommitInfo:
         from dulwich.objects import Commit
 
@@ -172,8 +217,51 @@ class GitRepo:
                 out[name.decode("utf-8", "replace")] = obj.id.decode()
         return out
 
-    def reachable_commits(self) -> list[str]:
-        heads = sorted(set(self.ref_commits().values()))
+    def reflog_commits(self, max_age_days: int) -> set[str]:
+        """Commits named by reflog entries (old and new side) younger than ``max_age_days``,
+        in every reflog: HEAD (of each work tree), branches, remotes, the stash. These are
+        what ``git reset --hard HEAD~1`` and friends leave recoverable; git keeps them for
+        gc.reflogExpire (90 days). Entries naming missing objects are skipped."""
+        from dulwich.objects import Commit
+
+        if max_age_days <= 0:
+            return set()
+        cutoff = time.time() - max_age_days * 86400
+        common = self.repo.commondir()
+        files = [os.path.join(self.repo.controldir(), "logs", "HEAD"), os.path.join(common, "logs", "HEAD")]
+        with contextlib.suppress(OSError):
+            files += [os.path.join(common, "worktrees", w, "logs", "HEAD")
+                      for w in os.listdir(os.path.join(common, "worktrees"))]
+        for dirpath, _dirs, names in os.walk(os.path.join(common, "logs", "refs")):
+            files += [os.path.join(dirpath, n) for n in names]
+        found: set[str] = set()
+        for path in dict.fromkeys(files):
+            try:
+                with open(path, "rb") as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                head = line.split(b"\t", 1)[0].split()
+                try:
+                    when = int(head[-2])
+                except (IndexError, ValueError):
+                    continue
+                if when >= cutoff:
+                    found.update(sha.decode("ascii", "replace") for sha in head[:2] if len(sha) == 40)
+        out = set()
+        for sha in found:
+            if sha.strip("0"):
+                try:
+                    if isinstance(self.repo.object_store[sha.encode()], Commit):  # type: ignore[index]
+                        out.add(sha)
+                except (KeyError, ValueError):
+                    continue
+        return out
+
+    def reachable_commits(self, extra: set[str] | None = None) -> list[str]:
+        """Commits reachable from every ref, and from ``extra`` (e.g. reflog entries)."""
+        heads = sorted(set(self.ref_commits().values()) | (extra or set()))
         if not heads:
             return []
         walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
@@ -291,6 +379,21 @@ class GitRepo:
             out.append(path)
         return out
 
+    def conflict_side(self, path: str, side: str) -> tuple[bool, bytes | None]:
+        """For an unmerged path (relative to the DVX root): ``(True, content)`` of its
+        ``ours`` (stage 2) or ``theirs`` (stage 3) version, content None if that side
+        deleted it; ``(False, None)`` if the path is not unmerged."""
+        from dulwich.index import ConflictedIndexEntry
+
+        try:
+            entry = self.repo.open_index()[self._full(path).encode("utf-8", "surrogateescape")]
+        except KeyError:
+            return False, None
+        if not isinstance(entry, ConflictedIndexEntry):
+            return False, None
+        chosen = entry.this if side == "ours" else entry.other
+        return True, None if chosen is None else self.read_blob(chosen.sha)
+
     def has_conflicts(self) -> bool:
         from dulwich.index import ConflictedIndexEntry
 
@@ -315,9 +418,13 @@ class GitRepo:
             raise GitError("nothing to commit: the index matches HEAD", "change or add something first")
         ts = _env_date("GIT_AUTHOR_DATE")
         cts = _env_date("GIT_COMMITTER_DATE")
+        config = self.repo.get_config_stack()
+        author = git_identity(config, "author")
+        committer = git_identity(config, "committer")
         try:
             sha = self.repo.get_worktree().commit(
                 message=message.encode(), tree=tree,  # type: ignore[arg-type]
+                author=author, committer=committer,
                 author_timestamp=ts[0] if ts else None, author_timezone=ts[1] if ts else None,
                 commit_timestamp=cts[0] if cts else None, commit_timezone=cts[1] if cts else None,
             )
@@ -327,10 +434,99 @@ class GitRepo:
         except (CommitError, HookError) as exc:
             raise GitError(f"commit refused by a hook: {exc}",
                            "fix what the hook reports, then retry") from None
+        for name in ("MERGE_MSG", "MERGE_MODE"):  # the merge is concluded, as git does
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.repo.controldir(), name))
         return sha.decode()
 
     def hooks_dir(self) -> str:
         return os.path.join(self.repo.controldir(), "hooks")
+
+
+IDENTITY_HINT = ('run `git config --global user.email "you@example.com"` and '
+                 '`git config --global user.name "Your Name"` to set your account\'s default identity '
+                 '(omit --global to set it only in this repository)')
+
+
+def _config_value(config: Any, section: str, name: str) -> str | None:
+    try:
+        value = config.get((section.encode(),), name.encode())
+    except KeyError:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def git_identity(config: Any, kind: str) -> bytes:
+    """``Name <email>`` for ``kind`` "author" or "committer", by git's rules (ident.c):
+    GIT_<KIND>_NAME/EMAIL, then ``<kind>.name/email``, then ``user.name/email``, then
+    $EMAIL; the name may come from the account's full name, but an email address is
+    never guessed from a host name without a domain, and ``user.useConfigOnly`` turns
+    guessing off. Otherwise refuse, with git's message and hint."""
+    what = kind.capitalize()
+    email = os.environ.get(f"GIT_{kind.upper()}_EMAIL") or _config_value(config, kind, "email") \
+        or _config_value(config, "user", "email")
+    config_only = (_config_value(config, "user", "useconfigonly") or "").lower() in ("true", "yes", "on", "1")
+    if not email:
+        if config_only:
+            raise GitError(f"{what} identity unknown: no email was given and auto-detection is disabled",
+                           IDENTITY_HINT)
+        email = os.environ.get("EMAIL") or ""
+    if not email:
+        guessed, bogus = _default_email()
+        if bogus:
+            raise GitError(f"{what} identity unknown: unable to auto-detect email address "
+                           f"(got '{guessed}')", IDENTITY_HINT)
+        email = guessed
+    name = os.environ.get(f"GIT_{kind.upper()}_NAME") or _config_value(config, kind, "name") \
+        or _config_value(config, "user", "name")
+    if not name:
+        if config_only:
+            raise GitError(f"{what} identity unknown: no name was given and auto-detection is disabled",
+                           IDENTITY_HINT)
+        name = _default_name()
+    name = name.strip()
+    email = email.strip().removeprefix("<").removesuffix(">")
+    if not name:
+        raise GitError(f"{what} identity unknown: empty ident name (for <{email}>) not allowed",
+                       IDENTITY_HINT)
+    return f"{name} <{email}>".encode()
+
+
+def _default_name() -> str:
+    """The account's full name (GECOS up to the first comma, ``&`` = the login name)."""
+    try:
+        import pwd
+
+        pw = pwd.getpwuid(os.getuid())
+    except (ImportError, KeyError):
+        return ""
+    gecos = pw.pw_gecos.split(",")[0]
+    return gecos.replace("&", pw.pw_name[:1].upper() + pw.pw_name[1:])
+
+
+def _default_email() -> tuple[str, bool]:
+    """git's guess ``login@host.domain`` and whether it is bogus (no domain found)."""
+    import socket
+
+    try:
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        user = "unknown"
+    try:
+        host = socket.gethostname()
+    except OSError:
+        return f"{user}@(none)", True
+    if "." not in host:
+        try:
+            canonical = socket.getaddrinfo(host, None, flags=socket.AI_CANONNAME)[0][3]
+        except (OSError, IndexError):
+            canonical = ""
+        if "." not in canonical:
+            return f"{user}@{host}.(none)", True
+        host = canonical
+    return f"{user}@{host}", False
 
 
 def _env_date(name: str) -> tuple[int, int] | None:

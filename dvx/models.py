@@ -72,6 +72,12 @@ class CoreModel(BaseModel):
     autostage: bool = False
 
 
+class GcModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reflog_expire_days: int = Field(default=90, ge=0)
+
+
 class RemoteModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -86,3 +92,4 @@ class ConfigModel(BaseModel):
     core: CoreModel = CoreModel()
     chunker: ChunkerModel = ChunkerModel()
     remotes: dict[str, RemoteModel] = Field(default_factory=dict)
+    gc: GcModel = GcModel()

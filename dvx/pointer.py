@@ -105,6 +105,7 @@ def parse_pointer(text: str | bytes, where: str, memo: ValidationMemo = NO_MEMO)
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise PointerError(f"{where} is not a valid pointer file (not UTF-8 text)", hint) from None
+    _refuse_conflict_markers(text, where)
     values: dict[str, object] = {}
     for lineno, line_raw in enumerate(text.splitlines(), 1):
         line = line_raw.strip()
@@ -150,6 +151,22 @@ def parse_pointer(text: str | bytes, where: str, memo: ValidationMemo = NO_MEMO)
     pointer = Pointer(**model.model_dump())
     memo.put("pointer", raw, tuple(model.model_dump().values()))
     return pointer
+
+
+_CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
+
+
+def _refuse_conflict_markers(text: str, where: str) -> None:
+    """A pointer both sides of a merge changed holds git's conflict markers."""
+    if not any(line.startswith(_CONFLICT_MARKERS) and line[7:8] in ("", " ")
+               for line in text.splitlines()):
+        return
+    target = where[: -len(POINTER_SUFFIX)] if where.endswith(POINTER_SUFFIX) else where
+    raise PointerError(
+        f"{where} has merge conflict markers: both sides of the merge changed {target}",
+        f"pick one side with `dvx checkout --ours {target}` or `dvx checkout --theirs {target}` "
+        f"(or keep one side's lines in {where}), then `git add {where}` or `dvx commit`",
+    )
 
 
 def read_pointer(path: str, where: str | None = None, memo: ValidationMemo = NO_MEMO) -> Pointer:

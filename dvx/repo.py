@@ -48,7 +48,10 @@ class Repository:
     # -- discovery --------------------------------------------------------------
     @classmethod
     def find(cls, start: str | None = None) -> Repository:
+        from dvx.gitio import refuse_git_dir
+
         path = os.path.realpath(start or os.getcwd())
+        refuse_git_dir(path)  # never from inside .git/ or in a bare repository
         cur = path
         while True:
             if os.path.isdir(os.path.join(cur, DVX_DIR)):

@@ -108,7 +108,36 @@ class StatCache:
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
+    # The base: which version (root id) DVX last checked out or added at a path, written
+    # only by checkout and add (status never changes it). Data whose content is still
+    # the base while the pointer names another version is stale (the pointer moved
+    # under it: merge, rebase, reset), not edited. Kept by clear(): it names a version,
+    # not an object gc may delete.
+    def save_base(self, target: str, root: bytes | None) -> None:
+        path = self._path(target)[:-6] + ".base"
+        if root is not None and self.load_base(target) == root:
+            return  # unchanged: a checkout with nothing to do writes nothing
+        with contextlib.suppress(OSError):
+            if root is None:
+                os.unlink(path)
+                return
+            os.makedirs(self.dir, exist_ok=True)
+            atomic_write_bytes(path, MAGIC + marshal.dumps((target, root)), fsync=False)
+
+    def load_base(self, target: str) -> bytes | None:
+        try:
+            with open(self._path(target)[:-6] + ".base", "rb") as f:
+                data = f.read()
+            if not data.startswith(MAGIC):
+                return None
+            name, root = marshal.loads(data[len(MAGIC):])
+            return root if name == target and isinstance(root, bytes) else None
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+
     def clear(self) -> None:
+        """Forget every cached stat and id (bases are kept)."""
         with contextlib.suppress(OSError):
             for name in os.listdir(self.dir):
-                os.unlink(os.path.join(self.dir, name))
+                if not name.endswith(".base"):
+                    os.unlink(os.path.join(self.dir, name))

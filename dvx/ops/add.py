@@ -163,6 +163,8 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
         except OSError as exc:
             raise os_error(exc, f"write {rel}{POINTER_SUFFIX}") from None
         cache.save(rel, rec)
+    for r in results:  # the version now checked out here (dvx/ops/stale.py)
+        cache.save_base(r.target, r.pointer.oid)
     return results
 
 

@@ -92,7 +92,11 @@ def checkout(repo: Repository, paths: list[str] | None = None, *, force: bool = 
     store, a file that cannot be written) does not stop the others: its result carries
     the error. Unsaved data in the way stops everything before anything changes."""
     with store_lock(repo.store.path):
-        return _checkout(repo, paths, force, pointers, dict(bad or {}), progress)
+        results = _checkout(repo, paths, force, pointers, dict(bad or {}), progress)
+    from dvx.ops.stale import note_checked_out
+
+    note_checked_out(repo, [r.target for r in results if not r.error])  # see dvx/ops/stale.py
+    return results
 
 
 def _checkout(repo: Repository, paths: list[str] | None, force: bool,

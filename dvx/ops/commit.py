@@ -22,6 +22,7 @@ class CommitResult:
     readded: list[str] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # pointers left out: one line each
+    stale: list[str] = field(default_factory=list)  # not re-added: the pointer moved under the data
 
 
 def stage_paths_for(repo: Repository, targets: list[str]) -> list[str]:
@@ -49,14 +50,19 @@ def commit(repo: Repository, message: str, paths: list[str] | None = None, all_f
     changed: list[str] = []
     errors: list[str] = []
     good: list[str] = []
+    stale: list[str] = []
     for t in tracked:
         st = path_status(repo, t, cache, progress)
         if st.state == "broken-pointer":
             errors.append(st.message or t.pointer_path)  # left out; the rest is committed
             continue
+        if st.state == "diverged":
+            raise DvxError(f"cannot commit {t.target}: {st.message}")
         good.append(t.target)
         if st.state == "modified":
             changed.append(t.target)
+        elif st.state == "stale":
+            stale.append(t.target)  # never re-added: that would revert what git brought
     if changed:
         add(repo, changed, progress)
     stage = stage_paths_for(repo, good)
@@ -70,4 +76,4 @@ def commit(repo: Repository, message: str, paths: list[str] | None = None, all_f
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise DvxError(f"{errors[0]}{more}") from None
         raise
-    return CommitResult(sha, changed, stage, errors)
+    return CommitResult(sha, changed, stage, errors, stale)

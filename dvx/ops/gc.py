@@ -1,7 +1,8 @@
 """``dvx gc``: delete objects nothing refers to, safely.
 
 Mark: every pointer in every commit reachable from any ref (branches, tags, remote
-branches, ``refs/dvx/*``), plus the work tree's pointers (or only the latter with
+branches, ``refs/dvx/*``) or from a reflog entry younger than ``[gc] reflog_expire_days``
+(default 90, as git), plus the work tree's pointers (or only the latter with
 ``--workspace-only``). Sweep, under the store's exclusive lock: a pack whose objects
 are all dead is deleted (index first, then pack); a pack that is mostly dead is
 rewritten with its live objects, then deleted. Packs (and temporary files) younger
@@ -58,7 +59,8 @@ def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Poi
 
         git = GitRepo(repo.root)
         seen_blobs: set[bytes] = set()
-        for sha in git.reachable_commits():
+        reflog = git.reflog_commits(repo.config.gc.reflog_expire_days)
+        for sha in git.reachable_commits(reflog):
             commits += 1
             for path, blob in git.pointer_blobs(git.commit_info(sha)).items():
                 if blob in seen_blobs:

@@ -17,7 +17,7 @@ from dvx.errors import DvxError
 from dvx.gitio import GitRepo
 from dvx.repo import Repository
 
-HOOKS = ("pre-commit", "post-checkout", "post-merge", "pre-push")
+HOOKS = ("pre-commit", "post-checkout", "post-merge", "post-rewrite", "pre-push")
 MARKER = "# dvx-managed-hook v1"
 CHAINED = ".dvx-chained"
 
@@ -121,9 +121,14 @@ def run_hook(repo: Repository, name: str, args: list[str]) -> int:
             return 0
         if len(args) >= 2 and args[0] == args[1]:
             return 0
-        return _sync_data(repo, "post-checkout")
+        return _sync_data(repo, "post-checkout", args[0] if args else None)
     if name == "post-merge":
-        return _sync_data(repo, "post-merge")
+        return _sync_data(repo, "post-merge", "ORIG_HEAD")
+    if name == "post-rewrite":
+        # args: "rebase" or "amend"; an amend does not change the work tree's pointers
+        if args and args[0] == "rebase":
+            return _sync_data(repo, "post-rewrite", "ORIG_HEAD")
+        return 0
     if name == "pre-push":
         return _pre_push(repo, args)
     raise DvxError(f"unknown hook {name!r}", f"DVX manages {', '.join(HOOKS)}")
@@ -132,7 +137,9 @@ def run_hook(repo: Repository, name: str, args: list[str]) -> int:
 def _pre_commit(repo: Repository) -> int:
     from dvx.ops.status import status
 
-    dirty = [s for s in status(repo) if s.state in ("modified", "broken-pointer")]
+    # stale data (the pointer moved under it) is no reason to stop a commit: the pointer
+    # being committed is the right one; `dvx checkout` brings the data
+    dirty = [s for s in status(repo) if s.state in ("modified", "diverged", "broken-pointer")]
     if not dirty:
         return 0
     if repo.config.core.autostage and all(s.state == "modified" for s in dirty):
@@ -145,6 +152,9 @@ def _pre_commit(repo: Repository) -> int:
         sys.stderr.write(f"dvx: re-added and staged {', '.join(targets)}\n")
         return 0
     first = dirty[0]
+    if first.state != "modified":
+        sys.stderr.write(f"dvx: {first.target}: {first.message}\n")
+        return 1
     sys.stderr.write(
         f"dvx: the data of {first.target} changed since {first.target}.dvx was written"
         + (f" (and {len(dirty) - 1} more)" if len(dirty) > 1 else "")
@@ -154,10 +164,15 @@ def _pre_commit(repo: Repository) -> int:
     return 1
 
 
-def _sync_data(repo: Repository, hook: str) -> int:
+def _sync_data(repo: Repository, hook: str, old_head: str | None = None) -> int:
     from dvx.ops.checkout import checkout
 
     try:
+        if old_head:
+            from dvx.ops.vanished import remove_vanished
+
+            for target, why in remove_vanished(repo, old_head):
+                sys.stderr.write(f"dvx ({hook}): kept {target}: {why}\n")
         checkout(repo)
     except DvxError as exc:  # the git operation already happened; say what to do
         sys.stderr.write(f"dvx ({hook}): data not updated: {exc}\n")

@@ -12,6 +12,7 @@ def init(path: str = ".") -> tuple[Repository, bool, bool]:
     from dvx import gitio
 
     root = os.path.realpath(path)
+    gitio.refuse_git_dir(root)  # a bare repository or .git/ itself: no work tree
     os.makedirs(root, exist_ok=True)
     git_created = gitio.ensure_repo(root)
     repo, created = Repository.init(root)

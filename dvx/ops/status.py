@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from dvx.errors import DvxError, MissingObjectError
+from dvx.ops import stale
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
@@ -25,15 +26,16 @@ from dvx.workspace import build_tree, flatten_tree, hash_file, scan_dir
 class PathStatus:
     target: str
     kind: str
-    state: str  # clean | modified | deleted | missing-object | broken-pointer | new-data
+    state: str  # clean | modified | stale | diverged | deleted | missing-object | broken-pointer | not-in-store
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     message: str | None = None
+    content_id: bytes | None = None  # id of the data as it is (when it was hashed)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"path": self.target, "kind": self.kind, "state": self.state}
-        if self.kind == "tree" and self.state == "modified":
+        if self.kind == "tree" and self.state in ("modified", "stale", "diverged"):
             out.update(added=self.added, modified=self.modified, deleted=self.deleted)
         if self.message:
             out["message"] = self.message
@@ -80,6 +82,7 @@ def path_status(repo: Repository, t: Tracked, cache: StatCache,
         res = _file_status(repo, t, pointer, st, cache.load(t.target), cache)
     else:
         res = _tree_status(repo, t, pointer, st, cache, progress)
+    stale.classify(repo, pointer, res, cache)  # edited here, or the pointer moved under it?
     if res.state == "clean" and not repo.store.contains(pointer.oid):
         res.state = "not-in-store"
         res.message = (f"the work tree has this data but the local store does not; "
@@ -140,7 +143,7 @@ def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_res
     except MissingObjectError:
         return PathStatus(t.target, "tree", "missing-object",
                           message="the tree is not in the local store; run `dvx pull`")
-    res = PathStatus(t.target, "tree", "modified")
+    res = PathStatus(t.target, "tree", "modified", content_id=tree_id)
     for name, (mid, _size, exe) in info.items():
         old = old_files.get(name)
         if old is None:
@@ -176,4 +179,4 @@ def _file_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_res
     cache.save(t.target, CacheRecord(mid, scan_start, {"": key}, {"": mid}))
     if mid == pointer.oid and bool(key[4]) == pointer.exec:
         return PathStatus(t.target, "file", "clean")
-    return PathStatus(t.target, "file", "modified")
+    return PathStatus(t.target, "file", "modified", content_id=mid)
