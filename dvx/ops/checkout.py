@@ -136,9 +136,16 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                     plan.unchanged = 1
                     plan.record = record
                     return plan
-                if cached != pointer.oid and not force and \
-                        _content_saved(repo, abs_path, t.target, cached) is None:
-                    conflicts.append(t.target)
+                if cached != pointer.oid and not force:
+                    have = _content_saved(repo, abs_path, t.target, cached)
+                    if have is None:
+                        conflicts.append(t.target)
+                    elif have == pointer.oid and bool(key[4]) == pointer.exec:
+                        # right content, no stat cache (deleted, or it could not be
+                        # written): nothing to rewrite, which a full disk may refuse
+                        plan.unchanged = 1
+                        plan.record = CacheRecord(pointer.oid, 0, {"": key}, {})
+                        return plan
             elif stat_mod.S_ISDIR(st.st_mode) and not force:
                 conflicts.append(t.target + "/")
         plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0))
@@ -161,9 +168,14 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                 record_stats[name], record_ids[name] = ws, mid
                 plan.unchanged += 1
                 continue
-            if cached != mid and not force and _content_saved(
-                    repo, os.path.join(abs_path, name), f"{t.target}/{name}", cached) is None:
-                conflicts.append(f"{t.target}/{name}")
+            if cached != mid and not force:
+                have = _content_saved(repo, os.path.join(abs_path, name), f"{t.target}/{name}", cached)
+                if have is None:
+                    conflicts.append(f"{t.target}/{name}")
+                elif have == mid and ws[4] == exe:  # right content, not in the stat cache
+                    record_stats[name] = ws  # without its id: the next status re-hashes it
+                    plan.unchanged += 1
+                    continue
         elif scan is not None and (name in scan.dirs or name in scan.links):
             if name in scan.dirs and not force:
                 conflicts.append(f"{t.target}/{name}/")

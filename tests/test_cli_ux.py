@@ -1,0 +1,93 @@
+"""Regressions from the safety issue (#8): what the user sees when something is off.
+
+Real git repositories, real files, the real ``dvx`` program (``run_dvx`` runs it in a
+subprocess where exit status, stderr and at-exit behaviour matter), a real small tmpfs
+for a full disk, real pipes for a reader that goes away.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_dvx, write
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB tmpfs (needs root); skipped where it cannot be mounted."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill_up(fs: Path) -> None:
+    """Write a file until the file system has not one byte left."""
+    with open(fs / "filler", "wb", buffering=0) as f:
+        for step in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * step)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        (fs / "probe").write_bytes(b"x")
+
+
+def assert_clean_stderr(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+# -- defect 10: caches on a full disk -------------------------------------------------------
+
+def test_full_disk_read_only_commands_work_and_exit_status_is_real(small_fs: Path, tmp_path: Path) -> None:
+    repo = small_fs / "work"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    run_dvx("init", cwd=repo)
+    write(repo / "data" / "a.txt", "alpha")
+    write(repo / "data" / "b.txt", "beta")
+    write(repo / "one.txt", "one")
+    run_dvx("add", "data", "one.txt", cwd=repo)
+    run_dvx("commit", "-m", "data", cwd=repo)
+    run_dvx("remote", "add", "origin", str(tmp_path / "remote"), "--default", cwd=repo)
+    run_dvx("push", cwd=repo)
+    shutil.rmtree(repo / ".dvx" / "state")  # every cache must be written again...
+    fill_up(small_fs)  # ...and cannot be
+    status = run_dvx("status", cwd=repo, check=False)
+    assert_clean_stderr(status)
+    assert status.returncode == 0 and status.stderr == ""
+    assert "data is up to date" in status.stdout
+    for args in (["checkout"], ["ls"], ["fsck"], ["status", "--json"], ["diff"],
+                 ["fsck", "--remote", "origin"], ["push"]):
+        proc = run_dvx(*args, cwd=repo, check=False)
+        assert_clean_stderr(proc)
+        assert proc.returncode == 0 and proc.stderr == "", (args, proc.stderr)
+    # a command that really fails says so once, with a non-zero status, and loses nothing
+    before = (repo / "one.txt.dvx").read_bytes()
+    write(repo / "one.txt", "one, changed")
+    add = run_dvx("add", "one.txt", cwd=repo, check=False)
+    assert_clean_stderr(add)
+    assert add.returncode == 1
+    assert add.stderr.splitlines() == [
+        "error: cannot write to the DVX store: no space left on device; "
+        "free some disk space and re-run; nothing was lost"]
+    assert (repo / "one.txt.dvx").read_bytes() == before
+    (small_fs / "filler").unlink()
+    run_dvx("add", "one.txt", cwd=repo)
+    assert "data is up to date" in run_dvx("status", cwd=repo).stdout
+    assert os.listdir(repo / ".dvx" / "state")  # caches are written again once there is room
