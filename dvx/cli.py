@@ -23,13 +23,49 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None,
 _state = {"verbose": False}
 
 
+EXIT_SIGPIPE = 141  # what a shell reports for git killed by SIGPIPE in `git log | head`
+
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (`dvx ls | head`): not an error, stop quietly."""
+
+
+def _write_stdout(text: str) -> None:
+    stream = sys.stdout
+    try:
+        raw = getattr(stream, "buffer", None)
+        if len(text) <= 4096 or raw is None:
+            stream.write(text)  # buffered: a closed pipe shows at a later flush
+            return
+        # A large write that the reader cuts short comes back short, with no error and
+        # the rest dropped (io.BufferedWriter): write the rest too, which then raises.
+        stream.flush()
+        data = memoryview(text.encode(stream.encoding or "utf-8", stream.errors or "strict"))
+        while data:
+            n = raw.write(data)
+            data = data[len(data) if n is None else n:]
+    except BrokenPipeError:
+        raise _StdoutClosed from None
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so what is still buffered cannot fail again at exit
+    (Python would print "Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (tests capture stdout): nothing is flushed at exit
+
+
 class _Out:
     """Plain text on stdout. rich is imported only where it draws something (progress
     bars and colours on a terminal), which keeps `dvx status` start-up fast."""
 
     @staticmethod
     def print(text: str = "") -> None:
-        sys.stdout.write(f"{text}\n")
+        _write_stdout(f"{text}\n")
 
 
 out = _Out()
@@ -114,6 +150,9 @@ def _run(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         _print_error("interrupted; nothing was lost, re-run the command to finish")
         raise typer.Exit(130) from None
+    except _StdoutClosed:
+        _drop_stdout()
+        raise typer.Exit(EXIT_SIGPIPE) from None
     except OSError as exc:  # environment trouble not mapped closer to its cause
         if _state["verbose"]:
             import traceback
@@ -127,7 +166,7 @@ def _run(fn: Callable[[], T]) -> T:
 
 
 def _emit_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    _write_stdout(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _repo():  # type: ignore[no-untyped-def]
@@ -694,6 +733,14 @@ def main() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
-    except BrokenPipeError:  # e.g. `dvx ls | head`
-        sys.stderr.close()
-        sys.exit(1)
+    except SystemExit:
+        # the last buffered output goes out here, where a closed pipe is still quiet
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _drop_stdout()
+            sys.exit(EXIT_SIGPIPE)
+        raise
+    except (_StdoutClosed, BrokenPipeError):  # e.g. `dvx --help | head -1`
+        _drop_stdout()
+        sys.exit(EXIT_SIGPIPE)

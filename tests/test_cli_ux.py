@@ -91,3 +91,27 @@ def test_full_disk_read_only_commands_work_and_exit_status_is_real(small_fs: Pat
     run_dvx("add", "one.txt", cwd=repo)
     assert "data is up to date" in run_dvx("status", cwd=repo).stdout
     assert os.listdir(repo / ".dvx" / "state")  # caches are written again once there is room
+
+
+# -- a reader that goes away: `dvx ls | head` ------------------------------------------------
+
+def test_closed_pipe_is_quiet_like_git(repo_dir: Path) -> None:
+    for i in range(2500):  # far more output than a pipe holds (64 KiB)
+        write(repo_dir / "d" / f"file-{i:05d}-{'x' * 60}.txt", str(i))
+    run_dvx("add", "d", cwd=repo_dir)
+    run_dvx("commit", "-m", "d", cwd=repo_dir)
+    for p in (repo_dir / "d").iterdir():
+        p.write_text("changed " + p.name)
+    run_dvx("add", "d", cwd=repo_dir)
+    for args in (["ls", "d"], ["ls", "d", "--json"], ["diff", "HEAD"], ["diff", "HEAD", "--json"]):
+        proc = subprocess.Popen([sys.executable, "-m", "dvx", *args], cwd=repo_dir,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # what `head -1` does after its line
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        code = proc.wait(timeout=60)
+        assert first.strip(), args
+        assert err == "", (args, err)
+        assert code == 141, args  # what a shell reports for git killed by SIGPIPE
