@@ -13,7 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
+from typer.core import TyperCommand
 
 from dvx.errors import DvxError
 from dvx.progress import NULL_PROGRESS, Progress
@@ -88,6 +90,60 @@ def _print_error(message: str) -> None:
     else:
         sys.stderr.write(f"error: {message}\n")
 T = TypeVar("T")
+
+
+class PathsCommand(TyperCommand):
+    """A command that takes paths: a word that looks like an option but is none may be
+    a file whose name starts with '-', which goes after `--` (as with git and rm)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click consumes the list it parses
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            # click names only the first letter of `-dash.bin` (a cluster of short options)
+            words = given[:given.index("--")] if "--" in given else given
+            word = next((w for w in words if w.startswith(exc.option_name)), exc.option_name)
+            names = []
+            c: click.Context | None = ctx
+            while c is not None and c.parent is not None:  # the root may be `python -m dvx`
+                names.insert(0, c.info_name or "")
+                c = c.parent
+            cmd = " ".join(["dvx", *names])
+            if os.path.lexists(word) or any(c in word for c in "./"):
+                what = "to add a file" if ctx.info_name == "add" else "for a path"
+                hint = f"{what} whose name starts with '-', use `{cmd} -- {word}`"
+            else:
+                hint = f"see `{cmd} --help`; a path that starts with '-' goes after `--`"
+            _print_error(f"no such option {word}; {hint}")
+            raise typer.Exit(2) from None
+
+
+def quote_path(name: str) -> str:
+    """A path as git prints it (core.quotePath, but UTF-8 letters kept): as is, unless it
+    holds a control character, a backslash or a double quote; then C-style escapes
+    inside double quotes, so one name is always one line. For text output only."""
+    if name.isprintable() and '"' not in name and "\\" not in name:
+        return name
+    out = []
+    quoted = False
+    for ch in name:
+        code = ord(ch)
+        if ch in _C_ESCAPES:
+            out.append(_C_ESCAPES[ch])
+        elif code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029) \
+                or 0xDC80 <= code <= 0xDCFF:  # last: a byte that is not UTF-8
+            raw = ch.encode("utf-8", "surrogateescape")
+            out.append("".join(f"\\{b:03o}" for b in raw))
+        else:
+            out.append(ch)
+            continue
+        quoted = True
+    return '"' + "".join(out) + '"' if quoted else name
+
+
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f",
+              "\r": "\\r", '"': '\\"', "\\": "\\\\"}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -222,7 +278,7 @@ def init(
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def add(paths: Annotated[list[str], typer.Argument(help="files or directories to track")]) -> None:
     """Track files and directories: store their content, write PATH.dvx pointers."""
 
@@ -240,7 +296,7 @@ def add(paths: Annotated[list[str], typer.Argument(help="files or directories to
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def status(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these paths")] = None,
     as_json: JsonOpt = False,
@@ -261,19 +317,19 @@ def status(
             out.print("data is up to date with the pointers")
         for r in dirty:
             extra = f" ({r.message})" if r.message else ""
-            out.print(f"{r.state}: {r.target}{extra}")
+            out.print(f"{r.state}: {quote_path(r.target)}{extra}")
             for name in r.added:
-                out.print(f"    added:    {r.target}/{name}")
+                out.print(f"    added:    {quote_path(r.target + '/' + name)}")
             for name in r.modified:
-                out.print(f"    modified: {r.target}/{name}")
+                out.print(f"    modified: {quote_path(r.target + '/' + name)}")
             for name in r.deleted:
-                out.print(f"    deleted:  {r.target}/{name}")
+                out.print(f"    deleted:  {quote_path(r.target + '/' + name)}")
         return 0
 
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def checkout(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these paths")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="git revision to take pointers from")] = None,
@@ -303,7 +359,7 @@ def checkout(
     _run(go)
 
 
-@app.command("ls")
+@app.command("ls", cls=PathsCommand)
 def ls_cmd(
     path: Annotated[str | None, typer.Argument(help="tracked path (default: all)")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="git revision")] = None,
@@ -325,10 +381,10 @@ def ls_cmd(
             _emit_json([e.to_json() for e in entries])
             return
         for e in entries:
-            extra = f" -> {e.target}" if e.kind == "link" else ""
+            extra = f" -> {quote_path(e.target or '')}" if e.kind == "link" else ""
             files = f"{e.files} files" if e.kind == "tree" else ""
             ident = (e.id or "")[:12]
-            out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {e.path}{extra}")
+            out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {quote_path(e.path)}{extra}")
 
     _run(go)
 
@@ -378,7 +434,7 @@ def fsck(
         raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def commit(
     message: Annotated[str, typer.Option("--message", "-m", help="commit message")],
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
@@ -423,18 +479,20 @@ def diff(
                 out.print(f"(not included: unsaved changes in {', '.join(dirty)}; see `dvx status`)")
         for e in entries:
             if e.status == "renamed":
-                out.print(f"renamed:  {e.old_path} -> {e.path} ({human(e.new_size or 0)})")
+                out.print(f"renamed:  {quote_path(e.old_path or '')} -> {quote_path(e.path)} "
+                          f"({human(e.new_size or 0)})")
             elif e.status == "modified":
-                out.print(f"modified: {e.path} ({human(e.old_size or 0)} -> {human(e.new_size or 0)})")
+                out.print(f"modified: {quote_path(e.path)} "
+                          f"({human(e.old_size or 0)} -> {human(e.new_size or 0)})")
             elif e.status == "added":
-                out.print(f"added:    {e.path} ({human(e.new_size or 0)})")
+                out.print(f"added:    {quote_path(e.path)} ({human(e.new_size or 0)})")
             else:
-                out.print(f"deleted:  {e.path} ({human(e.old_size or 0)})")
+                out.print(f"deleted:  {quote_path(e.path)} ({human(e.old_size or 0)})")
 
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def log(
     path: Annotated[str | None, typer.Argument(help="tracked path (default: all)")] = None,
     max_count: Annotated[int | None, typer.Option("--max-count", "-n", help="at most N versions")] = None,
@@ -647,7 +705,7 @@ RevOpt = Annotated[str | None, typer.Option("--rev", help="the pointers of this 
 AllCommitsOpt = Annotated[bool, typer.Option("--all-commits", help="every commit of every branch and tag")]
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def push(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
@@ -683,7 +741,7 @@ def _fetch_summary(rep) -> str:  # type: ignore[no-untyped-def]
             f"{rep.ranges_downloaded} ranges, {rep.requests} requests)")
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def fetch(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
@@ -703,7 +761,7 @@ def fetch(
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def pull(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,

@@ -8,6 +8,7 @@ for a full disk, real pipes for a reader that goes away.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -115,3 +116,55 @@ def test_closed_pipe_is_quiet_like_git(repo_dir: Path) -> None:
         assert first.strip(), args
         assert err == "", (args, err)
         assert code == 141, args  # what a shell reports for git killed by SIGPIPE
+
+
+# -- names: a leading '-', control characters --------------------------------------------------
+
+def test_dash_file_gets_a_hint_about_double_dash(repo_dir: Path) -> None:
+    write(repo_dir / "-dash.bin", b"\x00\x01")
+    bad = run_dvx("add", "-dash.bin", cwd=repo_dir, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "error: no such option -dash.bin; to add a file whose name starts with '-', "
+        "use `dvx add -- -dash.bin`"]
+    assert not (repo_dir / "-dash.bin.dvx").exists()
+    run_dvx("add", "--", "-dash.bin", cwd=repo_dir)
+    assert (repo_dir / "-dash.bin.dvx").exists()
+    st = run_dvx("status", "-dash.bin", cwd=repo_dir, check=False)
+    assert st.stderr == ("error: no such option -dash.bin; for a path whose name starts with '-', "
+                         "use `dvx status -- -dash.bin`\n")
+    assert "up to date" in run_dvx("status", "--", "-dash.bin", cwd=repo_dir).stdout
+    typo = run_dvx("add", "--forse", cwd=repo_dir, check=False)
+    assert typo.returncode == 2 and typo.stderr == (
+        "error: no such option --forse; see `dvx add --help`; "
+        "a path that starts with '-' goes after `--`\n")
+
+
+def test_ls_and_status_quote_odd_names_like_git(repo_dir: Path) -> None:
+    names = ["plain.txt", "new\nline.txt", "tab\there", 'quo"te', "back\\slash", "bell\a",
+             "été.csv"]
+    for n in names:
+        write(repo_dir / "d" / n, n)
+    (repo_dir / "d" / "link").symlink_to("new\nline.txt")
+    run_dvx("add", "d", cwd=repo_dir)
+    lines = run_dvx("ls", "d", cwd=repo_dir).stdout.splitlines()
+    assert len(lines) == len(names) + 1  # one line per entry, whatever the names
+    for shown in ('d/plain.txt', '"d/new\\nline.txt"', '"d/tab\\there"', '"d/quo\\"te"',
+                  '"d/back\\\\slash"', '"d/bell\\a"', "d/été.csv", 'd/link -> "new\\nline.txt"'):
+        assert sum(line.endswith(" " + shown) for line in lines) == 1, (shown, lines)
+    # --json keeps the names as they are
+    listed = {e["path"] for e in json.loads(run_dvx("ls", "d", "--json", cwd=repo_dir).stdout)}
+    assert {f"d/{n}" for n in names} <= listed
+    (repo_dir / "d" / "new\nline.txt").write_text("changed")
+    status = run_dvx("status", cwd=repo_dir).stdout
+    assert '    modified: "d/new\\nline.txt"' in status.splitlines()
+
+
+def test_quote_path_matches_git_c_style() -> None:
+    from dvx.cli import quote_path
+
+    assert quote_path("a/b c.txt") == "a/b c.txt"
+    assert quote_path("日本語") == "日本語"
+    assert quote_path("a\x01b\x7f") == '"a\\001b\\177"'
+    assert quote_path("bad\udcff") == '"bad\\377"'  # a byte that is not UTF-8
+    assert quote_path("\r\v\f\b") == '"\\r\\v\\f\\b"'
