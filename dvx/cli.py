@@ -104,7 +104,7 @@ class PathsCommand(TyperCommand):
             # click names only the first letter of `-dash.bin` (a cluster of short options)
             words = given[:given.index("--")] if "--" in given else given
             word = next((w for w in words if w.startswith(exc.option_name)), exc.option_name)
-            names = []
+            names: list[str] = []
             c: click.Context | None = ctx
             while c is not None and c.parent is not None:  # the root may be `python -m dvx`
                 names.insert(0, c.info_name or "")
@@ -394,6 +394,8 @@ def fsck(
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="verify this remote instead")] = None,
     download: Annotated[bool, typer.Option(
         "--download", help="with --remote: download and hash every pack")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="list every bad or missing object (default: a summary per path)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify every object, pack and pointer; exits non-zero if anything is wrong."""
@@ -418,10 +420,7 @@ def fsck(
         if as_json:
             _emit_json(report.to_json())
         else:
-            for p in report.problems:
-                users = f"; used by {', '.join(p.used_by[:5])}" if p.used_by else ""
-                more = f" and {len(p.used_by) - 5} more" if len(p.used_by) > 5 else ""
-                out.print(f"bad {p.what} {p.name}: {p.message}{users}{more}")
+            _print_fsck_problems(report.problems, verbose or _state["verbose"])
             for note in report.notes:
                 out.print(f"note: {note}")
             verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
@@ -432,6 +431,39 @@ def fsck(
     code = _run(go)
     if code:
         raise typer.Exit(code)
+
+
+FSCK_LIST_UP_TO = 10  # object problems listed one per line; more are summed up per path
+
+
+def _print_fsck_problems(problems, verbose: bool) -> None:  # type: ignore[no-untyped-def]
+    """One line per problem, except many bad or missing objects (a killed fetch leaves
+    tens of thousands): then one line per tracked path and kind of problem, with counts
+    and the first ids. ``--verbose`` (and --json) list them all."""
+    objects = [p for p in problems if p.what == "object"]
+    summed = not verbose and len(objects) > FSCK_LIST_UP_TO
+    for p in problems:
+        if summed and p.what == "object":
+            continue
+        users = f"; used by {', '.join(quote_path(u) for u in p.used_by[:5])}" if p.used_by else ""
+        more = f" and {len(p.used_by) - 5} more" if len(p.used_by) > 5 else ""
+        out.print(f"bad {p.what} {quote_path(p.name)}: {p.message}{users}{more}")
+    if not summed:
+        return
+    groups: dict[tuple[str, bool], list[Any]] = {}
+    for p in objects:
+        for target in p.pointers or ["(no tracked path)"]:
+            groups.setdefault((target, p.missing), []).append(p)
+    for (target, missing), probs in sorted(groups.items()):
+        ids = ", ".join(p.name[:12] for p in probs[:3]) + (", ..." if len(probs) > 3 else "")
+        files = len({u for p in probs for u in p.used_by})
+        if missing:
+            out.print(f"{quote_path(target)}: {len(probs)} objects missing from the store, needed by "
+                      f"{files} files ({ids}); `dvx fetch` downloads them")
+        else:
+            out.print(f"{quote_path(target)}: {len(probs)} bad objects, used by {files} files ({ids}); "
+                      f"first: {probs[0].message}")
+    out.print(f"({len(objects)} bad or missing objects in all; `dvx fsck --verbose` lists each one)")
 
 
 @app.command(cls=PathsCommand)

@@ -168,3 +168,79 @@ def test_quote_path_matches_git_c_style() -> None:
     assert quote_path("a\x01b\x7f") == '"a\\001b\\177"'
     assert quote_path("bad\udcff") == '"bad\\377"'  # a byte that is not UTF-8
     assert quote_path("\r\v\f\b") == '"\\r\\v\\f\\b"'
+
+
+# -- fsck: pointers that contradict their data; many missing chunks -------------------------
+
+def test_fsck_checks_pointer_fields_against_the_store(repo_dir: Path) -> None:
+    write(repo_dir / "f.bin", b"ab")
+    write(repo_dir / "d" / "x.txt", "x")
+    write(repo_dir / "d" / "y.txt", "yy")
+    run_dvx("add", "f.bin", "d", cwd=repo_dir)
+    assert json.loads(run_dvx("fsck", "--json", cwd=repo_dir).stdout)["ok"]
+    fp, dp = repo_dir / "f.bin.dvx", repo_dir / "d.dvx"
+    good_f, good_d = fp.read_text(), dp.read_text()
+    fp.write_text(good_f.replace("size: 2\n", "size: 999\n"))
+    res = run_dvx("fsck", cwd=repo_dir, check=False)
+    assert res.returncode == 1
+    assert ("bad pointer f.bin.dvx: size: 999 but its file says 2; restore it with "
+            "`git checkout -- f.bin.dvx` or re-add the data with `dvx add f.bin`") in res.stdout
+    b3 = next(line for line in good_f.splitlines() if line.startswith("b3: "))
+    fp.write_text(good_f.replace(b3, "b3: " + "0" * 64))
+    assert "b3: 0000000000000000000000000000000000000000000000000000000000000000 but its file says" \
+        in run_dvx("fsck", cwd=repo_dir, check=False).stdout
+    fp.write_text(good_f)
+    dp.write_text(good_d.replace("files: 2\n", "files: 5\n").replace("size: 3\n", "size: 4\n"))
+    report = json.loads(run_dvx("fsck", "--json", cwd=repo_dir, check=False).stdout)
+    (prob,) = report["problems"]
+    assert prob["what"] == "pointer" and prob["name"] == "d.dvx"
+    assert prob["message"].startswith("size: 4 but its tree says 3; files: 5 but its tree says 2;")
+    dp.write_text(good_d)
+    assert json.loads(run_dvx("fsck", "--json", cwd=repo_dir).stdout)["ok"]
+
+
+def _drop_chunks(repo: Path) -> None:
+    """What a fetch killed after the manifests and trees arrived leaves: every chunk
+    missing. The packs are rewritten without their chunks."""
+    from dvx.hashing import KIND_CHUNK
+    from dvx.repo import Repository
+    from dvx.store.pack import read_footer
+
+    r = Repository(str(repo))
+    keep = []
+    for name in r.store.pack_names():
+        entries, _ = read_footer(r.store.pack_path(name))
+        with open(r.store.pack_path(name), "rb") as f:
+            for e in entries:
+                if e.kind != KIND_CHUNK:
+                    f.seek(e.offset)
+                    keep.append((e.kind, e.oid, f.read(e.length)))
+        os.unlink(r.store.pack_path(name))
+        os.unlink(r.store.idx_path(name))
+    r.store.refresh()
+    w = r.store.writer()
+    for kind, oid, data in keep:
+        w.add(kind, oid, data)
+    w.commit()
+
+
+def test_fsck_sums_up_many_missing_objects(repo_dir: Path) -> None:
+    for i in range(40):
+        write(repo_dir / "d" / f"f{i:02d}.txt", f"file {i}")
+    write(repo_dir / "e" / "one.txt", "one")
+    run_dvx("add", "d", "e", cwd=repo_dir)
+    _drop_chunks(repo_dir)
+    res = run_dvx("fsck", cwd=repo_dir, check=False)
+    assert res.returncode == 1
+    lines = res.stdout.splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("d: 40 objects missing from the store, needed by 40 files (")
+    assert lines[0].endswith(", ...); `dvx fetch` downloads them")
+    assert lines[1].startswith("e: 1 objects missing from the store, needed by 1 files (")
+    assert lines[2] == "(41 bad or missing objects in all; `dvx fsck --verbose` lists each one)"
+    assert lines[3].endswith("pointers: 41 problem(s)")
+    every = run_dvx("fsck", "--verbose", cwd=repo_dir, check=False).stdout.splitlines()
+    assert sum(line.startswith("bad object ") for line in every) == 41
+    report = json.loads(run_dvx("fsck", "--json", cwd=repo_dir, check=False).stdout)
+    assert len(report["problems"]) == 41
+    assert {tuple(p["pointers"]) for p in report["problems"]} == {("d",), ("e",)}
