@@ -92,6 +92,19 @@ def _print_error(message: str) -> None:
 T = TypeVar("T")
 
 
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _warn_skipped(target: str, skipped: list[str]) -> None:
+    """FIFOs, sockets and devices inside a tracked directory are not data: say so."""
+    if skipped:
+        shown = ", ".join(quote_path(x) for x in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        _warn(f"{quote_path(target)}: not tracked, not regular files: {shown}{more} "
+              "(DVX tracks files, symlinks and directories)")
+
+
 class PathsCommand(TyperCommand):
     """A command that takes paths: a word that looks like an option but is none may be
     a file whose name starts with '-', which goes after `--` (as with git and rm)."""
@@ -287,6 +300,7 @@ def add(paths: Annotated[list[str], typer.Argument(help="files or directories to
 
         results = do_add(_repo(), paths, _progress())
         for r in results:
+            _warn_skipped(r.target, r.skipped)
             if not r.changed and not r.bytes_stored:
                 out.print(f"unchanged {r.target}")
             else:
@@ -308,6 +322,8 @@ def status(
 
         results = do_status(_repo(), paths or None, _progress())
         dirty = [r for r in results if r.state != "clean"]
+        for r in results:
+            _warn_skipped(r.target, r.skipped)
         if as_json:
             _emit_json({"clean": not dirty, "paths": [r.to_json() for r in results]})
             return 0

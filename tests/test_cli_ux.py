@@ -244,3 +244,28 @@ def test_fsck_sums_up_many_missing_objects(repo_dir: Path) -> None:
     report = json.loads(run_dvx("fsck", "--json", cwd=repo_dir, check=False).stdout)
     assert len(report["problems"]) == 41
     assert {tuple(p["pointers"]) for p in report["problems"]} == {("d",), ("e",)}
+
+
+# -- FIFOs and sockets inside a tracked directory ----------------------------------------------
+
+def test_add_and_status_name_fifos_and_sockets_they_skip(repo_dir: Path) -> None:
+    import socket
+
+    write(repo_dir / "d" / "a.txt", "a")
+    os.mkfifo(repo_dir / "d" / "pipe")
+    (repo_dir / "d" / "sub").mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("d/sub/sock")  # relative: AF_UNIX paths are short
+    try:
+        add = run_dvx("add", "d", cwd=repo_dir)
+        warning = ("warning: d: not tracked, not regular files: d/pipe (fifo), d/sub/sock (socket) "
+                   "(DVX tracks files, symlinks and directories)\n")
+        assert add.stderr == warning
+        assert add.stdout.startswith("added d (1 B, 1 files")
+        status = run_dvx("status", cwd=repo_dir)
+        assert status.stderr == warning and "up to date" in status.stdout
+        entry = json.loads(run_dvx("status", "--json", cwd=repo_dir).stdout)["paths"][0]
+        assert entry["state"] == "clean" and entry["skipped"] == ["d/pipe (fifo)", "d/sub/sock (socket)"]
+        assert run_dvx("add", "d", cwd=repo_dir).stderr == warning  # also when unchanged
+    finally:
+        sock.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dvx.errors import DvxError
 from dvx.fsutil import atomic_write_bytes, os_error
@@ -42,6 +42,7 @@ class AddResult:
     changed: bool
     hashed_files: int
     bytes_stored: int
+    skipped: list[str] = field(default_factory=list)  # FIFOs, sockets, devices inside: not data
 
 
 def _validate_target(repo: Repository, user_path: str) -> str:
@@ -90,12 +91,14 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
             old = _old_pointer(repo, rel)
             record = cache.load(rel)
             scan_start = time.time_ns()
+            skipped: list[str] = []
             if os.path.isdir(abs_path):
                 scan = scan_dir(abs_path, rel)
+                skipped = [f"{rel}/{x}" for x in scan.skipped()]
                 if (old is not None and old.kind == "tree" and record.root_id == old.oid
                         and scan.files == record.stats and scan.links == record.links
                         and scan.dirs == record.dirs and repo.store.contains(old.oid)):
-                    results.append(AddResult(rel, old, False, 0, 0))
+                    results.append(AddResult(rel, old, False, 0, 0, skipped))
                     continue
                 if writer is None:
                     writer = repo.store.writer()
@@ -122,7 +125,7 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                 hashed, stored = 1, writer.bytes_written - before
             rec.scan_start_ns = scan_start
             staged.append((rel, pointer, rec, hashed, stored))
-            results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored))
+            results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored, skipped))
         if writer is not None:
             writer.commit()  # every object is now durable and visible
             writer = None
