@@ -132,6 +132,13 @@ class PathsCommand(TyperCommand):
             raise typer.Exit(2) from None
 
 
+def shell_quote(word: str) -> str:
+    """``word`` as a POSIX shell reads it back (for commands DVX tells the user to run)."""
+    import shlex
+
+    return shlex.quote(word)
+
+
 def quote_path(name: str) -> str:
     """A path as git prints it (core.quotePath, but UTF-8 letters kept): as is, unless it
     holds a control character, a backslash or a double quote; then C-style escapes
@@ -298,9 +305,20 @@ def add(paths: Annotated[list[str], typer.Argument(help="files or directories to
     def go() -> None:
         from dvx.ops.add import add as do_add
 
-        results = do_add(_repo(), paths, _progress())
+        repo = _repo()
+        results = do_add(repo, paths, _progress())
         for r in results:
             _warn_skipped(r.target, r.skipped)
+            if r.in_git:
+                where = os.path.relpath(repo.abspath(r.target))  # as the user can type it
+                if r.in_git == [r.target]:
+                    _warn(f"git also tracks {quote_path(where)}; run `git rm --cached {shell_quote(where)}` "
+                          "so that only its pointer goes into git")
+                else:
+                    shown = ", ".join(quote_path(x) for x in r.in_git[:3]) + (
+                        ", ..." if len(r.in_git) > 3 else "")
+                    _warn(f"git also tracks {len(r.in_git)} files in {quote_path(where)} ({shown}); run "
+                          f"`git rm -r --cached {shell_quote(where)}` so that only its pointer goes into git")
             if not r.changed and not r.bytes_stored:
                 out.print(f"unchanged {r.target}")
             else:

@@ -269,3 +269,32 @@ def test_add_and_status_name_fifos_and_sockets_they_skip(repo_dir: Path) -> None
         assert run_dvx("add", "d", cwd=repo_dir).stderr == warning  # also when unchanged
     finally:
         sock.close()
+
+
+# -- data that git already tracks -------------------------------------------------------------
+
+def test_add_warns_when_git_tracks_the_data_too(repo_dir: Path) -> None:
+    from tests.conftest import git
+
+    write(repo_dir / "models" / "m.bin", b"model")
+    write(repo_dir / "data" / "a.csv", "a")
+    write(repo_dir / "data" / "sub" / "b.csv", "b")
+    write(repo_dir / "data" / "c.csv", "c")
+    write(repo_dir / "other.bin", "o")
+    git("add", "models/m.bin", "data/a.csv", "data/sub/b.csv", cwd=repo_dir)
+    git("commit", "-qm", "data in git by mistake", cwd=repo_dir)
+    res = run_dvx("add", "models/m.bin", "data", "other.bin", cwd=repo_dir)
+    assert res.stderr.splitlines() == [
+        "warning: git also tracks models/m.bin; run `git rm --cached models/m.bin` "
+        "so that only its pointer goes into git",
+        "warning: git also tracks 2 files in data (data/a.csv, data/sub/b.csv); run "
+        "`git rm -r --cached data` so that only its pointer goes into git"]
+    # from a subdirectory, the command to run is relative to it
+    write(repo_dir / "models" / "m.bin", b"model v2")
+    sub = run_dvx("add", "m.bin", cwd=repo_dir / "models")
+    assert "run `git rm --cached m.bin`" in sub.stderr
+    git("rm", "-q", "--cached", "models/m.bin", cwd=repo_dir)
+    git("rm", "-q", "-r", "--cached", "data", cwd=repo_dir)
+    write(repo_dir / "models" / "m.bin", b"model v3")
+    write(repo_dir / "data" / "c.csv", "c2")
+    assert run_dvx("add", "models/m.bin", "data", cwd=repo_dir).stderr == ""

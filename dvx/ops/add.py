@@ -43,6 +43,7 @@ class AddResult:
     hashed_files: int
     bytes_stored: int
     skipped: list[str] = field(default_factory=list)  # FIFOs, sockets, devices inside: not data
+    in_git: list[str] = field(default_factory=list)  # files git's index also holds (should not)
 
 
 def _validate_target(repo: Repository, user_path: str) -> str:
@@ -144,7 +145,22 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
         except OSError as exc:
             raise os_error(exc, f"write {rel}{POINTER_SUFFIX}") from None
         cache.save(rel, rec)
+    # only where a pointer was written: an unchanged re-add stays instant (no dulwich)
+    in_git = _tracked_by_git(repo, [r.target for r in results if r.changed or r.bytes_stored])
+    for r in results:
+        r.in_git = in_git.get(r.target, [])
     return results
+
+
+def _tracked_by_git(repo: Repository, targets: list[str]) -> dict[str, list[str]]:
+    """Files under ``targets`` that git's index holds too: then both git and DVX would
+    store them, and the new .gitignore line does not stop git (`git rm --cached` does)."""
+    from dvx.gitio import GitRepo
+
+    try:
+        return GitRepo(repo.root).index_paths_under(targets)
+    except (DvxError, OSError, ValueError):
+        return {}  # no git repository, or an index dulwich cannot read: nothing to say
 
 
 def _old_pointer(repo: Repository, rel: str) -> Pointer | None:
