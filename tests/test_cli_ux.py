@@ -298,3 +298,15 @@ def test_add_warns_when_git_tracks_the_data_too(repo_dir: Path) -> None:
     write(repo_dir / "models" / "m.bin", b"model v3")
     write(repo_dir / "data" / "c.csv", "c2")
     assert run_dvx("add", "models/m.bin", "data", cwd=repo_dir).stderr == ""
+
+
+# -- packaging ---------------------------------------------------------------------------------
+
+def test_pyproject_license_is_an_spdx_string() -> None:
+    """A TOML table made setuptools print `project.license as a TOML table is
+    deprecated` three times per install (both README commands install DVX)."""
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert meta["project"]["license"] == "Apache-2.0"
+    setuptools_req = next(r for r in meta["build-system"]["requires"] if r.startswith("setuptools"))
+    assert setuptools_req == "setuptools>=77"  # the first to accept the SPDX string
