@@ -310,3 +310,19 @@ def test_pyproject_license_is_an_spdx_string() -> None:
     assert meta["project"]["license"] == "Apache-2.0"
     setuptools_req = next(r for r in meta["build-system"]["requires"] if r.startswith("setuptools"))
     assert setuptools_req == "setuptools>=77"  # the first to accept the SPDX string
+
+
+# -- the example script ---------------------------------------------------------------------------
+
+def test_example_prints_commands_that_can_be_pasted(tmp_path: Path) -> None:
+    steps = Path(__file__).resolve().parent.parent / ".dvx-example" / "steps.sh"
+    args = ["first model and dataset", "it's", "", "a$b", "~x", "HEAD~1", "-m", "*.csv", "x\ny"]
+    script = 'source "$1"; shift; step printf "<%s>\\n" "$@"'
+    res = subprocess.run(["bash", "-c", script, "bash", str(steps), *args],
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    shown, _, ran = res.stdout.removeprefix("\n\033[1m$ ").partition("\033[0m\n")
+    assert shown == ("printf '<%s>\\n' 'first model and dataset' 'it'\\''s' '' 'a$b' '~x' HEAD~1 -m "
+                     "'*.csv' 'x\ny'")
+    again = subprocess.run(["bash", "-c", shown], capture_output=True, text=True, check=True,
+                           cwd=tmp_path)
+    assert again.stdout == ran == "".join(f"<{a}>\n" for a in args)
