@@ -241,6 +241,15 @@ def _run(fn: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
+def _fail_if(errors: list[str]) -> None:
+    """After a command did all it could: one ``error:`` line per part that failed, and
+    a non-zero exit if there was any."""
+    for e in errors:
+        _print_error(e)
+    if errors:
+        raise typer.Exit(1)
+
+
 def _emit_json(data: object) -> None:
     _write_stdout(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -336,20 +345,25 @@ def status(
     """Show tracked paths that changed, were deleted, or whose data is missing."""
 
     def go() -> int:
+        from dvx.ops.status import leftovers
         from dvx.ops.status import status as do_status
 
-        results = do_status(_repo(), paths or None, _progress())
+        repo = _repo()
+        results = do_status(repo, paths or None, _progress())
         dirty = [r for r in results if r.state != "clean"]
         for r in results:
             _warn_skipped(r.target, r.skipped)
+        notes = leftovers(repo)
         if as_json:
-            _emit_json({"clean": not dirty, "paths": [r.to_json() for r in results]})
-            return 0
+            _emit_json({"clean": not dirty, "paths": [r.to_json() for r in results], "notes": notes})
+            return 1 if any(r.state == "broken-pointer" for r in results) else 0
         if not results:
             out.print("nothing tracked yet (track data with `dvx add PATH`)")
         elif not dirty:
             out.print("data is up to date with the pointers")
         for r in dirty:
+            if r.state == "broken-pointer":
+                continue  # on stderr below
             extra = f" ({r.message})" if r.message else ""
             out.print(f"{r.state}: {quote_path(r.target)}{extra}")
             for name in r.added:
@@ -358,9 +372,13 @@ def status(
                 out.print(f"    modified: {quote_path(r.target + '/' + name)}")
             for name in r.deleted:
                 out.print(f"    deleted:  {quote_path(r.target + '/' + name)}")
+        for note in notes:
+            out.print(f"note: {note}")
+        _fail_if([r.message or r.target for r in results if r.state == "broken-pointer"])
         return 0
 
-    _run(go)
+    if _run(go):
+        raise typer.Exit(1)
 
 
 @app.command(cls=PathsCommand)
@@ -376,19 +394,22 @@ def checkout(
 
         repo = _repo()
         pointers = None
+        bad: dict[str, DvxError] = {}
         if rev is not None:
             from dvx.ops.revs import pointers_at_rev_for_paths
 
-            pointers = pointers_at_rev_for_paths(repo, rev, paths or None)
-        results = do_checkout(repo, paths or None, force=force, pointers=pointers,
+            pointers = pointers_at_rev_for_paths(repo, rev, paths or None, bad)
+        results = do_checkout(repo, paths or None, force=force, pointers=pointers, bad=bad,
                               progress=_progress())
         restored = sum(len(r.restored) for r in results)
         removed = sum(len(r.removed) for r in results)
         for r in results:
             if r.restored or r.removed:
                 out.print(f"{r.target}: {len(r.restored)} restored, {len(r.removed)} removed")
-        if not restored and not removed:
+        errors = [r.error for r in results if r.error]
+        if not restored and not removed and not errors:
             out.print("data already matches the pointers")
+        _fail_if(errors)
 
     _run(go)
 
@@ -406,19 +427,22 @@ def ls_cmd(
 
         repo = _repo()
         pointers = None
+        bad: dict[str, DvxError] = {}
         if rev is not None:
             from dvx.ops.revs import pointers_at_rev
 
-            pointers = pointers_at_rev(repo, rev)
-        entries = do_ls(repo, path, pointers)
+            pointers = pointers_at_rev(repo, rev, bad)
+        entries = do_ls(repo, path, pointers, bad=bad)
         if as_json:
             _emit_json([e.to_json() for e in entries])
+            _fail_if([str(e) for e in bad.values()])
             return
         for e in entries:
             extra = f" -> {quote_path(e.target or '')}" if e.kind == "link" else ""
             files = f"{e.files} files" if e.kind == "tree" else ""
             ident = (e.id or "")[:12]
             out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {quote_path(e.path)}{extra}")
+        _fail_if([str(e) for e in bad.values()])
 
     _run(go)
 
@@ -515,6 +539,7 @@ def commit(
         for t in res.readded:
             out.print(f"re-added {t}")
         out.print(f"committed {res.sha[:12]}: {message.splitlines()[0]}")
+        _fail_if(res.errors)
 
     _run(go)
 
@@ -531,9 +556,12 @@ def diff(
         from dvx.ops.diff import diff as do_diff
 
         repo = _repo()
-        entries = do_diff(repo, rev_a, rev_b)
+        bad: dict[str, DvxError] = {}
+        entries = do_diff(repo, rev_a, rev_b, bad)
+        errors = [str(e) for e in bad.values()]
         if as_json:
             _emit_json([e.to_json() for e in entries])
+            _fail_if(errors)
             return
         if not entries:
             out.print("no changes in tracked data")
@@ -554,6 +582,7 @@ def diff(
                 out.print(f"added:    {quote_path(e.path)} ({human(e.new_size or 0)})")
             else:
                 out.print(f"deleted:  {quote_path(e.path)} ({human(e.old_size or 0)})")
+        _fail_if(errors)
 
     _run(go)
 
@@ -823,6 +852,7 @@ def fetch(
             _emit_json(rep.to_json())
         else:
             out.print(_fetch_summary(rep))
+        _fail_if(rep.errors)
 
     _run(go)
 
@@ -847,6 +877,7 @@ def pull(
             out.print(_fetch_summary(rep))
             for t in rep.checkout:
                 out.print(f"checked out {t}")
+        _fail_if(rep.errors)
 
     _run(go)
 

@@ -27,8 +27,16 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_TMP_BASE_MAX = 200  # bytes of the original name kept in a temporary name
+
+
 def tmp_name(path: str) -> str:
+    """A temporary name beside ``path`` that fits NAME_MAX (255 bytes) whatever the
+    length of ``path``'s own name: long names are shortened in the temporary name."""
     d, base = os.path.split(path)
+    raw = os.fsencode(base)
+    if len(raw) > _TMP_BASE_MAX:
+        base = os.fsdecode(raw[:_TMP_BASE_MAX])
     return os.path.join(d, f".{base}.{random_token(6)}.tmp")
 
 

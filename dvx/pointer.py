@@ -164,6 +164,43 @@ def read_pointer(path: str, where: str | None = None, memo: ValidationMemo = NO_
     return parse_pointer(data, where, memo)
 
 
+_RESERVED = (".git", ".dvx")
+_BAD_CHARS = ("\n", "\r", "\0")
+
+
+def target_problem(target: str) -> str | None:
+    """Why a tracked path (repository-relative, ``/``-separated) is unsafe, or None.
+
+    The rule of ``protocols/format.md`` §6: pointer names come from git, so possibly
+    from an attacker, and a name like ``..dvx`` (tracked path ``.``) must never lead a
+    write or delete outside its own path."""
+    if not target:
+        return "its tracked path is empty"
+    for part in target.split("/"):
+        if not part:
+            return f"its tracked path {target!r} has an empty component"
+        if part in (".", ".."):
+            return f"its tracked path {target!r} has a {part!r} component"
+        if part.lower() in _RESERVED:
+            return f"its tracked path {target!r} lies inside {part}/"
+    if any(c in target for c in _BAD_CHARS):
+        return f"its tracked path {target!r} holds a newline or NUL"
+    try:
+        target.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"its tracked path {target!r} is not valid UTF-8"
+    return None
+
+
+def check_target(target: str, where: str | None = None) -> None:
+    """Raise ``PointerError`` naming the pointer file if ``target`` is unsafe."""
+    problem = target_problem(target)
+    if problem is not None:
+        where = where or target + POINTER_SUFFIX
+        raise PointerError(f"{where} is refused: {problem}",
+                           f"rename or delete that pointer file (`git rm --cached -- {where}`)")
+
+
 def pointer_path_for(target: str) -> str:
     return target.rstrip(os.sep) + POINTER_SUFFIX
 

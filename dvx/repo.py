@@ -7,6 +7,7 @@ maps user paths to repository-relative paths, refusing anything outside the tree
 from __future__ import annotations
 
 import os
+import stat
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,31 @@ class Repository:
 
     def abspath(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else self.root
+
+    def data_path(self, target: str, where: str | None = None) -> str:
+        """Absolute path of a tracked path, checked before anything reads, writes or
+        deletes there: the name must be safe (``protocols/format.md`` §6) and every
+        existing parent directory must be a real directory, never a symbolic link."""
+        from dvx.pointer import POINTER_SUFFIX, check_target
+
+        where = where or target + POINTER_SUFFIX
+        check_target(target, where)
+        path = self.root
+        for part in target.split("/")[:-1]:
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                raise os_error(exc, f"inspect {path}") from None
+            if not stat.S_ISDIR(st.st_mode):
+                what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+                raise PathOutsideRepoError(
+                    f"{where} is refused: {os.path.relpath(path, self.root)} is {what}",
+                    "DVX never writes through a link or replaces a file above a tracked path; "
+                    "move it away first")
+        return os.path.join(self.root, *target.split("/"))
 
     def relpath(self, user_path: str, *, must_exist: bool = False) -> str:
         """Repository-relative POSIX path for a user path; refuses escapes.

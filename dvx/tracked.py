@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dvx.errors import NotTrackedError
-from dvx.pointer import POINTER_SUFFIX, Pointer, read_pointer
+from dvx.pointer import POINTER_SUFFIX, Pointer, check_target, read_pointer
 from dvx.repo import Repository
 
 SKIP_DIRS = {".git", ".dvx"}
@@ -23,6 +23,8 @@ class Tracked:
     pointer_path: str  # repository-relative path of the pointer file
 
     def load(self, repo: Repository) -> Pointer:
+        """The pointer; ``PointerError`` if it is malformed or its name is unsafe."""
+        check_target(self.target, self.pointer_path)
         return read_pointer(repo.abspath(self.pointer_path), self.pointer_path, repo.memo)
 
 
@@ -40,9 +42,9 @@ def find_tracked(repo: Repository) -> list[Tracked]:
         names = {e.name for e in entries}
         for e in entries:
             if e.name.endswith(POINTER_SUFFIX) and e.is_file(follow_symlinks=False):
-                target = prefix + e.name[: -len(POINTER_SUFFIX)]
-                if target.rsplit("/", 1)[-1]:
-                    found.append(Tracked(target, prefix + e.name))
+                # every pointer file is listed, unsafe names too (``load`` refuses
+                # them), so each command can name the bad file instead of ignoring it
+                found.append(Tracked(prefix + e.name[: -len(POINTER_SUFFIX)], prefix + e.name))
         for e in entries:
             if e.name in SKIP_DIRS or not e.is_dir(follow_symlinks=False):
                 continue

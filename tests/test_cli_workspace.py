@@ -249,7 +249,7 @@ def test_garbage_pointer_is_a_clean_error(repo_dir: Path, cli: Cli) -> None:
     (repo_dir / "x.txt.dvx").write_bytes(b"\x00\x01garbage")
     res = cli("checkout", ok=False)
     assert res.output.startswith("error: x.txt.dvx") and len(res.output.splitlines()) == 1
-    st = json.loads(cli("status", "--json").output)
+    st = json.loads(cli("status", "--json", ok=False).output)
     assert st["paths"][0]["state"] == "broken-pointer"
     assert cli("fsck", ok=False).exit_code == 1
 

@@ -37,5 +37,10 @@ def test_damaged_chunk_never_reaches_the_work_tree(corrupt_repo: Path, cli: Cli)
     cli("checkout", "model.bin")
     assert (corrupt_repo / "model.bin").read_bytes() == bytes(range(256)) * 40
     res = cli("checkout", "data", ok=False)
-    assert "corrupted" in res.output and len(res.output.strip().splitlines()) == 1
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "data/b.txt" in errors[0] and "corrupted" in errors[0]
     assert not (corrupt_repo / "data" / "b.txt").exists()
+    # one damaged file does not stop the rest of the directory from being restored
+    assert sorted(p.name for p in (corrupt_repo / "data").iterdir()) == ["a.txt"]
+    st = json.loads(cli("status", "--json", "data").output)
+    assert st["paths"][0]["state"] == "modified" and st["paths"][0]["deleted"] == ["b.txt"]

@@ -17,7 +17,14 @@ from dvx.errors import DvxError
 from dvx.fsutil import atomic_write_bytes, os_error
 from dvx.gitignore import ensure_ignored
 from dvx.lock import store_lock
-from dvx.pointer import POINTER_SUFFIX, POINTER_VERSION, Pointer, pointer_path_for, read_pointer
+from dvx.pointer import (
+    POINTER_SUFFIX,
+    POINTER_VERSION,
+    Pointer,
+    pointer_path_for,
+    read_pointer,
+    target_problem,
+)
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
 from dvx.statcache import CacheRecord, StatCache, stat_key
@@ -33,6 +40,8 @@ from dvx.workspace import (
     hash_file,
     scan_dir,
 )
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
 
 
 @dataclass
@@ -58,6 +67,17 @@ def _validate_target(repo: Repository, user_path: str) -> str:
     if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
         raise DvxError(f"{rel} is not a regular file or directory")
     check_utf8(rel, rel)
+    if any(c in rel for c in "\n\r"):
+        raise DvxError(f"{rel!r}: a tracked path cannot hold a newline (a .gitignore line cannot "
+                       "express it, so git would see the data)",
+                       "rename it, or track the directory that holds it")
+    problem = target_problem(rel)
+    if problem is not None:
+        raise DvxError(f"cannot track {rel}: {problem}", "pick another path")
+    if len(os.fsencode(rel.rsplit("/", 1)[-1])) + len(POINTER_SUFFIX) > NAME_MAX:
+        raise DvxError(f"{rel}: the name is too long for its pointer file "
+                       f"({NAME_MAX - len(POINTER_SUFFIX)} bytes at most)",
+                       "rename it, or track the directory that holds it")
     return rel
 
 
@@ -99,6 +119,7 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                 if (old is not None and old.kind == "tree" and record.root_id == old.oid
                         and scan.files == record.stats and scan.links == record.links
                         and scan.dirs == record.dirs and repo.store.contains(old.oid)):
+                    _ensure_ignored(abs_path, rel)  # unchanged data, but the line may be gone
                     results.append(AddResult(rel, old, False, 0, 0, skipped))
                     continue
                 if writer is None:
@@ -109,6 +130,7 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                 st = stat_key(os.lstat(abs_path))
                 if (old is not None and old.kind == "file" and record.root_id == old.oid
                         and record.stats.get("") == st and repo.store.contains(old.oid)):
+                    _ensure_ignored(abs_path, rel)
                     results.append(AddResult(rel, old, False, 0, 0))
                     continue
                 if writer is None:
@@ -161,6 +183,13 @@ def _tracked_by_git(repo: Repository, targets: list[str]) -> dict[str, list[str]
         return GitRepo(repo.root).index_paths_under(targets)
     except (DvxError, OSError, ValueError):
         return {}  # no git repository, or an index dulwich cannot read: nothing to say
+
+
+def _ensure_ignored(abs_path: str, rel: str) -> None:
+    try:
+        ensure_ignored(abs_path)
+    except OSError as exc:
+        raise os_error(exc, f"update the .gitignore beside {rel}") from None
 
 
 def _old_pointer(repo: Repository, rel: str) -> Pointer | None:

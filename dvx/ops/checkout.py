@@ -13,6 +13,7 @@ Safety rules:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat as stat_mod
@@ -23,14 +24,14 @@ from dataclasses import dataclass, field
 from blake3 import blake3
 
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, WorkspaceConflictError
-from dvx.fsutil import os_error, tmp_name
+from dvx.fsutil import os_error, random_token
 from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK
 from dvx.lock import store_lock
 from dvx.objects import Manifest
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import CacheRecord, StatCache, stat_key
+from dvx.statcache import RACY_NS, CacheRecord, Stat, StatCache, stat_key
 from dvx.store.local import Store
 from dvx.tracked import Tracked, select_tracked
 from dvx.workspace import flatten_tree, hash_file, scan_dir
@@ -44,10 +45,27 @@ _read_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-restore-read")
 
 @dataclass
 class CheckoutResult:
+    """What checkout did to one tracked path. ``error`` is set when the path (or some of
+    its files) could not be checked out; the other paths are done regardless."""
+
     target: str
     restored: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
+    error: str | None = None
+    failed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"path": self.target, "restored": self.restored,
+                                  "removed": self.removed, "unchanged": self.unchanged}
+        if self.error:
+            out["error"] = self.error
+            out["failed"] = self.failed
+        return out
+
+
+def failed(results: list[CheckoutResult]) -> list[CheckoutResult]:
+    return [r for r in results if r.error]
 
 
 @dataclass
@@ -60,28 +78,46 @@ class _Plan:
     dirs: list[str] = field(default_factory=list)
     record: CacheRecord = field(default_factory=CacheRecord)
     unchanged: int = 0
+    restored_names: list[str] = field(default_factory=list)  # "" for a tracked file
 
 
 def checkout(repo: Repository, paths: list[str] | None = None, *, force: bool = False,
-             pointers: dict[str, Pointer] | None = None,
+             pointers: dict[str, Pointer] | None = None, bad: dict[str, DvxError] | None = None,
              progress: Progress = NULL_PROGRESS) -> list[CheckoutResult]:
     """Restore tracked data. ``pointers`` (target -> pointer) overrides the work tree's
-    pointer files, e.g. with those of another revision."""
+    pointer files, e.g. with those of another revision; ``bad`` names pointers that
+    could not be read (they are reported as failed results).
+
+    A path that cannot be checked out (broken or unsafe pointer, data missing from the
+    store, a file that cannot be written) does not stop the others: its result carries
+    the error. Unsaved data in the way stops everything before anything changes."""
     with store_lock(repo.store.path):
-        return _checkout(repo, paths, force, pointers, progress)
+        return _checkout(repo, paths, force, pointers, dict(bad or {}), progress)
 
 
 def _checkout(repo: Repository, paths: list[str] | None, force: bool,
-              pointers: dict[str, Pointer] | None, progress: Progress) -> list[CheckoutResult]:
+              pointers: dict[str, Pointer] | None, bad: dict[str, DvxError],
+              progress: Progress) -> list[CheckoutResult]:
     cache = StatCache(repo.state_dir)
+    clean_restore_tmp(repo)
     if pointers is None:
-        tracked = select_tracked(repo, paths)
-        pointers = {t.target: t.load(repo) for t in tracked}
+        pointers = {}
+        for t in select_tracked(repo, paths):
+            try:
+                pointers[t.target] = t.load(repo)
+            except DvxError as exc:
+                bad[t.target] = exc
     plans: list[_Plan] = []
     conflicts: list[str] = []
+    results: dict[str, CheckoutResult] = {t: CheckoutResult(t, error=str(e)) for t, e in bad.items()}
     for target, pointer in sorted(pointers.items()):
+        if target in bad:
+            continue
         t = Tracked(target, target + ".dvx")
-        plans.append(_plan(repo, t, pointer, cache, force, conflicts))
+        try:
+            plans.append(_plan(repo, t, pointer, cache, force, conflicts))
+        except DvxError as exc:
+            results[target] = CheckoutResult(target, error=str(exc))
     if conflicts:
         shown = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
         raise WorkspaceConflictError(
@@ -90,32 +126,42 @@ def _checkout(repo: Repository, paths: list[str] | None, force: bool,
         )
     total = sum(len(p.restore) for p in plans)
     progress.start("checking out", total)
-    results = []
+    tmp_dir = restore_tmp_dir(repo)
     try:
         for plan in plans:
-            results.append(_apply(repo, plan, cache, progress))
+            results[plan.tracked.target] = _apply(repo, plan, cache, progress, tmp_dir)
     finally:
         progress.finish()
-    return results
+    _settle(repo, plans, cache)
+    return [results[t] for t in sorted(results)]
 
 
-def _content_saved(repo: Repository, path: str, where: str, cached: bytes | None) -> bytes | None:
-    """Manifest id of a work-tree file if its content is in the store, else None."""
+def _content_saved(repo: Repository, path: str, where: str, cached: bytes | None,
+                   seen: dict[str, tuple[bytes, Stat]] | None = None) -> bytes | None:
+    """Manifest id of a work-tree file if its content is in the store, else None.
+
+    A file that had to be hashed is remembered in ``seen`` (with the stat its content
+    corresponds to) when that stat is old enough to be trusted (the racy rule of
+    ``dvx.statcache``), so an identical file need not be rewritten."""
     if cached is not None and repo.store.contains(cached):
         return cached
+    start = time.time_ns()
     try:
-        manifest, _ = hash_file(path, where, repo.chunker, None)
+        manifest, st = hash_file(path, where, repo.chunker, None)
     except DvxError:
         return None
     mid = manifest.object_id()
+    if seen is not None and st[2] < start - RACY_NS:
+        seen[path] = (mid, st)
     return mid if repo.store.contains(mid) else None
 
 
 def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, force: bool,
           conflicts: list[str]) -> _Plan:
     plan = _Plan(t, pointer)
-    abs_path = repo.abspath(t.target)
+    abs_path = repo.data_path(t.target, t.pointer_path)  # refuses unsafe names and links above
     record = cache.load(t.target)
+    seen: dict[str, tuple[bytes, Stat]] = {}
     if not repo.store.contains(pointer.oid):
         from dvx.ops.revs import pull_hint
 
@@ -136,18 +182,20 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                     plan.unchanged = 1
                     plan.record = record
                     return plan
-                if cached != pointer.oid and not force:
-                    have = _content_saved(repo, abs_path, t.target, cached)
-                    if have is None:
-                        conflicts.append(t.target)
-                    elif have == pointer.oid and bool(key[4]) == pointer.exec:
-                        # right content, no stat cache (deleted, or it could not be
-                        # written): nothing to rewrite, which a full disk may refuse
-                        plan.unchanged = 1
-                        plan.record = CacheRecord(pointer.oid, 0, {"": key}, {})
+                if cached != pointer.oid:
+                    mid = _content_saved(repo, abs_path, t.target, cached, seen)
+                    if mid == pointer.oid and bool(key[4]) == pointer.exec:
+                        plan.unchanged = 1  # same content, stat not cached: nothing to write
+                        if abs_path in seen:
+                            plan.record = CacheRecord(pointer.oid, 0, {"": seen[abs_path][1]},
+                                                      {"": pointer.oid})
                         return plan
-            elif stat_mod.S_ISDIR(st.st_mode) and not force:
-                conflicts.append(t.target + "/")
+                    if mid is None and not force:
+                        conflicts.append(t.target)
+            elif stat_mod.S_ISDIR(st.st_mode):
+                if not force:
+                    conflicts.append(t.target + "/")
+                plan.remove.append("")
         plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0))
         return plan
     files, links, dirs = flatten_tree(repo.store, pointer.oid)
@@ -168,14 +216,16 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                 record_stats[name], record_ids[name] = ws, mid
                 plan.unchanged += 1
                 continue
-            if cached != mid and not force:
-                have = _content_saved(repo, os.path.join(abs_path, name), f"{t.target}/{name}", cached)
-                if have is None:
-                    conflicts.append(f"{t.target}/{name}")
-                elif have == mid and ws[4] == exe:  # right content, not in the stat cache
-                    record_stats[name] = ws  # without its id: the next status re-hashes it
+            if cached != mid:
+                path = os.path.join(abs_path, name)
+                now = _content_saved(repo, path, f"{t.target}/{name}", cached, seen)
+                if now == mid and ws[4] == exe:
                     plan.unchanged += 1
+                    if path in seen and seen[path][1] == ws:
+                        record_stats[name], record_ids[name] = ws, mid
                     continue
+                if now is None and not force:
+                    conflicts.append(f"{t.target}/{name}")
         elif scan is not None and (name in scan.dirs or name in scan.links):
             if name in scan.dirs and not force:
                 conflicts.append(f"{t.target}/{name}/")
@@ -201,8 +251,12 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
     return plan
 
 
-def _safe_dir(root: str, rel_dir: str, force: bool = True) -> str:
-    """Create ``root/rel_dir`` component by component, never through a symlink."""
+def _safe_dir(root: str, rel_dir: str, replace: bool = True) -> str:
+    """Create ``root/rel_dir`` component by component, never through a symlink.
+
+    ``replace``: a file or link where a directory belongs is removed (only ever inside
+    a tracked directory, where the plan checked it); otherwise it is an error, so
+    nothing above a tracked path is ever deleted."""
     path = root
     for part in [p for p in rel_dir.split("/") if p]:
         path = os.path.join(path, part)
@@ -212,6 +266,8 @@ def _safe_dir(root: str, rel_dir: str, force: bool = True) -> str:
             os.mkdir(path)
             continue
         if not stat_mod.S_ISDIR(st.st_mode):
+            if not replace:
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory (left as it is)", path)
             os.unlink(path)  # planned: a file or link where a directory belongs
             os.mkdir(path)
     return path
@@ -226,69 +282,188 @@ def _remove(path: str) -> None:
             os.unlink(path)
 
 
-def _apply(repo: Repository, plan: _Plan, cache: StatCache, progress: Progress) -> CheckoutResult:
+_FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _apply(repo: Repository, plan: _Plan, cache: StatCache, progress: Progress,
+           tmp_dir: str | None) -> CheckoutResult:
     t = plan.tracked
     res = CheckoutResult(t.target, unchanged=plan.unchanged)
     abs_path = repo.abspath(t.target)
-    scan_start = time.time_ns()
     rec = plan.record
+    problems: list[str] = []
     try:
         # deepest first, so directories are empty before they go
         for name in sorted(plan.remove, key=lambda n: -n.count("/")):
             _remove(os.path.join(abs_path, name) if name else abs_path)
             res.removed.append(name or t.target)
+        parent = os.path.dirname(t.target)
+        if parent:
+            _safe_dir(repo.root, parent, replace=False)  # above the tracked path: never replaced
         if plan.pointer.kind == "tree":
-            _safe_dir(repo.root, t.target)
+            _safe_dir(repo.root, t.target, replace=False)
             for d in plan.dirs:
                 _safe_dir(abs_path, d)
-        else:
-            parent = os.path.dirname(t.target)
-            if parent:
-                _safe_dir(repo.root, parent)
-        for name, mid, _size, exe in plan.restore:
+    except OSError as exc:
+        cache.drop(t.target)
+        res.error = str(os_error(exc, f"check out {t.target}"))
+        return res
+    for name, mid, _size, exe in plan.restore:
+        try:
             if name:
-                parent, _, _ = name.rpartition("/")
+                parent, _, base = name.rpartition("/")
                 dest_dir = _safe_dir(abs_path, parent) if parent else abs_path
-                dest = os.path.join(dest_dir, name.rpartition("/")[2])
+                dest = os.path.join(dest_dir, base)
             else:
                 dest = abs_path
-            st = restore_file(repo.store, mid, dest, bool(exe))
-            rec.stats[name], rec.ids[name] = st, mid
-            res.restored.append(name or t.target)
-            progress.advance()
-        for name, target in plan.links:
+            st = restore_file(repo.store, mid, dest, bool(exe), tmp_dir)
+        except (OSError, DvxError) as exc:
+            why = str(os_error(exc, "write it")) if isinstance(exc, OSError) else str(exc)
+            res.failed.append(name or t.target)
+            problems.append(f"{t.target + '/' + name if name else t.target}: {why}")
+            rec.stats.pop(name, None)
+            rec.ids.pop(name, None)
+            if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
+                break  # the disk is full: every other file would fail the same way
+            continue
+        rec.stats[name], rec.ids[name] = st, mid
+        res.restored.append(name or t.target)
+        plan.restored_names.append(name)
+        progress.advance()
+    for name, target in plan.links:
+        try:
             parent = name.rpartition("/")[0]
             dest_dir = _safe_dir(abs_path, parent) if parent else abs_path
             dest = os.path.join(dest_dir, name.rpartition("/")[2])
             _remove(dest)
             os.symlink(target, dest)
             res.restored.append(name)
-    except OSError as exc:
+        except OSError as exc:
+            res.failed.append(name)
+            problems.append(f"{t.target}/{name}: {os_error(exc, 'create the link')}")
+    if problems or len(res.restored) + len(res.failed) < len(plan.restore) + len(plan.links):
+        skipped = len(plan.restore) + len(plan.links) - len(res.restored) - len(res.failed)
+        more = f" (and {skipped} not tried)" if skipped else ""
+        res.error = (f"{len(res.failed)} file(s) of {t.target} could not be checked out{more}: "
+                     + "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""))
+        rec.root_id = None  # the work tree does not match the pointer: nothing is trusted
         cache.drop(t.target)
-        raise os_error(exc, f"check out {t.target}") from None
-    rec.scan_start_ns = scan_start
-    rec.root_id = plan.pointer.oid
-    cache.save(t.target, rec)
+    else:
+        rec.root_id = plan.pointer.oid
+    plan.record = rec
     return res
 
 
-def restore_file(store: Store, manifest_id: bytes, dest: str, executable: bool
-                 ) -> tuple[int, int, int, int, int]:
+def _settle(repo: Repository, plans: list[_Plan], cache: StatCache) -> None:
+    """Record what checkout wrote, so that the next checkout or status trusts it
+    without reading or rewriting anything.
+
+    The stat cache trusts an entry only when its mtime is older than the moment its
+    stat was taken by more than the timestamp granularity (git's racy-clean rule). A
+    file just written is always that young, so wait out the window once (≤ 20 ms),
+    then stat the written files again: unchanged ones are trusted from now on."""
+    written = [p for p in plans if p.restored_names]
+    if written:
+        newest = max(p.record.stats[n][2] for p in written for n in p.restored_names
+                     if n in p.record.stats)
+        wait = newest + RACY_NS + 1_000_000 - time.time_ns()
+        if wait > 0:
+            time.sleep(wait / 1e9)
+    now = time.time_ns()
+    for p in plans:
+        rec = p.record
+        if rec.root_id is None:
+            continue
+        abs_path = repo.abspath(p.tracked.target)
+        for name in p.restored_names:
+            try:
+                st = stat_key(os.lstat(os.path.join(abs_path, name) if name else abs_path))
+            except OSError:
+                st = None
+            if st != rec.stats.get(name):  # changed since we wrote it: re-hash next time
+                rec.stats.pop(name, None)
+                rec.ids.pop(name, None)
+        rec.scan_start_ns = now
+        cache.save(p.tracked.target, rec)
+
+
+def restore_tmp_dir(repo: Repository) -> str | None:
+    """``.dvx/tmp/checkout``: where files are rebuilt before being renamed into place
+    (git ignores it, and a killed checkout leaves nothing in the work tree)."""
+    path = os.path.join(repo.dvx_dir, "tmp", "checkout")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None  # rebuild beside the target instead
+    return path
+
+
+def clean_restore_tmp(repo: Repository) -> None:
+    """Remove what killed checkouts left behind (files no running checkout holds)."""
+    for path, _size in stale_restore_files(repo):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def stale_restore_files(repo: Repository) -> list[tuple[str, int]]:
+    """Temporary files of checkouts that are no longer running: ``(path, size)``."""
+    import fcntl
+
+    path = os.path.join(repo.dvx_dir, "tmp", "checkout")
+    found: list[tuple[str, int]] = []
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return found
+    for name in names:
+        full = os.path.join(path, name)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a running checkout?
+            found.append((full, os.fstat(fd).st_size))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return found
+
+
+def _tmp_for(dest: str, tmp_dir: str | None) -> str:
+    """A temporary name of fixed length (so any file name fits NAME_MAX): in
+    ``tmp_dir`` when it is on the destination's filesystem, else beside ``dest``."""
+    token = random_token(8)
+    if tmp_dir is not None:
+        try:
+            if os.stat(tmp_dir).st_dev == os.stat(os.path.dirname(dest) or ".").st_dev:
+                return os.path.join(tmp_dir, f"restore-{token}.tmp")
+        except OSError:
+            pass
+    return os.path.join(os.path.dirname(dest), f".dvx-{token}.tmp")
+
+
+def restore_file(store: Store, manifest_id: bytes, dest: str, executable: bool,
+                 tmp_dir: str | None = None) -> tuple[int, int, int, int, int]:
     """Rebuild one file from the store at ``dest`` (atomically); returns its stat key."""
+    import fcntl
+
     manifest = store.read_manifest(manifest_id)
-    tmp = tmp_name(dest)
+    tmp = _tmp_for(dest, tmp_dir)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                  0o777 if executable else 0o666)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # marks it as in use (see stale_restore_files)
         _write_chunks(store, manifest, fd)
         mode = os.fstat(fd).st_mode
         if executable:
             os.fchmod(fd, mode | ((mode & 0o444) >> 2))
         else:
             os.fchmod(fd, mode & ~0o111)
+        os.replace(tmp, dest)
         os.close(fd)
         fd = -1
-        os.replace(tmp, dest)
     except BaseException:
         if fd >= 0:
             os.close(fd)

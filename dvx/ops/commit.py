@@ -21,6 +21,7 @@ class CommitResult:
     sha: str
     readded: list[str] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # pointers left out: one line each
 
 
 def stage_paths_for(repo: Repository, targets: list[str]) -> list[str]:
@@ -46,17 +47,27 @@ def commit(repo: Repository, message: str, paths: list[str] | None = None, all_f
     tracked = select_tracked(repo, paths)
     cache = StatCache(repo.state_dir)
     changed: list[str] = []
+    errors: list[str] = []
+    good: list[str] = []
     for t in tracked:
         st = path_status(repo, t, cache, progress)
         if st.state == "broken-pointer":
-            raise DvxError(f"cannot commit: {st.message}")
+            errors.append(st.message or t.pointer_path)  # left out; the rest is committed
+            continue
+        good.append(t.target)
         if st.state == "modified":
             changed.append(t.target)
     if changed:
         add(repo, changed, progress)
-    stage = stage_paths_for(repo, [t.target for t in tracked])
+    stage = stage_paths_for(repo, good)
     if all_files:
         stage += [p for p in git.modified_tracked_files() if p not in stage]
     git.stage(stage)
-    sha = git.commit(message)
-    return CommitResult(sha, changed, stage)
+    try:
+        sha = git.commit(message)
+    except DvxError:
+        if errors:  # the broken pointers are why: say so rather than "nothing to commit"
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise DvxError(f"{errors[0]}{more}") from None
+        raise
+    return CommitResult(sha, changed, stage, errors)

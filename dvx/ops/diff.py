@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dvx.errors import MissingObjectError
+from dvx.errors import DvxError, MissingObjectError
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, TreeEntry
 from dvx.pointer import Pointer
 from dvx.repo import Repository
@@ -132,16 +132,28 @@ def _pair_renames(entries: list[DiffEntry]) -> list[DiffEntry]:
     return result
 
 
-def diff(repo: Repository, rev_a: str | None = None, rev_b: str | None = None) -> list[DiffEntry]:
-    """``rev_a`` (default HEAD) against ``rev_b`` (default: the work tree's pointers)."""
+def diff(repo: Repository, rev_a: str | None = None, rev_b: str | None = None,
+         bad: dict[str, DvxError] | None = None) -> list[DiffEntry]:
+    """``rev_a`` (default HEAD) against ``rev_b`` (default: the work tree's pointers).
+
+    With ``bad``, malformed or unsafe pointers (of either side) are recorded there
+    (``REV:PATH`` -> error) and left out of the comparison instead of raising."""
     from dvx.gitio import GitRepo
     from dvx.ops.revs import pointers_at_commit, workspace_pointers
 
     git = GitRepo(repo.root)
     a_label = rev_a or "HEAD"
-    old = pointers_at_commit(repo, git, git.resolve(a_label), a_label)
-    new = (pointers_at_commit(repo, git, git.resolve(rev_b), rev_b) if rev_b
-           else workspace_pointers(repo))
+    bad_a: dict[str, DvxError] | None = {} if bad is not None else None
+    bad_b: dict[str, DvxError] | None = {} if bad is not None else None
+    old = pointers_at_commit(repo, git, git.resolve(a_label), a_label, bad_a)
+    new = (pointers_at_commit(repo, git, git.resolve(rev_b), rev_b, bad_b) if rev_b
+           else workspace_pointers(repo, bad=bad_b))
+    if bad is not None:
+        for t in set(bad_a or ()) | set(bad_b or ()):  # leave such a path out on both sides
+            old.pop(t, None)
+            new.pop(t, None)
+        bad.update({f"{a_label}:{t}": e for t, e in (bad_a or {}).items()})
+        bad.update({f"{rev_b or 'work tree'}:{t}": e for t, e in (bad_b or {}).items()})
     return diff_pointers(repo, old, new)
 
 

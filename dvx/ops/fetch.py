@@ -49,6 +49,7 @@ class FetchReport:
     ranges_downloaded: int = 0
     requests: int = 0
     checkout: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # pointers/paths that failed: one line each
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -67,10 +68,14 @@ def _complete_locally(store: Store, p: Pointer) -> bool:
 def fetch(repo: Repository, remote_name: str | None = None, rev: str | None = None,
           all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
           progress: Progress = NULL_PROGRESS, pointers: dict[str, Pointer] | None = None) -> FetchReport:
+    """Download what the selected pointers need. A malformed or unsafe pointer is
+    reported in ``errors`` and skipped; the others are fetched."""
     remote = open_remote(repo, remote_name)
     report = FetchReport(remote.name, remote.url)
     if pointers is None:
-        pointers = select_pointers(repo, rev, all_commits, paths)
+        bad: dict[str, DvxError] = {}
+        pointers = select_pointers(repo, rev, all_commits, paths, bad)
+        report.errors.extend(str(exc) for exc in bad.values())
     roots: dict[str, tuple[str, Pointer]] = {}
     for label, p in pointers.items():
         roots.setdefault(p.id, (label, p))
@@ -261,7 +266,9 @@ def pull(repo: Repository, remote_name: str | None = None, rev: str | None = Non
 
     report = fetch(repo, remote_name, rev, all_commits, paths, jobs, progress)
     repo.store.refresh()
-    pointers = pointers_at_rev_for_paths(repo, rev, paths) if rev else None
-    results = checkout(repo, paths, force=force, pointers=pointers, progress=progress)
+    bad: dict[str, DvxError] = {}
+    pointers = pointers_at_rev_for_paths(repo, rev, paths, bad) if rev else None
+    results = checkout(repo, paths, force=force, pointers=pointers, bad=bad, progress=progress)
     report.checkout = [r.target for r in results if r.restored or r.removed]
+    report.errors = [r.error for r in results if r.error]  # includes the bad pointers fetch skipped
     return report

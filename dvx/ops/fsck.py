@@ -79,6 +79,11 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
             # readers, unreferenced, removed by gc after the grace period
             report.notes.append(f"pack {leftover[:-5]} has no index (an interrupted write); "
                                 "`dvx gc` removes it")
+    from dvx.ops.checkout import stale_restore_files
+
+    leftovers = stale_restore_files(repo)
+    if leftovers:
+        report.notes.append(leftover_note(leftovers))
     store.refresh()
     index = store.full_index()
     if pointers is None:
@@ -99,6 +104,12 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     report.problems.extend(missing.values())
     report.problems.extend(bad.values())
     return report
+
+
+def leftover_note(leftovers: list[tuple[str, int]]) -> str:
+    size = sum(n for _, n in leftovers)
+    return (f"{len(leftovers)} temporary file(s) of an interrupted checkout ({size:,} bytes) in "
+            ".dvx/tmp/checkout; the next `dvx checkout` removes them")
 
 
 def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes, Problem],

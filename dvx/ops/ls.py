@@ -59,9 +59,22 @@ def ls_tree(store: Store, prefix: str, tree_id: bytes, recursive: bool = True) -
 
 
 def ls(repo: Repository, path: str | None = None, pointers: dict[str, Pointer] | None = None,
-       recursive: bool = True) -> list[LsEntry]:
+       recursive: bool = True, bad: dict[str, DvxError] | None = None) -> list[LsEntry]:
+    """Tracked paths (of the work tree, or ``pointers``). With ``bad``, malformed or
+    unsafe pointers are recorded there and left out instead of raising."""
     if pointers is None:
-        pointers = {t.target: t.load(repo) for t in find_tracked(repo)}
+        pointers = {}
+        for t in find_tracked(repo):
+            try:
+                pointers[t.target] = t.load(repo)
+            except DvxError as exc:
+                if bad is None:
+                    raise
+                bad[t.target] = exc
+    if bad is not None and path:
+        rel = repo.relpath(path).removesuffix(".dvx")
+        for name in [n for n in bad if not (not rel or n == rel or n.startswith(rel + "/"))]:
+            del bad[name]  # only the bad pointers the user asked about
     if not path:
         return ls_pointers(pointers)
     rel = repo.relpath(path)

@@ -52,18 +52,33 @@ def status(repo: Repository, paths: list[str] | None = None,
     return out
 
 
+def leftovers(repo: Repository) -> list[str]:
+    """Notes about harmless leftovers of interrupted commands (not changes)."""
+    if not os.path.isdir(os.path.join(repo.dvx_dir, "tmp", "checkout")):
+        return []  # nothing was ever checked out here
+    from dvx.ops.checkout import stale_restore_files
+    from dvx.ops.fsck import leftover_note
+
+    found = stale_restore_files(repo)
+    return [leftover_note(found)] if found else []
+
+
 def path_status(repo: Repository, t: Tracked, cache: StatCache,
                 progress: Progress = NULL_PROGRESS) -> PathStatus:
     try:
         pointer = t.load(repo)
+        abs_path = repo.data_path(t.target, t.pointer_path)
     except DvxError as exc:
         return PathStatus(t.target, "?", "broken-pointer", message=str(exc))
-    abs_path = repo.abspath(t.target)
     try:
         st = os.lstat(abs_path)
     except FileNotFoundError:
-        state = "deleted" if repo.store.contains(pointer.oid) else "missing-object"
-        return PathStatus(t.target, pointer.kind, state)
+        if _complete(repo, pointer):
+            return PathStatus(t.target, pointer.kind, "deleted")
+        from dvx.ops.revs import pull_hint
+
+        return PathStatus(t.target, pointer.kind, "missing-object",
+                          message=f"data missing from the local store; {pull_hint(repo)}")
     if pointer.kind == "file":
         res = _file_status(repo, t, pointer, st, cache.load(t.target), cache)
     else:
@@ -75,6 +90,18 @@ def path_status(repo: Repository, t: Tracked, cache: StatCache,
         res.message = (f"the work tree has this data but the local store does not; "
                        f"`dvx add {t.target}` stores it again, `dvx pull` fetches it")
     return res
+
+
+def _complete(repo: Repository, pointer: Pointer) -> bool:
+    """Whether every object the pointer reaches is in the local store (a killed fetch
+    can leave the root without its chunks)."""
+    from dvx.store.reach import reachable, root_kind
+
+    try:
+        reachable(repo.store, [(pointer.oid, root_kind(pointer.kind))])
+    except DvxError:
+        return False
+    return True
 
 
 def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_result,

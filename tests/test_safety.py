@@ -1,0 +1,339 @@
+"""Hostile pointer names and the deletes they could lead (issue #8, defect 1).
+
+A pointer file's name comes from git, so possibly from an attacker: ``..dvx`` names the
+tracked path ``.`` (the repository), ``...dvx`` names ``..`` (its parent). No command
+may read, write or delete through such a name, and each must say which file is bad.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Cli, git, run_dvx, write
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every regular file below ``root`` (including .git and .dvx) -> its bytes."""
+    out: dict[str, bytes] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            if not p.is_symlink():
+                out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+@pytest.fixture
+def tracked_repo(repo_dir: Path, cli: Cli) -> Path:
+    write(repo_dir / "code.py", "print('unsaved work')\n")
+    write(repo_dir / "data" / "a.txt", "a" * 100)
+    write(repo_dir / "model.bin", b"\x01" * 5000)
+    cli("add", "data", "model.bin")
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "base", cwd=repo_dir)
+    return repo_dir
+
+
+@pytest.mark.parametrize("name", ["..dvx", "...dvx", "sub/...dvx", "sub/..dvx", ".git.dvx",
+                                  "sub/.git.dvx", ".dvx.dvx", ".GIT.dvx"])
+def test_hostile_pointer_name_never_deletes(tracked_repo: Path, cli: Cli, name: str) -> None:
+    parent_sentinel = write(tracked_repo.parent / "sentinel.txt", "keep me")
+    (tracked_repo / "sub").mkdir(exist_ok=True)
+    write(tracked_repo / "sub" / "notes.txt", "sub work")
+    shutil.copy(tracked_repo / "data.dvx", tracked_repo / name)
+    before = _snapshot(tracked_repo)
+
+    for args in (["checkout", "--force"], ["checkout"], ["status"], ["ls"], ["diff"],
+                 ["commit", "-m", "x"], ["gc", "--yes", "--grace", "0"]):
+        res = cli(*args, ok=None)
+        if args[0] in ("checkout", "status", "ls", "diff", "commit"):
+            assert res.exit_code == 1, f"dvx {' '.join(args)} accepted {name}: {res.output}"
+            assert f"error: {name} is refused" in res.output, res.output
+        assert "../" not in res.output.replace(f"{name}", "")  # nothing outside is listed
+
+    assert parent_sentinel.read_text() == "keep me"
+    after = _snapshot(tracked_repo)
+    for path, data in before.items():
+        if path.startswith((".git/", ".dvx/")) and not path.startswith((".git/objects/", ".git/HEAD")):
+            continue  # git/DVX bookkeeping (index, refs, caches) may change; never the code
+        assert after.get(path) == data, f"{path} changed or vanished"
+    assert (tracked_repo / "code.py").read_text() == "print('unsaved work')\n"
+    assert git("rev-parse", "HEAD", cwd=tracked_repo)  # the repository is intact
+    subprocess.run(["git", "fsck", "--strict"], cwd=tracked_repo, check=True, capture_output=True)
+
+
+def test_good_paths_still_work_beside_a_hostile_pointer(tracked_repo: Path, cli: Cli) -> None:
+    shutil.copy(tracked_repo / "data.dvx", tracked_repo / "..dvx")
+    shutil.rmtree(tracked_repo / "data")
+    res = cli("checkout", ok=False)
+    assert (tracked_repo / "data" / "a.txt").read_text() == "a" * 100  # the rest is done
+    assert "error: ..dvx is refused" in res.output
+    entries = json.loads(cli("ls", "--json", ok=False).stdout)
+    assert [e["path"] for e in entries] == ["data", "model.bin"]
+    st = json.loads(cli("status", "--json", ok=False).stdout)
+    assert {p["path"]: p["state"] for p in st["paths"]} == {
+        ".": "broken-pointer", "data": "clean", "model.bin": "clean"}
+
+
+def test_attack_through_git_clone_and_pull(tmp_path: Path, tracked_repo: Path, cli: Cli) -> None:
+    """An attacker commits ``..dvx`` with plain git; a victim clones and pulls --force."""
+    remote = tmp_path / "remote"
+    cli("remote", "add", "origin", str(remote), "--default")
+    cli("push")
+    shutil.copy(tracked_repo / "data.dvx", tracked_repo / "..dvx")
+    shutil.copy(tracked_repo / "data.dvx", tracked_repo / "...dvx")
+    git("add", "-A", cwd=tracked_repo)
+    git("commit", "-qm", "innocent", cwd=tracked_repo)
+
+    victim = tmp_path / "victim"
+    git("clone", "-q", str(tracked_repo), str(victim), cwd=tmp_path)
+    write(victim / "wip.py", "uncommitted work\n")
+    write(tmp_path / "outside.txt", "beside the clone")
+    res = run_dvx("pull", "--force", cwd=victim, check=False)
+    assert res.returncode == 1
+    assert "..dvx is refused" in res.stderr and "...dvx is refused" in res.stderr
+    assert (victim / "wip.py").read_text() == "uncommitted work\n"
+    assert (victim / ".git" / "HEAD").exists() and (victim / ".dvx" / "config").exists()
+    assert (tmp_path / "outside.txt").read_text() == "beside the clone"
+    assert (victim / "data" / "a.txt").read_text() == "a" * 100  # good data still arrives
+    res = run_dvx("checkout", "--force", "--rev", "HEAD", cwd=victim, check=False)
+    assert res.returncode == 1 and "HEAD:..dvx is refused" in res.stderr
+    assert (victim / "wip.py").exists()
+
+
+def test_pointer_behind_a_symlink_is_refused(tmp_path: Path, tracked_repo: Path, cli: Cli) -> None:
+    """A committed symlink ``ext -> /outside`` plus a pointer ``ext/data.dvx``: checkout of
+    that revision must not write (or delete) through the link."""
+    outside = tmp_path / "outside"
+    write(outside / "data" / "precious.txt", "not yours")
+    os.symlink(outside, tracked_repo / "ext")
+    git("add", "ext", cwd=tracked_repo)
+    # a tree holding both the link and a pointer below it, built with git plumbing
+    blob = subprocess.run(["git", "hash-object", "-w", "data.dvx"], cwd=tracked_repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    git("update-index", "--add", "--cacheinfo", f"100644,{blob},ext2/data.dvx", cwd=tracked_repo)
+    git("commit", "-qm", "link", cwd=tracked_repo)
+    os.symlink(outside, tracked_repo / "ext2")  # as a checkout of another commit could leave it
+    res = cli("checkout", "--force", "--rev", "HEAD", ok=False)
+    assert "ext2 is a symbolic link" in res.output
+    assert (outside / "data" / "precious.txt").read_text() == "not yours"
+    assert sorted(p.name for p in (outside / "data").iterdir()) == ["precious.txt"]
+
+
+def test_checkout_never_replaces_a_file_above_a_tracked_path(tracked_repo: Path, cli: Cli) -> None:
+    write(tracked_repo / "deep" / "x" / "f.bin", b"f" * 10)
+    cli("add", "deep/x")
+    git("add", "-A", cwd=tracked_repo)
+    git("commit", "-qm", "deep", cwd=tracked_repo)
+    shutil.rmtree(tracked_repo / "deep")
+    write(tracked_repo / "deep", "a user's file where a directory was")
+    res = cli("checkout", "--force", "--rev", "HEAD", ok=False)
+    assert "deep" in res.output
+    assert (tracked_repo / "deep").read_text() == "a user's file where a directory was"
+
+
+_parts = st.sampled_from(["", ".", "..", "...", "a", "b.c", ".git", ".Git", ".dvx", "x\ny", " ", "é"])
+
+
+@given(st.lists(_parts, min_size=1, max_size=4))
+def test_target_rule_property(parts: list[str]) -> None:
+    from dvx.pointer import target_problem
+
+    target = "/".join(parts)
+    bad = (any(p in ("", ".", "..") or p.lower() in (".git", ".dvx") for p in parts)
+           or "\n" in target)
+    assert (target_problem(target) is not None) == bad
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.lists(st.sampled_from(["", ".", "..", "...", "a", "d", ".git"]), min_size=1,
+                               max_size=3), min_size=1, max_size=3))
+def test_fuzzed_pointer_names_never_touch_anything_else(tmp_path_factory: pytest.TempPathFactory,
+                                                        names: list[list[str]]) -> None:
+    """Pointer files at arbitrary (creatable) names, then checkout --force: every file
+    outside the safe tracked paths keeps its bytes."""
+    from dvx.ops.checkout import checkout
+    from dvx.ops.init import init as dvx_init
+    from dvx.pointer import target_problem
+    from dvx.repo import Repository
+
+    top = tmp_path_factory.mktemp("fuzz")
+    root = top / "repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    dvx_init(str(root))
+    write(top / "outside.txt", "outside")
+    write(root / "code.py", "code")
+    write(root / "src.bin", b"s" * 300)
+    from dvx.ops.add import add
+
+    repo = Repository(str(root))
+    add(repo, [str(root / "src.bin")])
+    pointer = (root / "src.bin.dvx").read_bytes()
+    for parts in names:
+        rel = "/".join(parts) + ".dvx"
+        path = os.path.normpath(root / rel)
+        if not path.startswith(str(root) + os.sep) or os.path.isdir(path):
+            continue
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Path(path).write_bytes(pointer)
+        except OSError:
+            continue
+    before = {k: v for k, v in _snapshot(top).items() if not k.startswith("repo/.dvx/")}
+    checkout(Repository(str(root)), force=True)
+    after = _snapshot(top)
+    def inside_a_safe_target(path: str) -> bool:  # what --force may legitimately replace
+        if not path.startswith("repo/"):
+            return False
+        parts = path[5:].split("/")
+        for i in range(1, len(parts) + 1):
+            target = "/".join(parts[:i])
+            if target_problem(target) is None and os.path.isfile(root / (target + ".dvx")):
+                return True
+        return False
+
+    for path, data in before.items():
+        if not inside_a_safe_target(path):
+            assert after.get(path) == data, f"{path} was changed through a hostile pointer"
+
+
+# -- defect 4: a newline in a tracked name --------------------------------------------
+
+def test_newline_in_a_top_level_name_is_refused(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "top\nnl.bin", "x")
+    res = cli("add", "top\nnl.bin", ok=False)
+    assert "newline" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (repo_dir / ".gitignore").exists()
+    assert not (repo_dir / "top\nnl.bin.dvx").exists()
+    # inside a tracked directory such a name needs no ignore line: it is fine
+    write(repo_dir / "d" / "in\nside.bin", "y")
+    cli("add", "d")
+    assert (repo_dir / ".gitignore").read_text() == "/d\n"
+
+
+# -- defect 5: add always repairs the ignore line ---------------------------------------
+
+def test_add_repairs_the_ignore_line_of_unchanged_data(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "data" / "f.txt", "f")
+    cli("add", "data")
+    os.rename(repo_dir / "data", repo_dir / "data2")
+    os.rename(repo_dir / "data.dvx", repo_dir / "data2.dvx")
+    os.utime(repo_dir / "data2" / "f.txt", (1e9, 1e9))  # old data: its stat is cached
+    cli("status")
+    res = cli("add", "data2")
+    assert "/data2" in (repo_dir / ".gitignore").read_text().splitlines()
+    assert "unchanged data2" in res.output
+    (repo_dir / ".gitignore").write_text("")  # the user deleted the line
+    cli("add", "data2")
+    assert (repo_dir / ".gitignore").read_text() == "/data2\n"
+    write(repo_dir / "one.bin", "1")
+    os.utime(repo_dir / "one.bin", (1e9, 1e9))
+    cli("add", "one.bin")
+    (repo_dir / ".gitignore").write_text("")
+    cli("add", "one.bin", "data2")
+    assert sorted((repo_dir / ".gitignore").read_text().splitlines()) == ["/data2", "/one.bin"]
+    status = git("status", "--porcelain", "-uall", cwd=repo_dir)
+    assert "data2/" not in status and "?? one.bin\n" not in status
+
+
+# -- defect 6: long names inside a tracked directory ----------------------------------
+
+def test_names_up_to_name_max_check_out(repo_dir: Path, cli: Cli) -> None:
+    names = ["a" * 255, "b" * 238, "é" * 127]  # 255, 238 and 254 bytes
+    for i, n in enumerate(names):
+        write(repo_dir / "d" / n, f"content {i}")
+    cli("add", "d")
+    shutil.rmtree(repo_dir / "d")
+    cli("checkout")
+    for i, n in enumerate(names):
+        assert (repo_dir / "d" / n).read_text() == f"content {i}"
+    long_top = "t" * 251  # + ".dvx" = 255 bytes
+    write(repo_dir / long_top, "top")
+    cli("add", long_top)
+    (repo_dir / long_top).unlink()
+    cli("checkout", long_top)
+    assert (repo_dir / long_top).read_text() == "top"
+    write(repo_dir / ("u" * 252), "too long for a pointer")
+    res = cli("add", "u" * 252, ok=False)
+    assert "too long for its pointer file" in res.output
+
+
+def test_unsaved_data_in_the_way_stops_everything_first(repo_dir: Path, cli: Cli) -> None:
+    for n in ("a.txt", "b", "c.txt"):
+        write(repo_dir / "d" / n / "x" if n == "b" else repo_dir / "d" / n, n)
+    cli("add", "d")
+    shutil.rmtree(repo_dir / "d")
+    (repo_dir / "d").mkdir()
+    write(repo_dir / "d" / "b", "a user's file where the tree has a directory")
+    res = cli("checkout", ok=False)  # a conflict: unsaved data in the way, nothing changes
+    assert "unsaved" in res.output and not (repo_dir / "d" / "a.txt").exists()
+
+
+# -- defect 7: a second checkout does nothing -----------------------------------------
+
+def test_second_checkout_rewrites_nothing(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "big.bin", os.urandom(3 << 20))
+    write(repo_dir / "d" / "f1", "1")
+    write(repo_dir / "d" / "sub" / "f2", "2")
+    cli("add", "big.bin", "d")
+    (repo_dir / "big.bin").unlink()
+    shutil.rmtree(repo_dir / "d")
+    first = cli("checkout")
+    assert "big.bin: 1 restored" in first.output and "d: 2 restored" in first.output
+    inodes = {p: os.stat(repo_dir / p).st_ino for p in ("big.bin", "d/f1", "d/sub/f2")}
+    second = cli("checkout")  # no `dvx status` in between
+    assert second.output.strip() == "data already matches the pointers"
+    assert {p: os.stat(repo_dir / p).st_ino for p in inodes} == inodes
+    # and the cache still notices a real edit afterwards
+    write(repo_dir / "d" / "f1", "edited")
+    assert "modified: d" in cli("status").output
+
+
+# -- defect 8: a killed checkout leaves nothing in the work tree ----------------------
+
+def test_killed_checkout_leaves_no_temp_file_in_the_work_tree(repo_dir: Path, cli: Cli) -> None:
+    import signal
+    import sys
+    import time
+
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "init", cwd=repo_dir)
+    write(repo_dir / "big.bin", os.urandom(64 << 20))
+    cli("add", "big.bin")
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "data", cwd=repo_dir)
+    tmp_dir = repo_dir / ".dvx" / "tmp" / "checkout"
+    killed = False
+    for _attempt in range(5):
+        (repo_dir / "big.bin").unlink()
+        proc = subprocess.Popen([sys.executable, "-m", "dvx", "checkout"], cwd=repo_dir,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            if tmp_dir.is_dir() and any(p.stat().st_size > 0 for p in tmp_dir.iterdir()):
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.001)
+        proc.wait()
+        if killed:
+            break
+        cli("checkout")  # it finished first; try again
+    assert killed, "could not catch checkout while it was writing"
+    assert git("status", "--porcelain", "--ignored=no", "-uall", cwd=repo_dir) == ""
+    assert not [p for p in repo_dir.iterdir() if p.name.endswith(".tmp")]
+    assert "temporary file(s) of an interrupted checkout" in cli("status").output
+    assert "temporary file(s) of an interrupted checkout" in cli("fsck").output
+    cli("checkout")
+    assert list(tmp_dir.iterdir()) == []
+    assert "interrupted checkout" not in cli("status").output
+    assert (repo_dir / "big.bin").stat().st_size == 64 << 20
