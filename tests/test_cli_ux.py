@@ -184,7 +184,11 @@ def test_fsck_checks_pointer_fields_against_the_store(repo_dir: Path) -> None:
     res = run_dvx("fsck", cwd=repo_dir, check=False)
     assert res.returncode == 1
     assert ("bad pointer f.bin.dvx: size: 999 but its file says 2; restore it with "
-            "`git checkout -- f.bin.dvx` or re-add the data with `dvx add f.bin`") in res.stdout
+            "`git checkout -- f.bin.dvx` or delete it and run `dvx add f.bin`") in res.stdout
+    # what the hint says works (a plain re-add of unchanged data keeps the pointer)
+    fp.unlink()
+    run_dvx("add", "f.bin", cwd=repo_dir)
+    assert fp.read_text() == good_f
     b3 = next(line for line in good_f.splitlines() if line.startswith("b3: "))
     fp.write_text(good_f.replace(b3, "b3: " + "0" * 64))
     assert "b3: 0000000000000000000000000000000000000000000000000000000000000000 but its file says" \

@@ -229,4 +229,4 @@ def _check_pointer_fields(store, index, target: str, p: Pointer,  # type: ignore
         report.problems.append(Problem(
             "pointer", target + POINTER_SUFFIX,
             f"{'; '.join(wrong)}; restore it with `git checkout -- {target}{POINTER_SUFFIX}` "
-            f"or re-add the data with `dvx add {target}`", pointers=[target]))
+            f"or delete it and run `dvx add {target}`", pointers=[target]))
