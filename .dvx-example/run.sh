@@ -12,7 +12,8 @@ work="${1:-$(mktemp -d /tmp/dvx-example.XXXXXX)}"
 mkdir -p "$work" && cd "$work"
 export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-DVX Example}" GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-example@dvx.invalid}"
 export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# shellcheck source=steps.sh
+source "$here/steps.sh"  # step CMD...: prints `$ CMD` (quoted, so it can be pasted), runs it
 
 cp "$here/train.py" "$here/make_data.py" .
 git init -q -b main .

@@ -50,11 +50,13 @@ cdef inline object _decode(const char* raw):
 
 
 def scan_tree(str top):
-    """Returns (files, links, dirs) exactly like dvx.workspace.scan_dir: files map
-    '/'-joined relative paths to (ino, size, mtime_ns, ctime_ns, exec)."""
+    """Returns (files, links, dirs, special) exactly like dvx.workspace.scan_dir: files
+    map '/'-joined relative paths to (ino, size, mtime_ns, ctime_ns, exec); special maps
+    FIFOs, sockets and devices (not data, never tracked) to their st_mode."""
     cdef dict files = {}
     cdef dict links = {}
     cdef set dirs = set()
+    cdef dict special = {}
     cdef stat_ns st
     cdef DIR* d
     cdef dirent* ent
@@ -106,9 +108,11 @@ def scan_tree(str top):
                             continue
                         raise OSError(errno, os.strerror(errno), os.path.join(top, rel))
                     links[rel] = linkbuf[:n].decode("utf-8", "surrogateescape")
+                else:
+                    special[rel] = st.st_mode
         finally:
             closedir(d)  # also closes fd
-    return files, links, dirs
+    return files, links, dirs, special
 
 
 cdef extern from "<sys/stat.h>" nogil:

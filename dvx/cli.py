@@ -13,7 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
+from typer.core import TyperCommand
 
 from dvx.errors import DvxError
 from dvx.progress import NULL_PROGRESS, Progress
@@ -23,13 +25,49 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None,
 _state = {"verbose": False}
 
 
+EXIT_SIGPIPE = 141  # what a shell reports for git killed by SIGPIPE in `git log | head`
+
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (`dvx ls | head`): not an error, stop quietly."""
+
+
+def _write_stdout(text: str) -> None:
+    stream = sys.stdout
+    try:
+        raw = getattr(stream, "buffer", None)
+        if len(text) <= 4096 or raw is None:
+            stream.write(text)  # buffered: a closed pipe shows at a later flush
+            return
+        # A large write that the reader cuts short comes back short, with no error and
+        # the rest dropped (io.BufferedWriter): write the rest too, which then raises.
+        stream.flush()
+        data = memoryview(text.encode(stream.encoding or "utf-8", stream.errors or "strict"))
+        while data:
+            n = raw.write(data)
+            data = data[len(data) if n is None else n:]
+    except BrokenPipeError:
+        raise _StdoutClosed from None
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so what is still buffered cannot fail again at exit
+    (Python would print "Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (tests capture stdout): nothing is flushed at exit
+
+
 class _Out:
     """Plain text on stdout. rich is imported only where it draws something (progress
     bars and colours on a terminal), which keeps `dvx status` start-up fast."""
 
     @staticmethod
     def print(text: str = "") -> None:
-        sys.stdout.write(f"{text}\n")
+        _write_stdout(f"{text}\n")
 
 
 out = _Out()
@@ -52,6 +90,80 @@ def _print_error(message: str) -> None:
     else:
         sys.stderr.write(f"error: {message}\n")
 T = TypeVar("T")
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _warn_skipped(target: str, skipped: list[str]) -> None:
+    """FIFOs, sockets and devices inside a tracked directory are not data: say so."""
+    if skipped:
+        shown = ", ".join(quote_path(x) for x in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        _warn(f"{quote_path(target)}: not tracked, not regular files: {shown}{more} "
+              "(DVX tracks files, symlinks and directories)")
+
+
+class PathsCommand(TyperCommand):
+    """A command that takes paths: a word that looks like an option but is none may be
+    a file whose name starts with '-', which goes after `--` (as with git and rm)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click consumes the list it parses
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            # click names only the first letter of `-dash.bin` (a cluster of short options)
+            words = given[:given.index("--")] if "--" in given else given
+            word = next((w for w in words if w.startswith(exc.option_name)), exc.option_name)
+            names: list[str] = []
+            c: click.Context | None = ctx
+            while c is not None and c.parent is not None:  # the root may be `python -m dvx`
+                names.insert(0, c.info_name or "")
+                c = c.parent
+            cmd = " ".join(["dvx", *names])
+            if os.path.lexists(word) or any(c in word for c in "./"):
+                what = "to add a file" if ctx.info_name == "add" else "for a path"
+                hint = f"{what} whose name starts with '-', use `{cmd} -- {word}`"
+            else:
+                hint = f"see `{cmd} --help`; a path that starts with '-' goes after `--`"
+            _print_error(f"no such option {word}; {hint}")
+            raise typer.Exit(2) from None
+
+
+def shell_quote(word: str) -> str:
+    """``word`` as a POSIX shell reads it back (for commands DVX tells the user to run)."""
+    import shlex
+
+    return shlex.quote(word)
+
+
+def quote_path(name: str) -> str:
+    """A path as git prints it (core.quotePath, but UTF-8 letters kept): as is, unless it
+    holds a control character, a backslash or a double quote; then C-style escapes
+    inside double quotes, so one name is always one line. For text output only."""
+    if name.isprintable() and '"' not in name and "\\" not in name:
+        return name
+    out = []
+    quoted = False
+    for ch in name:
+        code = ord(ch)
+        if ch in _C_ESCAPES:
+            out.append(_C_ESCAPES[ch])
+        elif code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029) \
+                or 0xDC80 <= code <= 0xDCFF:  # last: a byte that is not UTF-8
+            raw = ch.encode("utf-8", "surrogateescape")
+            out.append("".join(f"\\{b:03o}" for b in raw))
+        else:
+            out.append(ch)
+            continue
+        quoted = True
+    return '"' + "".join(out) + '"' if quoted else name
+
+
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f",
+              "\r": "\\r", '"': '\\"', "\\": "\\\\"}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -114,6 +226,9 @@ def _run(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         _print_error("interrupted; nothing was lost, re-run the command to finish")
         raise typer.Exit(130) from None
+    except _StdoutClosed:
+        _drop_stdout()
+        raise typer.Exit(EXIT_SIGPIPE) from None
     except OSError as exc:  # environment trouble not mapped closer to its cause
         if _state["verbose"]:
             import traceback
@@ -136,7 +251,7 @@ def _fail_if(errors: list[str]) -> None:
 
 
 def _emit_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    _write_stdout(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _repo():  # type: ignore[no-untyped-def]
@@ -192,15 +307,27 @@ def init(
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def add(paths: Annotated[list[str], typer.Argument(help="files or directories to track")]) -> None:
     """Track files and directories: store their content, write PATH.dvx pointers."""
 
     def go() -> None:
         from dvx.ops.add import add as do_add
 
-        results = do_add(_repo(), paths, _progress())
+        repo = _repo()
+        results = do_add(repo, paths, _progress())
         for r in results:
+            _warn_skipped(r.target, r.skipped)
+            if r.in_git:
+                where = os.path.relpath(repo.abspath(r.target))  # as the user can type it
+                if r.in_git == [r.target]:
+                    _warn(f"git also tracks {quote_path(where)}; run `git rm --cached {shell_quote(where)}` "
+                          "so that only its pointer goes into git")
+                else:
+                    shown = ", ".join(quote_path(x) for x in r.in_git[:3]) + (
+                        ", ..." if len(r.in_git) > 3 else "")
+                    _warn(f"git also tracks {len(r.in_git)} files in {quote_path(where)} ({shown}); run "
+                          f"`git rm -r --cached {shell_quote(where)}` so that only its pointer goes into git")
             if not r.changed and not r.bytes_stored:
                 out.print(f"unchanged {r.target}")
             else:
@@ -210,7 +337,7 @@ def add(paths: Annotated[list[str], typer.Argument(help="files or directories to
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def status(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these paths")] = None,
     as_json: JsonOpt = False,
@@ -224,6 +351,8 @@ def status(
         repo = _repo()
         results = do_status(repo, paths or None, _progress())
         dirty = [r for r in results if r.state != "clean"]
+        for r in results:
+            _warn_skipped(r.target, r.skipped)
         notes = leftovers(repo)
         if as_json:
             _emit_json({"clean": not dirty, "paths": [r.to_json() for r in results], "notes": notes})
@@ -236,13 +365,13 @@ def status(
             if r.state == "broken-pointer":
                 continue  # on stderr below
             extra = f" ({r.message})" if r.message else ""
-            out.print(f"{r.state}: {r.target}{extra}")
+            out.print(f"{r.state}: {quote_path(r.target)}{extra}")
             for name in r.added:
-                out.print(f"    added:    {r.target}/{name}")
+                out.print(f"    added:    {quote_path(r.target + '/' + name)}")
             for name in r.modified:
-                out.print(f"    modified: {r.target}/{name}")
+                out.print(f"    modified: {quote_path(r.target + '/' + name)}")
             for name in r.deleted:
-                out.print(f"    deleted:  {r.target}/{name}")
+                out.print(f"    deleted:  {quote_path(r.target + '/' + name)}")
         for note in notes:
             out.print(f"note: {note}")
         _fail_if([r.message or r.target for r in results if r.state == "broken-pointer"])
@@ -252,7 +381,7 @@ def status(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def checkout(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these paths")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="git revision to take pointers from")] = None,
@@ -299,7 +428,7 @@ def checkout(
     _run(go)
 
 
-@app.command("ls")
+@app.command("ls", cls=PathsCommand)
 def ls_cmd(
     path: Annotated[str | None, typer.Argument(help="tracked path (default: all)")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="git revision")] = None,
@@ -323,10 +452,10 @@ def ls_cmd(
             _fail_if([str(e) for e in bad.values()])
             return
         for e in entries:
-            extra = f" -> {e.target}" if e.kind == "link" else ""
+            extra = f" -> {quote_path(e.target or '')}" if e.kind == "link" else ""
             files = f"{e.files} files" if e.kind == "tree" else ""
             ident = (e.id or "")[:12]
-            out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {e.path}{extra}")
+            out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {quote_path(e.path)}{extra}")
         _fail_if([str(e) for e in bad.values()])
 
     _run(go)
@@ -337,6 +466,8 @@ def fsck(
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="verify this remote instead")] = None,
     download: Annotated[bool, typer.Option(
         "--download", help="with --remote: download and hash every pack")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="list every bad or missing object (default: a summary per path)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify every object, pack and pointer; exits non-zero if anything is wrong."""
@@ -361,10 +492,7 @@ def fsck(
         if as_json:
             _emit_json(report.to_json())
         else:
-            for p in report.problems:
-                users = f"; used by {', '.join(p.used_by[:5])}" if p.used_by else ""
-                more = f" and {len(p.used_by) - 5} more" if len(p.used_by) > 5 else ""
-                out.print(f"bad {p.what} {p.name}: {p.message}{users}{more}")
+            _print_fsck_problems(report.problems, verbose or _state["verbose"])
             for note in report.notes:
                 out.print(f"note: {note}")
             verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
@@ -377,7 +505,40 @@ def fsck(
         raise typer.Exit(code)
 
 
-@app.command()
+FSCK_LIST_UP_TO = 10  # object problems listed one per line; more are summed up per path
+
+
+def _print_fsck_problems(problems, verbose: bool) -> None:  # type: ignore[no-untyped-def]
+    """One line per problem, except many bad or missing objects (a killed fetch leaves
+    tens of thousands): then one line per tracked path and kind of problem, with counts
+    and the first ids. ``--verbose`` (and --json) list them all."""
+    objects = [p for p in problems if p.what == "object"]
+    summed = not verbose and len(objects) > FSCK_LIST_UP_TO
+    for p in problems:
+        if summed and p.what == "object":
+            continue
+        users = f"; used by {', '.join(quote_path(u) for u in p.used_by[:5])}" if p.used_by else ""
+        more = f" and {len(p.used_by) - 5} more" if len(p.used_by) > 5 else ""
+        out.print(f"bad {p.what} {quote_path(p.name)}: {p.message}{users}{more}")
+    if not summed:
+        return
+    groups: dict[tuple[str, bool], list[Any]] = {}
+    for p in objects:
+        for target in p.pointers or ["(no tracked path)"]:
+            groups.setdefault((target, p.missing), []).append(p)
+    for (target, missing), probs in sorted(groups.items()):
+        ids = ", ".join(p.name[:12] for p in probs[:3]) + (", ..." if len(probs) > 3 else "")
+        files = len({u for p in probs for u in p.used_by})
+        if missing:
+            out.print(f"{quote_path(target)}: {len(probs)} objects missing from the store, needed by "
+                      f"{files} files ({ids}); `dvx fetch` downloads them")
+        else:
+            out.print(f"{quote_path(target)}: {len(probs)} bad objects, used by {files} files ({ids}); "
+                      f"first: {probs[0].message}")
+    out.print(f"({len(objects)} bad or missing objects in all; `dvx fsck --verbose` lists each one)")
+
+
+@app.command(cls=PathsCommand)
 def commit(
     message: Annotated[str, typer.Option("--message", "-m", help="commit message")],
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
@@ -429,19 +590,21 @@ def diff(
                 out.print(f"(not included: unsaved changes in {', '.join(dirty)}; see `dvx status`)")
         for e in entries:
             if e.status == "renamed":
-                out.print(f"renamed:  {e.old_path} -> {e.path} ({human(e.new_size or 0)})")
+                out.print(f"renamed:  {quote_path(e.old_path or '')} -> {quote_path(e.path)} "
+                          f"({human(e.new_size or 0)})")
             elif e.status == "modified":
-                out.print(f"modified: {e.path} ({human(e.old_size or 0)} -> {human(e.new_size or 0)})")
+                out.print(f"modified: {quote_path(e.path)} "
+                          f"({human(e.old_size or 0)} -> {human(e.new_size or 0)})")
             elif e.status == "added":
-                out.print(f"added:    {e.path} ({human(e.new_size or 0)})")
+                out.print(f"added:    {quote_path(e.path)} ({human(e.new_size or 0)})")
             else:
-                out.print(f"deleted:  {e.path} ({human(e.old_size or 0)})")
+                out.print(f"deleted:  {quote_path(e.path)} ({human(e.old_size or 0)})")
         _fail_if(errors)
 
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def log(
     path: Annotated[str | None, typer.Argument(help="tracked path (default: all)")] = None,
     max_count: Annotated[int | None, typer.Option("--max-count", "-n", help="at most N versions")] = None,
@@ -654,7 +817,7 @@ RevOpt = Annotated[str | None, typer.Option("--rev", help="the pointers of this 
 AllCommitsOpt = Annotated[bool, typer.Option("--all-commits", help="every commit of every branch and tag")]
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def push(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
@@ -690,7 +853,7 @@ def _fetch_summary(rep) -> str:  # type: ignore[no-untyped-def]
             f"{rep.ranges_downloaded} ranges, {rep.requests} requests)")
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def fetch(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
@@ -711,7 +874,7 @@ def fetch(
     _run(go)
 
 
-@app.command()
+@app.command(cls=PathsCommand)
 def pull(
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     remote: RemoteOpt = None, rev: RevOpt = None, all_commits: AllCommitsOpt = False,
@@ -742,6 +905,14 @@ def main() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
-    except BrokenPipeError:  # e.g. `dvx ls | head`
-        sys.stderr.close()
-        sys.exit(1)
+    except SystemExit:
+        # the last buffered output goes out here, where a closed pipe is still quiet
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _drop_stdout()
+            sys.exit(EXIT_SIGPIPE)
+        raise
+    except (_StdoutClosed, BrokenPipeError):  # e.g. `dvx --help | head -1`
+        _drop_stdout()
+        sys.exit(EXIT_SIGPIPE)

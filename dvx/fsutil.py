@@ -63,6 +63,19 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, mode: int 
         fsync_dir(os.path.dirname(path) or ".")
 
 
+def write_cache_file(path: str, data: bytes) -> bool:
+    """Best-effort write of a cache file (``.dvx/state/...``): creates its directory,
+    replaces it atomically, without fsync. A cache that cannot be written (disk full,
+    read-only file system, permissions) only makes a later command slower, so a failure
+    is silent; the result says whether it was written."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_bytes(path, data, fsync=False)
+    except (OSError, StoreError):
+        return False
+    return True
+
+
 def os_error(exc: OSError, action: str) -> StoreError:
     """Turn an OSError into a one-line StoreError with a hint."""
     if exc.errno == errno.ENOSPC:

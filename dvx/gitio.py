@@ -394,6 +394,29 @@ class GitRepo:
         chosen = entry.this if side == "ours" else entry.other
         return True, None if chosen is None else self.read_blob(chosen.sha)
 
+    def index_paths_under(self, paths: list[str]) -> dict[str, list[str]]:
+        """For each path (relative to the DVX root): the files git's index holds at or
+        below it, sorted (what `git ls-files PATH` prints). Paths git does not track
+        are left out."""
+        if not paths:
+            return {}
+        index = self.repo.open_index()
+        wanted = {self._full(p).encode("utf-8", "surrogateescape"): p for p in paths}
+        found: dict[str, list[str]] = {}
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        for name in index:
+            key = name
+            while True:  # the path itself, then each parent directory
+                p = wanted.get(key)
+                if p is not None:
+                    found.setdefault(p, []).append(name.decode("utf-8", "surrogateescape")[cut:])
+                    break
+                slash = key.rfind(b"/")
+                if slash < 0:
+                    break
+                key = key[:slash]
+        return {p: sorted(v) for p, v in found.items()}
+
     def has_conflicts(self) -> bool:
         from dulwich.index import ConflictedIndexEntry
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from blake3 import blake3
 
-from dvx.fsutil import atomic_write_bytes
+from dvx.fsutil import write_cache_file
 
 MAGIC = b"DVXSTAT2"
 RACY_NS = 20_000_000  # 20 ms: well above ext4/xfs timestamp granularity
@@ -73,10 +73,7 @@ class StatCache:
     def save_head(self, target: str, root: bytes | None, fp: bytes) -> None:
         if root is None:
             return
-        with contextlib.suppress(OSError):
-            os.makedirs(self.dir, exist_ok=True)
-            atomic_write_bytes(self._path(target)[:-6] + ".head", MAGIC + marshal.dumps((target, root, fp)),
-                               fsync=False)
+        write_cache_file(self._path(target)[:-6] + ".head", MAGIC + marshal.dumps((target, root, fp)))
 
     def load(self, target: str) -> CacheRecord:
         try:
@@ -98,9 +95,7 @@ class StatCache:
         root = rec.root_id if len(ids) == len(rec.stats) else None
         blob = marshal.dumps((target, root, rec.scan_start_ns, rec.stats, ids, rec.links,
                               tuple(sorted(rec.dirs))))
-        with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-            os.makedirs(self.dir, exist_ok=True)
-            atomic_write_bytes(self._path(target), MAGIC + blob, fsync=False)
+        write_cache_file(self._path(target), MAGIC + blob)  # one that cannot be written is only slower
         self.save_head(target, root, fingerprint(rec.stats, rec.links, rec.dirs))
 
     def drop(self, target: str) -> None:
@@ -117,12 +112,11 @@ class StatCache:
         path = self._path(target)[:-6] + ".base"
         if root is not None and self.load_base(target) == root:
             return  # unchanged: a checkout with nothing to do writes nothing
-        with contextlib.suppress(OSError):
-            if root is None:
+        if root is None:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-                return
-            os.makedirs(self.dir, exist_ok=True)
-            atomic_write_bytes(path, MAGIC + marshal.dumps((target, root)), fsync=False)
+            return
+        write_cache_file(path, MAGIC + marshal.dumps((target, root)))
 
     def load_base(self, target: str) -> bytes | None:
         try:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import marshal
-import os
 from typing import Any
 
-from dvx.fsutil import atomic_write_bytes
+from dvx.fsutil import write_cache_file
 
 MAGIC = b"DVXVC1"
 MAX_ENTRIES = 20_000
@@ -50,9 +49,9 @@ class ValidationMemo:
 
     def save(self) -> None:
         if self._dirty and self.path and self._data is not None:
-            with contextlib.suppress(OSError):
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                atomic_write_bytes(self.path, MAGIC + marshal.dumps(self._data), fsync=False)
+            # best effort: runs at exit (atexit), where an error would print a traceback
+            # after the command's real outcome; a lost memo only means re-validating
+            write_cache_file(self.path, MAGIC + marshal.dumps(self._data))
             self._dirty = False
 
 

@@ -400,10 +400,11 @@ def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
     root = repo_dir / "scan"
     awkward_dataset(root)
     (root / "nested" / "a" / "fifo").parent.mkdir(parents=True, exist_ok=True)
-    os.mkfifo(root / "nested" / "a" / "fifo")  # not data: skipped by both
+    os.mkfifo(root / "nested" / "a" / "fifo")  # not data: reported by both
     write(root / "bad\udcff name.bin", "x")  # not UTF-8 on disk: decoded with surrogateescape
     fast, ref = scan_dir(str(root), "scan"), scan_dir_reference(str(root), "scan")
     assert fast.files == ref.files and fast.links == ref.links and fast.dirs == ref.dirs
+    assert fast.special == ref.special and list(fast.special) == ["nested/a/fifo"]
     assert len(fast.files) == 10 and "nested/escape" in fast.links and "empty_dir" in fast.dirs
 
 

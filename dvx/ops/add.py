@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dvx.errors import DvxError
 from dvx.fsutil import atomic_write_bytes, os_error
@@ -51,6 +51,8 @@ class AddResult:
     changed: bool
     hashed_files: int
     bytes_stored: int
+    skipped: list[str] = field(default_factory=list)  # FIFOs, sockets, devices inside: not data
+    in_git: list[str] = field(default_factory=list)  # files git's index also holds (should not)
 
 
 def _validate_target(repo: Repository, user_path: str) -> str:
@@ -110,13 +112,15 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
             old = _old_pointer(repo, rel)
             record = cache.load(rel)
             scan_start = time.time_ns()
+            skipped: list[str] = []
             if os.path.isdir(abs_path):
                 scan = scan_dir(abs_path, rel)
+                skipped = [f"{rel}/{x}" for x in scan.skipped()]
                 if (old is not None and old.kind == "tree" and record.root_id == old.oid
                         and scan.files == record.stats and scan.links == record.links
                         and scan.dirs == record.dirs and repo.store.contains(old.oid)):
                     _ensure_ignored(abs_path, rel)  # unchanged data, but the line may be gone
-                    results.append(AddResult(rel, old, False, 0, 0))
+                    results.append(AddResult(rel, old, False, 0, 0, skipped))
                     continue
                 if writer is None:
                     writer = repo.store.writer()
@@ -144,7 +148,7 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                 hashed, stored = 1, writer.bytes_written - before
             rec.scan_start_ns = scan_start
             staged.append((rel, pointer, rec, hashed, stored))
-            results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored))
+            results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored, skipped))
         if writer is not None:
             writer.commit()  # every object is now durable and visible
             writer = None
@@ -165,7 +169,22 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
         cache.save(rel, rec)
     for r in results:  # the version now checked out here (dvx/ops/stale.py)
         cache.save_base(r.target, r.pointer.oid)
+    # only where a pointer was written: an unchanged re-add stays instant (no dulwich)
+    in_git = _tracked_by_git(repo, [r.target for r in results if r.changed or r.bytes_stored])
+    for r in results:
+        r.in_git = in_git.get(r.target, [])
     return results
+
+
+def _tracked_by_git(repo: Repository, targets: list[str]) -> dict[str, list[str]]:
+    """Files under ``targets`` that git's index holds too: then both git and DVX would
+    store them, and the new .gitignore line does not stop git (`git rm --cached` does)."""
+    from dvx.gitio import GitRepo
+
+    try:
+        return GitRepo(repo.root).index_paths_under(targets)
+    except (DvxError, OSError, ValueError):
+        return {}  # no git repository, or an index dulwich cannot read: nothing to say
 
 
 def _ensure_ignored(abs_path: str, rel: str) -> None:

@@ -15,7 +15,7 @@ from blake3 import blake3
 from dvx.errors import DvxError
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE
 from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree, parse_chunk_list
-from dvx.pointer import Pointer
+from dvx.pointer import POINTER_SUFFIX, Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
 from dvx.store.pack import COMP_DELTA, IdxFile, read_footer
@@ -27,11 +27,19 @@ class Problem:
     what: str  # "object", "pack", "pointer"
     name: str  # object id, pack name or pointer path
     message: str
-    used_by: list[str] = field(default_factory=list)
+    used_by: list[str] = field(default_factory=list)  # files (paths) that need the object
+    pointers: list[str] = field(default_factory=list)  # tracked paths whose data needs it
+
+    @property
+    def missing(self) -> bool:
+        return self.what == "object" and self.message.endswith(MISSING)
 
     def to_json(self) -> dict[str, object]:
         return {"what": self.what, "name": self.name, "message": self.message,
-                "used_by": self.used_by}
+                "used_by": self.used_by, "pointers": self.pointers}
+
+
+MISSING = "is missing from the store"
 
 
 @dataclass
@@ -92,6 +100,7 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     for target, p in sorted(pointers.items()):
         kind = KIND_MANIFEST if p.kind == "file" else KIND_TREE
         _reach(store, index, p.oid, kind, target, bad, missing)
+        _check_pointer_fields(store, index, target, p, bad, report)
     report.problems.extend(missing.values())
     report.problems.extend(bad.values())
     return report
@@ -154,17 +163,16 @@ def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, P
     while stack:  # paths are unique, so each (object, path) is visited once
         oid, k, path = stack.pop()
         if oid in bad:
-            bad[oid].used_by.append(path)
+            _used(bad[oid], path, target)
             continue
         loc = index.get(oid)
         if loc is None:
-            prob = missing.setdefault(oid, Problem(
-                "object", oid.hex(), f"{KIND_NAMES[k]} is missing from the store"))
-            prob.used_by.append(path)
+            prob = missing.setdefault(oid, Problem("object", oid.hex(), f"{KIND_NAMES[k]} {MISSING}"))
+            _used(prob, path, target)
             continue
         if loc[1] != k:
             bad[oid] = Problem("object", oid.hex(), f"expected a {KIND_NAMES[k]}, store has a "
-                               f"{KIND_NAMES.get(loc[1], loc[1])}", [path])
+                               f"{KIND_NAMES.get(loc[1], loc[1])}", [path], [target])
             continue
         if k == KIND_CHUNK:
             continue
@@ -188,3 +196,37 @@ def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, P
                     stack.append((e.oid, KIND_MANIFEST, f"{path}/{e.name}"))
                 elif e.kind == ENTRY_TREE and e.oid is not None:
                     stack.append((e.oid, KIND_TREE, f"{path}/{e.name}"))
+
+
+def _used(prob: Problem, path: str, target: str) -> None:
+    prob.used_by.append(path)
+    if not prob.pointers or prob.pointers[-1] != target:  # one pointer's walk at a time
+        prob.pointers.append(target)
+
+
+def _check_pointer_fields(store, index, target: str, p: Pointer,  # type: ignore[no-untyped-def]
+                          bad: dict[bytes, Problem], report: FsckReport) -> None:
+    """A pointer's size, files and b3 lines must say what its manifest or tree says
+    (`dvx ls` and `dvx status` trust them). Its exec line has no counterpart in the
+    store for a single file (the model already refuses it on a tree)."""
+    loc = index.get(p.oid)
+    if loc is None or p.oid in bad or loc[1] != (KIND_MANIFEST if p.kind == "file" else KIND_TREE):
+        return  # reported as a missing or bad object
+    try:
+        data = store.read(p.oid, loc[1])
+        if p.kind == "file":
+            head = ManifestHead.parse(data)
+            size, files, b3 = head.size, 1, head.digest.hex()
+        else:
+            tree = Tree.parse(data)
+            size, files, b3 = tree.size, tree.files, None
+    except DvxError:
+        return  # reported by the pack scan
+    wrong = [f"{name}: {said} but its {p.kind} says {real}"
+             for name, said, real in (("size", p.size, size), ("files", p.files, files), ("b3", p.b3, b3))
+             if said != real]
+    if wrong:
+        report.problems.append(Problem(
+            "pointer", target + POINTER_SUFFIX,
+            f"{'; '.join(wrong)}; restore it with `git checkout -- {target}{POINTER_SUFFIX}` "
+            f"or delete it and run `dvx add {target}`", pointers=[target]))

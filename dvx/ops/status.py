@@ -32,6 +32,7 @@ class PathStatus:
     deleted: list[str] = field(default_factory=list)
     message: str | None = None
     content_id: bytes | None = None  # id of the data as it is (when it was hashed)
+    skipped: list[str] = field(default_factory=list)  # FIFOs, sockets, devices inside: not data
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"path": self.target, "kind": self.kind, "state": self.state}
@@ -39,6 +40,8 @@ class PathStatus:
             out.update(added=self.added, modified=self.modified, deleted=self.deleted)
         if self.message:
             out["message"] = self.message
+        if self.skipped:
+            out["skipped"] = self.skipped
         return out
 
 
@@ -81,7 +84,9 @@ def path_status(repo: Repository, t: Tracked, cache: StatCache,
     if pointer.kind == "file":
         res = _file_status(repo, t, pointer, st, cache.load(t.target), cache)
     else:
-        res = _tree_status(repo, t, pointer, st, cache, progress)
+        skipped: list[str] = []
+        res = _tree_status(repo, t, pointer, st, cache, progress, skipped)
+        res.skipped = skipped
     stale.classify(repo, pointer, res, cache)  # edited here, or the pointer moved under it?
     if res.state == "clean" and not repo.store.contains(pointer.oid):
         res.state = "not-in-store"
@@ -103,13 +108,14 @@ def _complete(repo: Repository, pointer: Pointer) -> bool:
 
 
 def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_result,
-                 cache: StatCache, progress: Progress) -> PathStatus:
+                 cache: StatCache, progress: Progress, skipped: list[str]) -> PathStatus:
     abs_path = repo.abspath(t.target)
     if not stat_mod.S_ISDIR(st.st_mode):
         return PathStatus(t.target, "tree", "modified", message="a file replaced the directory")
     scan_start = time.time_ns()
     head_root, head_fp = cache.load_head(t.target)
     scan = scan_dir(abs_path, t.target)
+    skipped.extend(f"{t.target}/{x}" for x in scan.skipped())
     fp = fingerprint(scan.files, scan.links, scan.dirs)
     if head_root == pointer.oid and head_fp == fp:
         return PathStatus(t.target, "tree", "clean")  # without loading the whole cache

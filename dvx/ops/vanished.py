@@ -82,7 +82,7 @@ def _unchanged(repo: Repository, target: str, pointer: Pointer, cache: StatCache
         else:
             if not stat_mod.S_ISDIR(st.st_mode):
                 return False
-            res = status._tree_status(repo, t, pointer, st, cache, status.NULL_PROGRESS)
+            res = status._tree_status(repo, t, pointer, st, cache, status.NULL_PROGRESS, [])
     except (OSError, DvxError):
         return False
     return res.state == "clean"

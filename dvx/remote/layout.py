@@ -14,7 +14,7 @@ from typing import Any
 
 from dvx.config import RemoteConfig
 from dvx.errors import CorruptObjectError, FormatVersionError, RemoteError
-from dvx.fsutil import atomic_write_bytes
+from dvx.fsutil import write_cache_file
 from dvx.remote.storage import KeyNotFound, RemoteStorage, parse_url
 from dvx.store.pack import IdxFile
 
@@ -118,8 +118,11 @@ class Remote:
             except KeyNotFound:
                 raise RemoteError(f"remote {self.name!r} ({self.url}): index of pack {name} is missing",
                                   "run `dvx fsck --remote` and push again") from None
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write_bytes(path, data, fsync=False)
+            if not write_cache_file(path, data):  # e.g. a full disk: use it uncached
+                idx = IdxFile(path, name, data)
+                with self._lock:
+                    self._indexes[name] = idx
+                return idx
         try:
             idx = IdxFile(path, name)
         except CorruptObjectError:
@@ -130,9 +133,7 @@ class Remote:
         return idx
 
     def remember_index(self, name: str, data: bytes) -> None:
-        path = self._cached_index_path(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        atomic_write_bytes(path, data, fsync=False)
+        write_cache_file(self._cached_index_path(name), data)  # a cache: best effort
 
     def list_pack_names(self) -> list[str]:
         """Packs whose index is on the remote (one LIST, paginated by the backend)."""
@@ -165,9 +166,8 @@ class Remote:
 
     def remember_roots(self, roots: set[str]) -> None:
         known = self.known_roots() | roots
-        os.makedirs(self.cache_dir, exist_ok=True)
         text = "\n".join([f"url {self.url}", *sorted(known)]) + "\n"
-        atomic_write_bytes(self._known_path(), text.encode(), fsync=False)
+        write_cache_file(self._known_path(), text.encode())  # a cache: best effort
 
     # -- root records --------------------------------------------------------------------
     def has_root(self, root_hex: str) -> bool:

@@ -314,7 +314,10 @@ class _DirectStage:
 
     def close(self) -> None:
         self.view.release()
-        self.buf.close()
+        # After a failed write (a full disk) the error's traceback may still hold a
+        # slice of the buffer; the mapping then goes when that error does.
+        with contextlib.suppress(BufferError):
+            self.buf.close()
 
 
 _STOP = object()

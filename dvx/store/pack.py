@@ -99,11 +99,13 @@ def read_footer(path: str) -> tuple[list[PackEntry], str]:
 class IdxFile:
     """A memory-mapped ``.idx``: sorted fixed-size records, binary-searchable."""
 
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, name: str, data: bytes | None = None) -> None:
+        """Reads ``path``, or parses ``data`` (the file's bytes) when given."""
         self.path = path
         self.name = name
-        with open(path, "rb") as f:
-            data = f.read()
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read()
         if len(data) < IDX_HEADER.size + IDX_CHECKSUM:
             raise CorruptObjectError(f"pack index {name}.idx is truncated")
         magic, version, pack_size, count = IDX_HEADER.unpack_from(data, 0)
