@@ -211,6 +211,8 @@ def test_missing_remote_directory_is_never_created_silently(repo_dir: Path, cli:
     cli("push")
     # the drive is unmounted (or the path was a typo in a teammate's config)
     shutil.rmtree(remote)
+    line = one_line_error(cli("push", ok=False).output)  # not "everything is already there"
+    assert f"directory {remote} does not exist" in line
     write(repo_dir / "d.txt", "v2")
     cli("add", "d.txt")
     line = one_line_error(cli("push", ok=False).output)

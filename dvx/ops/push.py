@@ -63,6 +63,10 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
         labels.setdefault(p.id, label.split("@")[0])
     report.roots = len(roots)
     known = set() if verify else remote.known_roots()
+    if not remote.storage.root_exists():  # a directory remote's directory: one stat, no request
+        if not create:
+            raise remote.storage.missing_root_error()
+        known = set()  # what this machine remembers pushing there is gone
     unknown = [r for r in roots if r not in known]
     if not unknown:  # nothing new: no request at all (see Remote.known_roots)
         report.roots_already_there = len(roots)
