@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperCommand
 
 from dvx.errors import DvxError
-from dvx.progress import NULL_PROGRESS, Progress
+from dvx.progress import Progress
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="DVX: git for data and experiments.")
@@ -208,9 +208,25 @@ class RichProgress(Progress):
             self._bar.stop()
             self._bar = None
 
+    def note(self, message: str) -> None:
+        if self._bar is not None:
+            from rich.markup import escape
+
+            self._bar.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        else:
+            _NoteOnly().note(message)
+
+
+class _NoteOnly(Progress):
+    """No bars (stderr is not a terminal), but notices still reach stderr."""
+
+    def note(self, message: str) -> None:
+        sys.stderr.write(f"note: {message}\n")
+        sys.stderr.flush()
+
 
 def _progress() -> Progress:
-    return RichProgress() if _stderr_tty() else NULL_PROGRESS
+    return RichProgress() if _stderr_tty() else _NoteOnly()
 
 
 def _run(fn: Callable[[], T]) -> T:
@@ -468,6 +484,10 @@ def fsck(
         "--download", help="with --remote: download and hash every pack")] = False,
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="list every bad or missing object (default: a summary per path)")] = False,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="restore damaged or missing objects from a remote, then verify again")] = False,
+    repair_from: Annotated[str | None, typer.Option(
+        "--from", help="with --repair: the remote to restore from (default: the default remote)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify every object, pack and pointer; exits non-zero if anything is wrong."""
@@ -484,13 +504,20 @@ def fsck(
             else:
                 for p in rrep.problems:
                     out.print(f"bad {p.what} {p.name}: {p.message}")
+                for note in rrep.notes:
+                    out.print(f"note: {note}")
                 verdict = "ok" if rrep.ok else f"{len(rrep.problems)} problem(s)"
                 out.print(f"remote {rrep.remote}: checked {rrep.roots} versions, {rrep.packs} packs, "
                           f"{rrep.objects} objects: {verdict}")
             return 0 if rrep.ok else 1
-        report = do_fsck(_repo(), _progress())
+        repo = _repo()
+        report = do_fsck(repo, _progress())
+        fixed = None
+        if repair and not report.ok:
+            fixed = _repair(repo, repair_from, report, as_json)
+            report = do_fsck(repo, _progress())
         if as_json:
-            _emit_json(report.to_json())
+            _emit_json(report.to_json() if fixed is None else {**report.to_json(), "repair": fixed.to_json()})
         else:
             _print_fsck_problems(report.problems, verbose or _state["verbose"])
             for note in report.notes:
@@ -536,6 +563,25 @@ def _print_fsck_problems(problems, verbose: bool) -> None:  # type: ignore[no-un
             out.print(f"{quote_path(target)}: {len(probs)} bad objects, used by {files} files ({ids}); "
                       f"first: {probs[0].message}")
     out.print(f"({len(objects)} bad or missing objects in all; `dvx fsck --verbose` lists each one)")
+
+
+def _repair(repo, remote, report, as_json: bool):  # type: ignore[no-untyped-def]
+    """``fsck --repair``: set damaged packs aside (keeping what is sound in them) and
+    fetch what the work tree's pointers lack (``dvx.ops.fetch.repair``)."""
+    from dvx.ops.fetch import repair
+    from dvx.ops.revs import workspace_pointers
+
+    fixed = repair(repo, remote, report.problems, workspace_pointers(repo, strict=False), progress=_progress())
+    if not as_json:
+        if fixed.packs_set_aside:
+            out.print(f"repair: moved {len(fixed.packs_set_aside)} damaged packs to .dvx/store/damaged/ "
+                      f"({fixed.objects_unsaved} objects could not be read back)")
+        if fixed.remote is not None:
+            out.print(f"repair: restored {fixed.versions_restored} versions from {fixed.remote} "
+                      f"({fixed.objects_fetched} objects, {human(fixed.bytes_downloaded)})")
+        for line in fixed.not_restored:
+            out.print(f"repair: not restored: {line}")
+    return fixed
 
 
 @app.command(cls=PathsCommand)
@@ -709,6 +755,9 @@ def gc(
                 out.print(f"remote {rrep.remote}: {verb} {len(rrep.packs_deleted)} unreferenced packs "
                           f"({human(rrep.bytes_reclaimed)}); {rrep.packs_live} packs in use by "
                           f"{rrep.roots} versions; {rrep.packs_kept_young} young packs kept")
+                if rrep.temporary_deleted or rrep.temporary_kept_young:
+                    out.print(f"remote {rrep.remote}: {verb} {rrep.temporary_deleted} temporary files of "
+                              f"interrupted uploads; {rrep.temporary_kept_young} young ones kept")
             return
         if workspace_only and not dry_run and not yes:
             if not sys.stdin.isatty():
@@ -752,8 +801,10 @@ def remote_add(
         from dvx.ops.remotes import parse_options
         from dvx.ops.remotes import remote_add as do
 
-        do(_repo(), name, url, parse_options(option or []), default=default, local=local)
+        created = do(_repo(), name, url, parse_options(option or []), default=default, local=local)
         out.print(f"added remote {name} -> {url}" + (" (default)" if default else ""))
+        if created:
+            out.print(f"created directory {created}")
 
     _run(go)
 
@@ -804,8 +855,10 @@ def remote_modify(
         from dvx.ops.remotes import parse_options
         from dvx.ops.remotes import remote_modify as do
 
-        do(_repo(), name, url, parse_options(option or []), unset or [], default=default, local=local)
+        created = do(_repo(), name, url, parse_options(option or []), unset or [], default=default, local=local)
         out.print(f"modified remote {name}")
+        if created:
+            out.print(f"created directory {created}")
 
     _run(go)
 
@@ -824,24 +877,33 @@ def push(
     jobs: JobsOpt = 8,
     verify: Annotated[bool, typer.Option("--verify", help="ask the remote again what it holds "
                                                           "(ignore what this machine remembers)")] = False,
+    create: Annotated[bool, typer.Option("--create", help="directory remote: create the directory "
+                                                          "if it does not exist")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload the data the remote lacks (packed, parallel, resumable)."""
 
     def go() -> None:
+        from dvx.errors import MissingObjectError
         from dvx.ops.push import push as do
 
-        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress(), verify)
+        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress(), verify, create)
         if as_json:
             _emit_json(rep.to_json())
-            return
-        if rep.roots == rep.roots_already_there:
+        elif rep.roots == rep.roots_already_there:
             out.print(f"{rep.remote}: everything is already there ({rep.roots} versions, "
                       f"{rep.requests} requests)")
         else:
+            pushed = rep.roots - rep.roots_already_there - len(rep.missing_locally)
             out.print(f"{rep.remote}: uploaded {human(rep.bytes_uploaded)} in {rep.packs_uploaded} packs "
-                      f"({rep.objects_uploaded} objects, {rep.roots - rep.roots_already_there} new versions, "
+                      f"({rep.objects_uploaded} objects, {pushed} new versions, "
                       f"{rep.requests} requests)")
+        if rep.missing_locally:
+            more = f" and {len(rep.missing_locally) - 1} more" if len(rep.missing_locally) > 1 else ""
+            raise MissingObjectError(
+                f"not pushed: {rep.missing_locally[0]}{more} (the rest was pushed)",
+                "the local store lacks that data; run `dvx fsck`, or `dvx fsck --repair` to "
+                "restore it from a remote")
 
     _run(go)
 

@@ -15,5 +15,8 @@ class Progress:
     def finish(self) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        """A one-line notice while work goes on (e.g. a remote call being retried)."""
+
 
 NULL_PROGRESS = Progress()

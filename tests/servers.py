@@ -186,3 +186,33 @@ class CuttingProxy:
     def close(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+class SilentServer:
+    """A TCP server that accepts every connection and never answers (a hung endpoint,
+    a firewall that swallows packets after the handshake)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(client)  # kept open, never read from or written to
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._held:
+            with contextlib.suppress(OSError):
+                c.close()

@@ -24,7 +24,8 @@ def s3_remote(s3_server, port: int | None = None):  # type: ignore[no-untyped-de
 
 
 def one_line_error(output: str) -> str:
-    lines = [x for x in output.strip().splitlines() if x.strip()]
+    """The one ``error:`` line (``note:`` lines, e.g. retry notices, may come before it)."""
+    lines = [x for x in output.strip().splitlines() if x.strip() and not x.startswith("note:")]
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in output, output
     return lines[0]
 

@@ -515,13 +515,13 @@ def _verify_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> 
     view = reader.view()
     if offset + total > len(view):
         raise CorruptObjectError(f"pack {pack} is truncated at offset {offset}",
-                                 "run `dvx fsck`, then restore from a remote")
+                                 "run `dvx fsck`, then `dvx fsck --repair` to restore it from a remote")
     pos = offset
     for n, cid in chunks:
         if blake3(view[pos:pos + n], derive_key_context=CHUNK_CONTEXT).digest() != cid:
             raise CorruptObjectError(
                 f"chunk {cid.hex()} in pack {pack} is corrupted (hash mismatch)",
-                "run `dvx fsck` to list affected files, then restore from a remote",
+                "run `dvx fsck` to list affected files, then `dvx fsck --repair` to restore from a remote",
             )
         pos += n
     return reader.fd, view[offset:offset + total]

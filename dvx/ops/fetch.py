@@ -55,6 +55,11 @@ class FetchReport:
         return dict(self.__dict__)
 
 
+def complete_locally(store: Store, p: Pointer) -> bool:
+    """Whether every object the pointer reaches is in the local store."""
+    return _complete_locally(store, p)
+
+
 def _complete_locally(store: Store, p: Pointer) -> bool:
     from dvx.store.reach import reachable
 
@@ -70,7 +75,7 @@ def fetch(repo: Repository, remote_name: str | None = None, rev: str | None = No
           progress: Progress = NULL_PROGRESS, pointers: dict[str, Pointer] | None = None) -> FetchReport:
     """Download what the selected pointers need. A malformed or unsafe pointer is
     reported in ``errors`` and skipped; the others are fetched."""
-    remote = open_remote(repo, remote_name)
+    remote = open_remote(repo, remote_name, progress)
     report = FetchReport(remote.name, remote.url)
     if pointers is None:
         bad: dict[str, DvxError] = {}
@@ -115,13 +120,15 @@ def _fetch_roots(repo: Repository, remote: Remote, todo: list[tuple[str, Pointer
         objects_by_pack.setdefault(loc[0], []).append((oid, loc))
     frontier = [(p.oid, root_kind(p.kind)) for _, p in todo]
     seen: set[bytes] = set()
+    fetched: dict[str, list[tuple[int, int]]] = {}  # byte ranges of each pack already read
     progress.start(f"fetching from {remote.name}", None, unit="bytes")
     try:
         while frontier:
             index = store.full_index()
             wanted = [(o, k) for o, k in frontier if o not in index]
             if wanted:
-                _download(store, remote, wanted, locs, objects_by_pack, pack_sizes, jobs, progress, report)
+                _download(store, remote, wanted, locs, objects_by_pack, pack_sizes, fetched, jobs, progress,
+                          report)
                 store.refresh()
             nxt: list[tuple[bytes, int]] = []
             for oid, kind in frontier:
@@ -139,7 +146,11 @@ def _fetch_roots(repo: Repository, remote: Remote, todo: list[tuple[str, Pointer
 
 def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], locs: dict[bytes, RemoteLoc],
               objects_by_pack: dict[str, list[tuple[bytes, RemoteLoc]]], pack_sizes: dict[str, int],
-              jobs: int, progress: Progress, report: FetchReport) -> None:
+              fetched: dict[str, list[tuple[int, int]]], jobs: int, progress: Progress,
+              report: FetchReport) -> None:
+    """Download ``wanted``: whole packs, or coalesced ranges. No byte is read twice in
+    one fetch: a pack some of whose ranges were read (at an earlier level) is never
+    downloaded whole, and later ranges skip the bytes already read (``fetched``)."""
     by_pack: dict[str, list[tuple[bytes, RemoteLoc]]] = {}
     for oid, kind in wanted:
         loc = locs.get(oid)
@@ -154,17 +165,26 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
         items.sort(key=lambda x: x[1][2])
         need = sum(loc[3] for _, loc in items)
         span = items[-1][1][2] + items[-1][1][3] - items[0][1][2]
-        if need >= WHOLE_PACK_FRACTION * pack_sizes[name] or span >= WHOLE_PACK_FRACTION * pack_sizes[name]:
+        if name not in fetched and (need >= WHOLE_PACK_FRACTION * pack_sizes[name]
+                                    or span >= WHOLE_PACK_FRACTION * pack_sizes[name]):
             whole.append(name)
             continue
         start, end = items[0][1][2], items[0][1][2] + items[0][1][3]
+        merged: list[tuple[int, int]] = []
         for _, (_, _, off, ln) in items[1:]:
             if off - end <= RANGE_GAP:
                 end = max(end, off + ln)
             else:
-                ranges.append((name, start, end))
+                merged.append((start, end))
                 start, end = off, off + ln
-        ranges.append((name, start, end))
+        merged.append((start, end))
+        done = fetched.setdefault(name, [])
+        for s0, e0 in merged:
+            # range bounds are object bounds, so what is left of a range after taking
+            # out the bytes already read still holds whole objects only
+            for s1, e1 in _subtract(s0, e0, done):
+                ranges.append((name, s1, e1))
+        done.extend(merged)
     lock = threading.Lock()
 
     def get_pack(name: str) -> None:
@@ -206,6 +226,23 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
                     for oid, kind, piece in objs:
                         if writer.add(kind, oid, piece):
                             report.objects_fetched += 1
+
+
+def _subtract(start: int, end: int, done: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[start, end)`` less the intervals in ``done``."""
+    out = []
+    pos = start
+    for s, e in sorted(done):
+        if e <= pos or s >= end:
+            continue
+        if s > pos:
+            out.append((pos, s))
+        pos = max(pos, e)
+        if pos >= end:
+            break
+    if pos < end:
+        out.append((pos, end))
+    return out
 
 
 def _objects_in(by_pack: dict[str, list[tuple[bytes, RemoteLoc]]], pack: str, start: int, end: int
@@ -272,3 +309,63 @@ def pull(repo: Repository, remote_name: str | None = None, rev: str | None = Non
     report.checkout = [r.target for r in results if r.restored or r.removed]
     report.errors = [r.error for r in results if r.error]  # includes the bad pointers fetch skipped
     return report
+
+
+@dataclass
+class RepairReport:
+    """What ``repair`` did (``dvx fsck --repair``)."""
+
+    remote: str | None = None
+    packs_set_aside: list[str] = field(default_factory=list)
+    objects_unsaved: int = 0  # unreadable objects taken out of the store, to be fetched
+    objects_fetched: int = 0
+    bytes_downloaded: int = 0
+    versions_restored: int = 0
+    not_restored: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def repair(repo: Repository, remote_name: str | None, problems: list, pointers: dict[str, Pointer],  # type: ignore[type-arg]
+           jobs: int = DEFAULT_JOBS, progress: Progress = NULL_PROGRESS) -> RepairReport:
+    """Repair the local store after ``fsck`` found ``problems`` (its ``Problem`` list):
+    take damaged packs out of the store, keeping every sound object
+    (``Store.rescue_pack``), then fetch from the remote what ``pointers`` (the work
+    tree's) now lack. Versions the remote cannot restore are listed, not raised."""
+    store = repo.store
+    rep = RepairReport()
+    damaged: set[str] = set()
+    for prob in problems:
+        if prob.what == "pack":
+            damaged.add(prob.name)
+        elif prob.what == "object":
+            try:
+                loc = store.locate(bytes.fromhex(prob.name))
+            except ValueError:
+                continue
+            if loc is not None:
+                damaged.add(loc[0])
+    with store_lock(store.path):
+        visible = set(store.pack_names())
+        for name in sorted(damaged & visible):
+            lost = store.rescue_pack(name)
+            if name not in store.pack_names():
+                rep.packs_set_aside.append(name)
+            rep.objects_unsaved += len(lost)
+        todo = {label: p for label, p in pointers.items() if not _complete_locally(store, p)}
+    if not todo:
+        return rep
+    remote = open_remote(repo, remote_name, progress)  # a clear error if none is configured
+    rep.remote = remote.name
+    for label, p in sorted(todo.items()):
+        try:
+            got = fetch(repo, remote.name, jobs=jobs, progress=progress, pointers={label: p})
+        except DvxError as exc:
+            rep.not_restored.append(f"{label}: {exc}")
+            continue
+        store.refresh()
+        rep.objects_fetched += got.objects_fetched
+        rep.bytes_downloaded += got.bytes_downloaded
+        rep.versions_restored += 1
+    return rep

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from dvx.errors import MissingObjectError
+from dvx.errors import CorruptObjectError, MissingObjectError
 from dvx.fsutil import random_token
 from dvx.lock import store_lock
 from dvx.ops.remotes import open_remote
@@ -49,41 +49,57 @@ class PushReport:
 
 def push(repo: Repository, remote_name: str | None = None, rev: str | None = None,
          all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
-         progress: Progress = NULL_PROGRESS, verify: bool = False) -> PushReport:
-    remote = open_remote(repo, remote_name)
+         progress: Progress = NULL_PROGRESS, verify: bool = False, create: bool = False) -> PushReport:
+    """Upload what the remote lacks. A version whose data the local store lacks is
+    skipped and named in ``missing_locally`` (the rest is pushed); the caller decides
+    how to fail. ``create``: start a directory remote whose directory does not exist."""
+    remote = open_remote(repo, remote_name, progress)
     report = PushReport(remote.name, remote.url)
     pointers = select_pointers(repo, rev, all_commits, paths)
     roots: dict[str, Pointer] = {}
-    for p in pointers.values():
+    labels: dict[str, str] = {}
+    for label, p in pointers.items():
         roots.setdefault(p.id, p)
+        labels.setdefault(p.id, label.split("@")[0])
     report.roots = len(roots)
     known = set() if verify else remote.known_roots()
+    if not remote.storage.root_exists():  # a directory remote's directory: one stat, no request
+        if not create:
+            raise remote.storage.missing_root_error()
+        known = set()  # what this machine remembers pushing there is gone
     unknown = [r for r in roots if r not in known]
     if not unknown:  # nothing new: no request at all (see Remote.known_roots)
         report.roots_already_there = len(roots)
         return report
-    remote.check_format(create=True)
+    remote.check_format(create=True, create_root=create)
     present = parallel(remote.has_root, unknown, jobs)
     todo = [roots[r] for r, there in zip(unknown, present, strict=True) if not there]
     report.roots_already_there = len(roots) - len(todo)
+    skipped: set[str] = set()
     if todo:
         with store_lock(repo.store.path):
-            _upload(repo, remote, todo, jobs, progress, report)
-    remote.remember_roots(set(roots))
+            skipped = _upload(repo, remote, todo, labels, jobs, progress, report)
+    remote.remember_roots(set(roots) - skipped)
     report.requests = remote.requests
     return report
 
 
-def _upload(repo: Repository, remote: Remote, todo: list[Pointer], jobs: int, progress: Progress,
-            report: PushReport) -> None:
+def _upload(repo: Repository, remote: Remote, todo: list[Pointer], labels: dict[str, str], jobs: int,
+            progress: Progress, report: PushReport) -> set[str]:
+    """Upload the closures of ``todo``; returns the roots skipped for missing data."""
     store = repo.store
     closures: dict[str, dict[bytes, int]] = {}
+    skipped: set[str] = set()
     for p in todo:
         try:
             closures[p.id] = reachable(store, [(p.oid, root_kind(p.kind))])
-        except MissingObjectError as exc:
-            raise MissingObjectError(f"cannot push {p.id[:12]}: {exc.message}",
-                                     "the local store lacks it; run `dvx fsck`, or fetch it first") from None
+        except (MissingObjectError, CorruptObjectError) as exc:
+            # one version with missing data must not hold back the others
+            skipped.add(p.id)
+            report.missing_locally.append(f"{labels.get(p.id, p.id[:12])} ({p.id[:12]}): {exc.message}")
+    todo = [p for p in todo if p.id not in skipped]
+    if not todo:
+        return skipped
     # what the remote already holds, from its (cached) indexes
     names = remote.list_pack_names()
     where: dict[bytes, str] = {}
@@ -110,6 +126,7 @@ def _upload(repo: Repository, remote: Remote, todo: list[Pointer], jobs: int, pr
         size = sum(index[o][3] for o in closure)
         records.append(RootRecord(p.id, p.kind, packs, len(closure), size))
     parallel(remote.write_root, records, jobs)  # last: the closure is complete
+    return skipped
 
 
 def _send(store: Store, remote: Remote, needed: dict[bytes, int], jobs: int, progress: Progress,

@@ -30,8 +30,11 @@ class RemoteFsckReport:
     url: str
     roots: int = 0
     packs: int = 0
-    objects: int = 0
+    objects: int = 0  # distinct objects reachable from the root records
+    temporary_files: int = 0  # left by interrupted uploads (directory remotes)
+    temporary_bytes: int = 0
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # harmless leftovers, not failures
 
     @property
     def ok(self) -> bool:
@@ -40,17 +43,19 @@ class RemoteFsckReport:
     def to_json(self) -> dict[str, object]:
         return {"remote": self.remote, "url": self.url, "ok": self.ok, "roots": self.roots,
                 "packs": self.packs, "objects": self.objects,
-                "problems": [p.to_json() for p in self.problems]}
+                "temporary_files": self.temporary_files, "temporary_bytes": self.temporary_bytes,
+                "problems": [p.to_json() for p in self.problems], "notes": self.notes}
 
 
 def fsck_remote(repo: Repository, remote_name: str | None, download: bool = False,
                 progress: Progress = NULL_PROGRESS) -> RemoteFsckReport:
-    remote = open_remote(repo, remote_name)
+    remote = open_remote(repo, remote_name, progress)
     rep = RemoteFsckReport(remote.name, remote.url)
-    remote.check_format(create=False)
+    remote.check_format(create=False)  # a missing directory is an error, not an empty remote
     roots = remote.list_roots()
     rep.roots = len(roots)
     checked: dict[str, bool] = {}
+    objects: set[bytes] = set()
     index_cache: dict[str, dict[bytes, tuple[int, int, int]]] = {}
     progress.start(f"checking {remote.name}", len(roots))
     for root in roots:
@@ -67,10 +72,17 @@ def fsck_remote(repo: Repository, remote_name: str | None, download: bool = Fals
                 checked[name] = _check_pack(remote, name, download, rep, index_cache)
             good = good and checked[name]
         if good:
-            _check_closure(repo, remote, rec, index_cache, rep)
+            _check_closure(repo, remote, rec, index_cache, rep, objects)
         progress.advance()
     progress.finish()
     rep.packs = len(checked)
+    rep.objects = len(objects)
+    temps = remote.storage.list_temporary()
+    if temps:
+        rep.temporary_files = len(temps)
+        rep.temporary_bytes = sum(size for _k, size, _m in temps)
+        rep.notes.append(f"{len(temps)} temporary files of interrupted uploads ({rep.temporary_bytes} bytes); "
+                         f"`dvx gc --remote {remote.name}` removes those older than the grace period")
     return rep
 
 
@@ -102,7 +114,6 @@ def _check_pack(remote: Remote, name: str, download: bool, rep: RemoteFsckReport
             with open(tmp, "rb") as f:
                 for e in entries:
                     f.seek(e.offset)
-                    rep.objects += 1
                     if blake3(f.read(e.length), derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
                         rep.problems.append(Problem("object", e.oid.hex(),
                                                     f"corrupted in pack {name} (hash mismatch)"))
@@ -125,7 +136,8 @@ def _check_pack(remote: Remote, name: str, download: bool, rep: RemoteFsckReport
     return True
 
 
-def _check_closure(repo: Repository, remote: Remote, rec, index_cache, rep: RemoteFsckReport) -> None:  # type: ignore[no-untyped-def]
+def _check_closure(repo: Repository, remote: Remote, rec, index_cache, rep: RemoteFsckReport,  # type: ignore[no-untyped-def]
+                   objects: set[bytes]) -> None:
     """Every object reachable from the root is in the listed packs (structure read from
     the local store when present, else fetched by range and verified)."""
     from dvx.hashing import KIND_CHUNK, KIND_NAMES
@@ -157,7 +169,7 @@ def _check_closure(repo: Repository, remote: Remote, rec, index_cache, rep: Remo
                 rep.problems.append(Problem("object", oid.hex(), f"corrupted in pack {loc[0]}"))
                 return
         stack.extend(children(kind, data))
-    rep.objects += len(seen)
+    objects.update(seen)  # counted once however many versions share them
 
 
 @dataclass
@@ -170,6 +182,8 @@ class RemoteGcReport:
     packs_deleted: list[str] = field(default_factory=list)
     packs_kept_young: int = 0
     bytes_reclaimed: int = 0
+    temporary_deleted: int = 0  # stale temporary files of interrupted uploads
+    temporary_kept_young: int = 0
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -180,6 +194,17 @@ def gc_remote(repo: Repository, remote_name: str | None, dry_run: bool = False,
     remote = open_remote(repo, remote_name)
     rep = RemoteGcReport(remote.name, remote.url, dry_run)
     remote.check_format(create=False)
+    now = time.time()
+    # temporary files of uploads killed mid-way (directory remotes): a young one may
+    # belong to a push still running
+    for key, size, mtime in remote.storage.list_temporary():
+        if mtime is None or now - mtime < grace_seconds:
+            rep.temporary_kept_young += 1
+            continue
+        rep.temporary_deleted += 1
+        rep.bytes_reclaimed += size
+        if not dry_run:
+            remote.storage.delete(key)
     # list packs first: a pack uploaded after this listing is not even considered
     packs = {k.rsplit("/", 1)[-1][:-5]: (s, m) for k, s, m in remote.storage.list("packs")
              if k.endswith(".pack")}
@@ -192,7 +217,6 @@ def gc_remote(repo: Repository, remote_name: str | None, dry_run: bool = False,
         if rec is not None:
             live.update(rec.packs)
     rep.packs_live = len(live & set(packs))
-    now = time.time()
     for name in sorted(set(packs) | set(indexes)):
         if name in live:
             continue

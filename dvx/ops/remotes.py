@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
 from dvx.config import edit_config
 from dvx.errors import ConfigError, DvxError
+from dvx.progress import NULL_PROGRESS, Progress
 from dvx.remote.layout import Remote
-from dvx.remote.storage import looks_secret, parse_url
+from dvx.remote.storage import looks_secret, parse_url, timeout_settings
 from dvx.repo import Repository
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -38,13 +40,35 @@ def _check_secrets(options: dict[str, str], local: bool) -> None:
                        "pass --local to keep it in .dvx/config.local, or use environment variables")
 
 
+def _prepare_directory(name: str, url: str, base: str) -> str | None:
+    """A directory remote's directory, created now if missing (its parent must exist:
+    a missing parent is a typo or an unmounted drive). Returns the path it created."""
+    spec = parse_url(name, url, base)
+    if spec.protocol != "file" or os.path.isdir(spec.root):
+        return None
+    parent = os.path.dirname(spec.root)
+    if not os.path.isdir(parent):
+        raise DvxError(f"remote {name!r}: directory {parent} does not exist",
+                       "check the path (is the drive mounted?), or create it first")
+    try:
+        os.mkdir(spec.root)
+    except FileExistsError:
+        return None
+    except OSError as exc:
+        raise DvxError(f"remote {name!r}: cannot create directory {spec.root} ({exc.strerror})",
+                       "check the path and its permissions") from None
+    return spec.root
+
+
 def remote_add(repo: Repository, name: str, url: str, options: dict[str, str], *,
-               default: bool = False, local: bool = False) -> None:
+               default: bool = False, local: bool = False) -> str | None:
+    """Add a remote; returns the directory it created for a directory remote, if any."""
     if not _NAME.match(name):
         raise DvxError(f"invalid remote name {name!r}", "use letters, digits, '.', '-' and '_'")
     if name in repo.config.remotes:
         raise DvxError(f"remote {name!r} already exists", f"change it with `dvx remote modify {name}`")
     parse_url(name, url, repo.root)
+    timeout_settings(name, options)
     _check_secrets(options, local)
 
     def edit(cp):  # type: ignore[no-untyped-def]
@@ -54,15 +78,19 @@ def remote_add(repo: Repository, name: str, url: str, options: dict[str, str], *
                 cp.add_section("core")
             cp["core"]["default_remote"] = name
 
+    created = _prepare_directory(name, url, repo.root)
     edit_config(repo.dvx_dir, local, edit)
+    return created
 
 
 def remote_modify(repo: Repository, name: str, url: str | None, options: dict[str, str],
-                  unset: list[str], *, default: bool = False, local: bool = False) -> None:
+                  unset: list[str], *, default: bool = False, local: bool = False) -> str | None:
+    """Change a remote; returns the directory it created for a new directory URL, if any."""
     if name not in repo.config.remotes:
         raise DvxError(f"no remote named {name!r}", "see `dvx remote list`")
     if url is not None:
         parse_url(name, url, repo.root)
+    timeout_settings(name, options)
     _check_secrets(options, local)
 
     def edit(cp):  # type: ignore[no-untyped-def]
@@ -80,7 +108,9 @@ def remote_modify(repo: Repository, name: str, url: str | None, options: dict[st
                 cp.add_section("core")
             cp["core"]["default_remote"] = name
 
+    created = _prepare_directory(name, url, repo.root) if url is not None else None
     edit_config(repo.dvx_dir, local, edit)
+    return created
 
 
 def remote_remove(repo: Repository, name: str) -> None:
@@ -113,8 +143,9 @@ def remote_list(repo: Repository) -> list[RemoteInfo]:
     return out
 
 
-def open_remote(repo: Repository, name: str | None) -> Remote:
-    """The named remote, or the default one, ready to use."""
+def open_remote(repo: Repository, name: str | None, progress: Progress = NULL_PROGRESS) -> Remote:
+    """The named remote, or the default one, ready to use (retries of its calls are
+    announced through ``progress.note``)."""
     if name is None:
         name = repo.config.core.default_remote
         if name is None:
@@ -129,4 +160,6 @@ def open_remote(repo: Repository, name: str | None) -> Remote:
     cfg = repo.config.remotes.get(name)
     if cfg is None:
         raise ConfigError(f"no remote named {name!r}", "see `dvx remote list`")
-    return Remote(cfg, repo.state_dir, repo.root)
+    remote = Remote(cfg, repo.state_dir, repo.root)
+    remote.storage.on_retry = progress.note
+    return remote

@@ -76,7 +76,14 @@ class Remote:
         self.requests = 0  # approximate count of storage calls, for benchmarks
 
     # -- version gate ----------------------------------------------------------------
-    def check_format(self, create: bool) -> None:
+    def check_format(self, create: bool, create_root: bool = False) -> None:
+        """Refuse a remote of another format; with ``create``, write the marker of an
+        empty one. A directory remote's directory must exist (``remote add`` creates
+        it): a missing one is a typo or an unmounted drive, unless ``create_root``."""
+        if not self.storage.root_exists():
+            if not (create and create_root):
+                raise self.storage.missing_root_error()
+            self.storage.ensure_root(create=True)
         try:
             raw = self.storage.read(MARKER_KEY)
             self.requests += 1
@@ -84,7 +91,7 @@ class Remote:
             self.requests += 1
             if not create:
                 return  # an empty remote: nothing to read yet
-            self.storage.ensure_root()
+            self.storage.ensure_root(create=create_root)
             self.storage.write(MARKER_KEY, json.dumps({"format": REMOTE_FORMAT}).encode())
             self.requests += 2
             return

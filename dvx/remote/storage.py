@@ -8,7 +8,12 @@ Interface contract (every backend, checked by ``tests/test_remote_conformance.py
   nothing else does; every other failure is a ``RemoteError`` naming the remote, its
   URL and what to check;
 * every call may be retried by the caller (all writes are of immutable, content-named
-  keys).
+  keys). Each attempt waits at most ``connect_timeout`` to connect and ``read_timeout``
+  for any byte of an answer (every cloud backend); S3 calls are retried here, within a
+  bounded budget (``retries`` more attempts after a transient failure: no answer,
+  dropped connection, 5xx, throttling), each announced through ``on_retry``; gcsfs
+  and the Azure SDK keep their own fixed retry schedules. These three are DVX options
+  of the remote (``-o read_timeout=10``), never passed to fsspec.
 
 Backends: a directory (``/path``, ``file://``), ``s3://`` (s3fs), ``gs://`` (gcsfs),
 ``az://``/``abfs://`` (adlfs). Backend packages are imported lazily; a missing one is a
@@ -21,8 +26,10 @@ import contextlib
 import errno
 import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from dvx.errors import RemoteError
@@ -33,11 +40,41 @@ SCHEMES = {"": "file", "file": "file", "s3": "s3", "gs": "gcs", "gcs": "gcs", "a
 EXTRAS = {"s3": ("s3fs", "s3"), "gcs": ("gcsfs", "gcs"), "az": ("adlfs", "azure")}
 SECRET_WORDS = ("secret", "password", "token", "connection_string", "account_key", "sas",
                 "credential", "key")
-CONNECT_TIMEOUT = 3.0
+# DVX's own per-remote options (not fsspec's): how long one attempt may wait with no
+# progress, and how many more attempts a transient failure gets. The defaults give up
+# on a silent server after about 3 x 10 s.
+TIMEOUT_OPTIONS = {"connect_timeout": 5.0, "read_timeout": 10.0, "retries": 2.0}
+TEMP_PREFIX = ".tmp-"  # directory remotes: uploads in progress (temp file + rename)
+T = TypeVar("T")
 
 
 class KeyNotFound(Exception):
     pass
+
+
+class TransientRemoteError(RemoteError):
+    """A failure another attempt may not see: no answer, dropped connection, 5xx..."""
+
+    def __init__(self, message: str, hint: str | None = None, *, timeout: bool = False) -> None:
+        super().__init__(message, hint)
+        self.timeout = timeout
+
+
+def timeout_settings(name: str, options: dict[str, str]) -> tuple[float, float, int]:
+    """``(connect_timeout, read_timeout, retries)`` of a remote's options, validated."""
+    out = []
+    for key, default in TIMEOUT_OPTIONS.items():
+        raw = options.get(key)
+        try:
+            value = default if raw is None else float(raw)
+        except ValueError:
+            value = -1.0
+        if value < 0 or (key != "retries" and value == 0) or (key == "retries" and value != int(value)):
+            raise RemoteError(f"remote {name!r}: option {key}={raw!r} is not valid",
+                              f"give {'a whole number' if key == 'retries' else 'a number of seconds'}, "
+                              f"e.g. `dvx remote modify {name} -o {key}={default:g}`")
+        out.append(value)
+    return out[0], out[1], int(out[2])
 
 
 def looks_secret(option: str) -> bool:
@@ -80,7 +117,9 @@ class RemoteStorage:
 
     def __init__(self, spec: RemoteSpec, options: dict[str, str]) -> None:
         self.spec = spec
-        self.options = dict(options)
+        self.options = {k: v for k, v in options.items() if k not in TIMEOUT_OPTIONS}
+        self.connect_timeout, self.read_timeout, self.retries = timeout_settings(spec.name, options)
+        self.on_retry: Callable[[str], None] | None = None  # told about each retry (progress)
         self._fs: Any = None
 
     # -- setup --------------------------------------------------------------------
@@ -122,18 +161,35 @@ class RemoteStorage:
             # SigV4 payload signing hashes every body with SHA-256 in Python-called code;
             # the CRC32 request checksum (kept) already lets S3 reject a damaged upload,
             # and every object is BLAKE3-verified when read back.
-            opts.setdefault("config_kwargs", {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": 60,
-                                              "retries": {"max_attempts": 3, "mode": "standard"},
+            # One retry layer only (``_call``): botocore and s3fs retrying on their own
+            # multiplied into ~10 minutes of silence against a server that never answers.
+            opts.setdefault("config_kwargs", {"connect_timeout": self.connect_timeout,
+                                              "read_timeout": self.read_timeout,
+                                              "retries": {"total_max_attempts": 1, "mode": "standard"},
                                               "s3": {"payload_signing_enabled": False}})
             if "anon" in opts:
                 opts["anon"] = str(opts["anon"]).lower() in ("1", "true", "yes")
+        elif proto == "gcs":
+            import logging
+
+            import aiohttp
+
+            # gcsfs logs every retry it gives up with a traceback; DVX reports the error
+            logging.getLogger("gcsfs").addHandler(logging.NullHandler())
+
+            # per attempt: time to connect, then to each read; gcsfs retries on its own
+            opts.setdefault("requests_timeout", aiohttp.ClientTimeout(
+                sock_connect=self.connect_timeout, sock_read=self.read_timeout))
+        elif proto == "az":
+            opts.setdefault("connection_timeout", self.connect_timeout)
+            opts.setdefault("read_timeout", self.read_timeout)
         try:
             fs = fsspec.filesystem(proto, **opts)
         except Exception as exc:
             raise self._error(f"cannot be opened: {_short(exc)}",
                               "check the -o options with `dvx remote list`") from None
         if proto == "s3":
-            fs.retries = 3
+            fs.retries = 1
         return fs
 
     def _endpoint(self) -> tuple[str, int] | None:
@@ -159,7 +215,7 @@ class RemoteStorage:
         if ep is None:
             return
         try:
-            with socket.create_connection(ep, timeout=CONNECT_TIMEOUT):
+            with socket.create_connection(ep, timeout=self.connect_timeout):
                 pass
         except OSError as exc:
             raise self._error(f"cannot connect to {ep[0]}:{ep[1]} ({exc.strerror or exc})",
@@ -168,7 +224,30 @@ class RemoteStorage:
     def _path(self, key: str) -> str:
         return f"{self.spec.root}/{key}" if key else self.spec.root
 
-    # -- error mapping -----------------------------------------------------------------
+    # -- error mapping and retries -----------------------------------------------------
+    def _call(self, action: str, key: str, fn: Callable[[], T]) -> T:
+        """Run one storage call; retry transient failures (cloud backends) within the
+        remote's budget, announcing each retry; map every failure to one clear error."""
+        attempt = 0
+        while True:
+            try:
+                with self._guard(action, key):
+                    return fn()
+            except TransientRemoteError as exc:
+                attempt += 1
+                # gcsfs and the Azure SDK retry on their own fixed schedules: adding
+                # attempts on top would multiply them
+                budget = self.retries if self.spec.protocol == "s3" else 0
+                if attempt > budget:
+                    if attempt > 1:
+                        exc.message += f" (gave up after {attempt} attempts)"
+                    raise
+                wait = min(0.5 * 2 ** (attempt - 1), 5.0)
+                if self.on_retry is not None:
+                    self.on_retry(f"{exc.message}; retrying in {wait:g} s "
+                                  f"(attempt {attempt + 1} of {self.retries + 1})")
+                time.sleep(wait)
+
     @contextlib.contextmanager
     def _guard(self, action: str, key: str):  # type: ignore[no-untyped-def]
         try:
@@ -206,14 +285,21 @@ class RemoteStorage:
             return self._missing_bucket()
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return self._error(f"no space left to {action} {key}", "free space on the remote")
+        if _is_timeout(exc):
+            return TransientRemoteError(
+                f"{self.where}: no answer within {self.read_timeout:g} s while trying to {action} {key}",
+                f"check the endpoint and the network; a slow link may need a longer "
+                f"`dvx remote modify {self.spec.name} -o read_timeout=SECONDS` (or -o retries=N)",
+                timeout=True)
         if "quota" in low or "slowdown" in low or code == 429:
-            return self._error(f"quota or rate limit hit while trying to {action} {key}",
-                               "retry later or raise the quota")
+            return TransientRemoteError(f"{self.where}: quota or rate limit hit while trying to {action} {key}",
+                                        "retry later or raise the quota")
         if any(w in low for w in ("connect", "timeout", "timed out", "connection", "reset",
                                   "broken pipe", "serverdisconnected", "payload", "incomplete",
-                                  "endpoint", "servicerequesterror", "eof")):
-            return self._error(f"connection failed while trying to {action} {key} ({text})",
-                               "check the network and endpoint; re-running continues where it stopped")
+                                  "endpoint", "servicerequesterror", "eof")) or (code or 0) >= 500:
+            return TransientRemoteError(
+                f"{self.where}: connection failed while trying to {action} {key} ({text})",
+                "check the network and endpoint; re-running continues where it stopped")
         return self._error(f"cannot {action} {key}: {text}", "check the remote and retry")
 
     # -- operations ------------------------------------------------------------------------
@@ -225,20 +311,19 @@ class RemoteStorage:
             return False
 
     def size(self, key: str) -> int:
-        with self._guard("inspect", key):
+        def call() -> int:
             info = self.fs.info(self._path(key))
             if info.get("type") == "directory":
                 raise KeyNotFound(key)
             return int(info["size"])
+        return self._call("inspect", key, call)
 
     def read(self, key: str) -> bytes:
-        with self._guard("read", key):
-            return bytes(self.fs.cat_file(self._path(key)))
+        return self._call("read", key, lambda: bytes(self.fs.cat_file(self._path(key))))
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)``; raises a RemoteError if fewer come back."""
-        with self._guard("read", key):
-            data = bytes(self.fs.cat_file(self._path(key), start=start, end=end))
+        data = self._call("read", key, lambda: bytes(self.fs.cat_file(self._path(key), start=start, end=end)))
         if len(data) != end - start:
             raise self._error(f"short read of {key} ({len(data)} of {end - start} bytes)",
                               "re-run; if it persists run `dvx fsck --remote`")
@@ -246,29 +331,27 @@ class RemoteStorage:
 
     def download(self, key: str, local_path: str) -> None:
         """Copy a key to a local file (the caller verifies and renames it)."""
-        with self._guard("download", key):
-            self.fs.get_file(self._path(key), local_path)
+        self._call("download", key, lambda: self.fs.get_file(self._path(key), local_path))
 
     def write(self, key: str, data: bytes) -> None:
-        with self._guard("write", key):
-            if self.spec.protocol == "file":
-                self._local_atomic(key, lambda tmp: _write_file(tmp, data))
-            else:
-                self.fs.pipe_file(self._path(key), data)
+        if self.spec.protocol == "file":
+            self._call("write", key, lambda: self._local_atomic(key, lambda tmp: _write_file(tmp, data)))
+        else:
+            self._call("write", key, lambda: self.fs.pipe_file(self._path(key), data))
 
     def upload(self, key: str, local_path: str) -> None:
-        with self._guard("upload", key):
-            if self.spec.protocol == "file":
-                import shutil
+        if self.spec.protocol == "file":
+            import shutil
 
-                self._local_atomic(key, lambda tmp: shutil.copyfile(local_path, tmp))
-            else:
-                self.fs.put_file(local_path, self._path(key))
+            self._call("upload", key,
+                       lambda: self._local_atomic(key, lambda tmp: shutil.copyfile(local_path, tmp)))
+        else:
+            self._call("upload", key, lambda: self.fs.put_file(local_path, self._path(key)))
 
     def _local_atomic(self, key: str, fill) -> None:  # type: ignore[no-untyped-def]
         final = self._path(key)
         os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(final), f".tmp-{random_token(8)}")
+        tmp = os.path.join(os.path.dirname(final), f"{TEMP_PREFIX}{random_token(8)}")
         try:
             fill(tmp)
             with open(tmp, "rb+") as f:
@@ -279,39 +362,69 @@ class RemoteStorage:
                 os.unlink(tmp)
             raise
 
-    def list(self, prefix: str) -> list[tuple[str, int, float | None]]:
-        """``(key, size, mtime)`` of every object below ``prefix`` (recursive)."""
+    def _find(self, prefix: str) -> list[tuple[str, int, float | None]]:
         base = self._path(prefix).rstrip("/")
-        with self._guard("list", prefix):
+
+        def call() -> dict[str, Any]:
             try:
-                found = self.fs.find(base, detail=True)
+                return self.fs.find(base, detail=True)  # type: ignore[no-any-return]
             except FileNotFoundError as exc:
                 if _is_missing_bucket(exc):
                     raise self._missing_bucket() from None
-                return []
+                return {}
+        found = self._call("list", prefix, call)
         out = []
         root = self.spec.root.rstrip("/") + "/"
         for path, info in found.items():
-            path = path if not path.startswith("/") or self.spec.protocol == "file" else path
             rel = path[len(root):] if path.startswith(root) else path.split(root, 1)[-1]
-            if os.path.basename(rel).startswith(".tmp-"):
-                continue
             out.append((rel, int(info.get("size") or 0), _mtime(info)))
         return out
 
-    def delete(self, key: str) -> None:
-        with self._guard("delete", key), contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._path(key))
+    def list_temporary(self) -> list[tuple[str, int, float | None]]:
+        """``(key, size, mtime)`` of the temporary files of uploads in progress, or left
+        by interrupted ones (directory remotes only; cloud uploads are single atomic
+        PUTs and leave nothing behind)."""
+        if self.spec.protocol != "file" or not os.path.isdir(self.spec.root):
+            return []
+        return [x for x in self._find("") if os.path.basename(x[0]).startswith(TEMP_PREFIX)]
 
-    def ensure_root(self) -> None:
-        """Create the directory (directory remotes) or check that the bucket exists."""
-        with self._guard("open", ""):
-            if self.spec.protocol == "file":
-                os.makedirs(self.spec.root, exist_ok=True)
-                return
+    def list(self, prefix: str) -> list[tuple[str, int, float | None]]:
+        """``(key, size, mtime)`` of every object below ``prefix`` (recursive)."""
+        return [x for x in self._find(prefix) if not os.path.basename(x[0]).startswith(TEMP_PREFIX)]
+
+    def delete(self, key: str) -> None:
+        def call() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self._path(key))
+        self._call("delete", key, call)
+
+    def root_exists(self) -> bool:
+        """Whether the directory (directory remotes) exists; cloud remotes: True (a
+        missing bucket is reported by the first request)."""
+        return self.spec.protocol != "file" or os.path.isdir(self.spec.root)
+
+    def missing_root_error(self) -> RemoteError:
+        return self._error(f"directory {self.spec.root} does not exist",
+                           "check the path (is the drive mounted?); fix it with "
+                           f"`dvx remote modify {self.spec.name} --url PATH`, or pass --create to "
+                           "`dvx push` to start a new remote there")
+
+    def ensure_root(self, create: bool = True) -> None:
+        """Create the directory (directory remotes, with ``create``; else refuse a
+        missing one) or check that the bucket exists."""
+        if self.spec.protocol == "file":
+            if not os.path.isdir(self.spec.root):
+                if not create:
+                    raise self.missing_root_error()
+                with self._guard("create", ""):
+                    os.makedirs(self.spec.root, exist_ok=True)
+            return
+
+        def call() -> None:
             bucket = self.spec.root.split("/")[0]
             if not self.fs.exists(bucket):
                 raise self._missing_bucket()
+        self._call("open", "", call)
 
 
 def _write_file(path: str, data: bytes) -> None:
@@ -335,6 +448,19 @@ def _status_code(exc: BaseException) -> int | None:
         if isinstance(code, int):
             return code
     return None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """No answer in time: socket/asyncio timeouts and the SDKs' wrappers of them."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__.lower()
+        if isinstance(e, TimeoutError) or "timeout" in name:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _is_missing_bucket(exc: BaseException) -> bool:

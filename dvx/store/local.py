@@ -39,6 +39,7 @@ from dvx.store.pack import (
     PackReader,
     encode_footer,
     encode_idx,
+    read_footer,
 )
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class Store:
             except FileNotFoundError:
                 raise CorruptObjectError(
                     f"pack {name} is listed in its index but missing",
-                    "run `dvx fsck` and restore the store from a remote",
+                    "run `dvx fsck`, then `dvx fsck --repair` to restore it from a remote",
                 ) from None
             self._readers[name] = reader
         return reader
@@ -182,7 +183,7 @@ class Store:
         loc = self.locate(base_id)
         if loc is None:
             raise MissingObjectError(f"chunk {base_id.hex()}, the base of chunk {oid.hex()}, is not in "
-                                     "the local store", "run `dvx fsck`; restore the store from a remote")
+                                     "the local store", "run `dvx fsck --repair` to restore it from a remote")
         if self._stored_as_delta(base_id, loc[0]):
             raise CorruptObjectError(f"chunk {oid.hex()} in pack {where} is a delta of a delta")
         _kind, base = self.read_raw(base_id, loc)
@@ -211,7 +212,7 @@ class Store:
         if object_id(kind, data) != oid:
             raise CorruptObjectError(
                 f"{KIND_NAMES[kind]} {oid.hex()} in pack {name} is corrupted (hash mismatch)",
-                "run `dvx fsck` to list affected files, then restore from a remote",
+                "run `dvx fsck` to list affected files, then `dvx fsck --repair` to restore from a remote",
             )
         return kind, data
 
@@ -234,6 +235,67 @@ class Store:
         for r in self._readers.values():
             r.close()
         self._readers.clear()
+
+    # -- repair -----------------------------------------------------------------------
+    @property
+    def damaged_dir(self) -> str:
+        return os.path.join(self.path, "damaged")
+
+    def rescue_pack(self, name: str) -> list[tuple[bytes, int]]:
+        """Take a damaged pack out of the store without losing what is sound in it.
+
+        Every object of the pack that still reads back verified is copied into a new
+        pack (written whole), then the pack and its index are moved, index first, to
+        ``.dvx/store/damaged/`` (kept for inspection; nothing is deleted). Returns
+        ``(id, kind)`` of the objects that could not be saved: they are now missing
+        from the store, for a fetch to restore. The caller holds the store lock.
+        A kill at any point leaves a valid store (at worst, sound copies twice)."""
+        entries: list[PackEntry] = []
+        footer_ok = True
+        try:
+            entries, _footer_name = read_footer(self.pack_path(name))
+        except (CorruptObjectError, OSError):
+            footer_ok = False
+            idx = self._indexes().get(name)
+            if idx is not None:
+                entries = idx.entries()
+        full = self.full_index()
+        lost: list[tuple[bytes, int]] = []
+        sound: list[tuple[bytes, int, bytes]] = []
+        for e in entries:
+            held = full.get(e.oid)
+            if held is not None and held[0] != name:
+                continue  # a copy in another pack is the one readers use
+            try:
+                kind, data = self.read_raw(e.oid, (name, e.kind, e.offset, e.length))
+            except (CorruptObjectError, MissingObjectError, StoreError, OSError):
+                lost.append((e.oid, e.kind))
+                continue
+            sound.append((e.oid, kind, data))
+        if footer_ok and not lost and len(sound) == len(entries):
+            # every object is sound: only the index can be wrong; rebuild it from the
+            # pack's own footer (same pack name, so no copy could be published)
+            size = os.path.getsize(self.pack_path(name))
+            atomic_write_bytes(self.idx_path(name), encode_idx(entries, size), fsync=self.fsync, mode=0o444)
+            self.refresh()
+            return []
+        if sound:
+            writer = self.writer()
+            writer.known = {o: loc for o, loc in writer.known.items() if loc[0] != name}
+            with writer:
+                for oid, kind, data in sound:
+                    writer.add(kind, oid, data)
+        os.makedirs(self.damaged_dir, exist_ok=True)
+        reader = self._readers.pop(name, None)
+        if reader is not None:
+            reader.close()
+        for path in (self.idx_path(name), self.pack_path(name)):  # index first: pack invisible
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, os.path.join(self.damaged_dir, os.path.basename(path)))
+        if self.fsync:
+            fsync_dir(self.packs_dir)
+        self.refresh()
+        return lost
 
     def writer(self, pack_target: int = PACK_TARGET_SIZE) -> StoreWriter:
         return StoreWriter(self, pack_target)
