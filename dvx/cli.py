@@ -898,6 +898,10 @@ def push(
             out.print(f"{rep.remote}: uploaded {human(rep.bytes_uploaded)} in {rep.packs_uploaded} packs "
                       f"({rep.objects_uploaded} objects, {pushed} new versions, "
                       f"{rep.requests} requests)")
+        for e in rep.errors:
+            _print_error(e)
+        if rep.errors and not rep.missing_locally:
+            raise typer.Exit(1)
         if rep.missing_locally:
             more = f" and {len(rep.missing_locally) - 1} more" if len(rep.missing_locally) > 1 else ""
             raise MissingObjectError(

@@ -337,3 +337,18 @@ def test_killed_checkout_leaves_no_temp_file_in_the_work_tree(repo_dir: Path, cl
     assert list(tmp_dir.iterdir()) == []
     assert "interrupted checkout" not in cli("status").output
     assert (repo_dir / "big.bin").stat().st_size == 64 << 20
+
+
+def test_push_and_fetch_skip_a_hostile_pointer_and_do_the_rest(tmp_path: Path, tracked_repo: Path,
+                                                               cli: Cli) -> None:
+    cli("remote", "add", "origin", str(tmp_path / "remote"), "--default")
+    shutil.copy(tracked_repo / "model.bin.dvx", tracked_repo / "..dvx")
+    res = cli("push", ok=False)
+    assert "error: ..dvx is refused" in res.output and "uploaded" in res.output
+    shutil.rmtree(tracked_repo / ".dvx" / "store")
+    res = cli("fetch", ok=False)
+    assert "error: ..dvx is refused" in res.output and "downloaded" in res.output
+    os.unlink(tracked_repo / "..dvx")
+    shutil.rmtree(tracked_repo / "data")
+    cli("checkout")
+    assert (tracked_repo / "data" / "a.txt").read_text() == "a" * 100

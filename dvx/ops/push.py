@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from dvx.errors import CorruptObjectError, MissingObjectError
+from dvx.errors import CorruptObjectError, DvxError, MissingObjectError
 from dvx.fsutil import random_token
 from dvx.lock import store_lock
 from dvx.ops.remotes import open_remote
@@ -42,6 +42,7 @@ class PushReport:
     packs_uploaded: int = 0
     requests: int = 0
     missing_locally: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # malformed or refused pointers, skipped
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -55,7 +56,9 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
     how to fail. ``create``: start a directory remote whose directory does not exist."""
     remote = open_remote(repo, remote_name, progress)
     report = PushReport(remote.name, remote.url)
-    pointers = select_pointers(repo, rev, all_commits, paths)
+    bad: dict[str, DvxError] = {}
+    pointers = select_pointers(repo, rev, all_commits, paths, bad)
+    report.errors = [str(e) for e in bad.values()]
     roots: dict[str, Pointer] = {}
     labels: dict[str, str] = {}
     for label, p in pointers.items():
