@@ -352,3 +352,31 @@ def test_push_and_fetch_skip_a_hostile_pointer_and_do_the_rest(tmp_path: Path, t
     shutil.rmtree(tracked_repo / "data")
     cli("checkout")
     assert (tracked_repo / "data" / "a.txt").read_text() == "a" * 100
+
+
+def test_hooks_never_remove_data_through_a_committed_symlink(tmp_path: Path, repo_dir: Path,
+                                                             cli: Cli) -> None:
+    """Commit A has a pointer ``ext/data.bin.dvx``; commit B replaces the directory ``ext``
+    by a symlink ``ext -> /outside``. Switching from A to B, the post-checkout hook's
+    clean-up of vanished data must not delete /outside/data.bin through the link, even
+    though its content is saved in the store."""
+    payload = b"payload" * 100
+    outside = tmp_path / "outside"
+    write(outside / "data.bin", payload)
+    write(repo_dir / "mine.bin", payload)
+    cli("add", "mine.bin")
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "base", cwd=repo_dir)
+    write(repo_dir / "ext" / "data.bin.dvx", (repo_dir / "mine.bin.dvx").read_bytes())
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "A", cwd=repo_dir)
+    git("rm", "-rq", "ext", cwd=repo_dir)
+    os.symlink(outside, repo_dir / "ext")
+    git("add", "ext", cwd=repo_dir)
+    git("commit", "-qm", "B: ext is a link", cwd=repo_dir)
+    git("checkout", "-q", "HEAD~1", cwd=repo_dir)
+    cli("hooks", "install")
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=repo_dir, capture_output=True, check=True)
+    assert os.path.islink(repo_dir / "ext")
+    assert (outside / "data.bin").read_bytes() == payload
+    assert (repo_dir / "mine.bin").read_bytes() == payload

@@ -42,7 +42,10 @@ def remove_vanished(repo: Repository, old_rev: str) -> list[tuple[str, str]]:
     kept: list[tuple[str, str]] = []
     for ptr_path, blob in sorted(git.pointer_blobs(old).items()):
         target = ptr_path[: -len(POINTER_SUFFIX)]
-        abs_path = repo.abspath(target)
+        try:  # a name from history is untrusted: never remove through ``..dvx`` or a link
+            abs_path = repo.data_path(target, f"{ptr_path} in {old.sha[:12]}")
+        except DvxError:
+            continue
         if (os.path.lexists(abs_path + POINTER_SUFFIX) or not os.path.lexists(abs_path)
                 or git.tracks(new, target)):
             continue  # still tracked, already gone, or git's own file/directory now
