@@ -41,7 +41,8 @@ def take_side(repo: Repository, paths: list[str], side: str, *, force: bool = Fa
         chosen[target] = parse_pointer(blob, f"{ptr_path} ({side})", repo.memo)
         raw[target] = blob  # written as git stores it, byte for byte
     results = checkout(repo, list(chosen), force=force, pointers=chosen, progress=progress)
-    for target in chosen:
+    done = [r.target for r in results if not r.error]  # a failed checkout keeps its conflict
+    for target in done:
         try:
             atomic_write_bytes(repo.abspath(target + POINTER_SUFFIX), raw[target],
                                fsync=repo.config.core.fsync)
@@ -49,5 +50,5 @@ def take_side(repo: Repository, paths: list[str], side: str, *, force: bool = Fa
             raise os_error(exc, f"write {target}{POINTER_SUFFIX}") from None
     from dvx.ops.stale import note_checked_out
 
-    note_checked_out(repo, list(chosen))
+    note_checked_out(repo, done)
     return results
