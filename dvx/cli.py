@@ -419,9 +419,12 @@ def checkout(
             side = "ours" if ours else "theirs"
             results = take_side(repo, paths or [], side, force=force, progress=_progress())
             for r in results:
+                if r.error:
+                    continue
                 out.print(f"took {side} version of {r.target} ({len(r.restored)} restored, "
                           f"{len(r.removed)} removed); `git add {r.target}.dvx` or `dvx commit` "
                           "marks it resolved")
+            _fail_if([r.error for r in results if r.error])
             return
         pointers = None
         bad: dict[str, DvxError] = {}
