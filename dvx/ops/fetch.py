@@ -26,6 +26,7 @@ from dvx.ops.transfer import DEFAULT_JOBS, parallel, select_pointers
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.remote.layout import Remote, pack_key
+from dvx.remote.storage import KeyNotFound
 from dvx.repo import Repository
 from dvx.store.local import Store
 from dvx.store.pack import encode_idx, read_footer
@@ -197,7 +198,10 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
 
     def get_range(r: tuple[str, int, int]) -> list[tuple[bytes, int, bytes]]:
         name, start, end = r
-        data = remote.storage.read_range(pack_key(name), start, end)
+        try:
+            data = remote.storage.read_range(pack_key(name), start, end)
+        except KeyNotFound:
+            raise _missing_pack(remote, name) from None
         with lock:
             report.ranges_downloaded += 1
             report.bytes_downloaded += len(data)
@@ -250,13 +254,21 @@ def _objects_in(by_pack: dict[str, list[tuple[bytes, RemoteLoc]]], pack: str, st
     return [(o, loc) for o, loc in by_pack.get(pack, []) if loc[2] >= start and loc[2] + loc[3] <= end]
 
 
+def _missing_pack(remote: Remote, name: str) -> RemoteError:
+    return RemoteError(f"remote {remote.name!r} ({remote.url}) is damaged: pack {name[:12]} is missing",
+                       f"run `dvx fsck --remote {remote.name}` to see what it lost")
+
+
 def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
     """Download a whole pack to a temporary file, verify it completely, publish it."""
     if os.path.exists(store.idx_path(name)):
         return 0
     tmp = os.path.join(store.tmp_dir, f"fetch-{random_token(8)}.pack")
     try:
-        remote.storage.download(pack_key(name), tmp)
+        try:
+            remote.storage.download(pack_key(name), tmp)
+        except KeyNotFound:
+            raise _missing_pack(remote, name) from None
         size = os.path.getsize(tmp)
         try:
             entries, footer_name = read_footer(tmp)

@@ -15,6 +15,7 @@ from typing import Any
 from dvx.config import RemoteConfig
 from dvx.errors import CorruptObjectError, FormatVersionError, RemoteError
 from dvx.fsutil import write_cache_file
+from dvx.hashing import is_hex_id
 from dvx.remote.storage import KeyNotFound, RemoteStorage, parse_url
 from dvx.store.pack import IdxFile
 
@@ -23,15 +24,28 @@ MARKER_KEY = "dvx-remote.json"
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
 
 
+def check_name(name: object, what: str = "pack") -> str:
+    """A pack or root name read from a remote (root records, listings) is untrusted:
+    only 64 lowercase hex digits may become part of a key or a local cache path."""
+    if not (isinstance(name, str) and is_hex_id(name)):
+        raise CorruptObjectError(f"invalid {what} name {str(name)[:80]!r} on the remote",
+                                 "the remote was written by something other than dvx; run "
+                                 "`dvx fsck --remote` and push again from a machine that has the data")
+    return name
+
+
 def pack_key(name: str) -> str:
+    check_name(name)
     return f"packs/{name[:2]}/{name}.pack"
 
 
 def index_key(name: str) -> str:
+    check_name(name)
     return f"index/{name}.idx"
 
 
 def root_key(root_hex: str) -> str:
+    check_name(root_hex, "root")
     return f"roots/{root_hex}.json"
 
 
@@ -55,8 +69,13 @@ class RootRecord:
             if obj.get("dvx_remote_root") != 1:
                 raise FormatVersionError(f"{where} has root record version {obj.get('dvx_remote_root')}",
                                          "upgrade dvx")
-            return cls(obj["root"], obj["kind"], list(obj["packs"]), int(obj["objects"]),
-                       int(obj["bytes"]))
+            rec = cls(check_name(obj["root"], "root"), obj["kind"],
+                      [check_name(p) for p in obj["packs"]], int(obj["objects"]), int(obj["bytes"]))
+            if rec.kind not in ("file", "tree") or rec.objects < 0 or rec.size < 0:
+                raise ValueError(rec.kind)
+            return rec
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"{where}: {exc.message}", exc.hint) from None
         except (ValueError, KeyError, TypeError, AttributeError):
             raise CorruptObjectError(
                 f"{where} is not a valid root record",
@@ -110,7 +129,7 @@ class Remote:
 
     # -- indexes ------------------------------------------------------------------------
     def _cached_index_path(self, name: str) -> str:
-        return os.path.join(self.cache_dir, "index", name + ".idx")
+        return os.path.join(self.cache_dir, "index", check_name(name) + ".idx")
 
     def index(self, name: str) -> IdxFile:
         """A pack's index: from the local cache, else downloaded (and cached)."""
@@ -187,7 +206,11 @@ class Remote:
             data = self.storage.read(root_key(root_hex))
         except KeyNotFound:
             return None
-        return RootRecord.parse(data, f"remote {self.name!r} roots/{root_hex[:12]}")
+        rec = RootRecord.parse(data, f"remote {self.name!r} roots/{root_hex[:12]}")
+        if rec.root != root_hex:
+            raise CorruptObjectError(f"remote {self.name!r} roots/{root_hex[:12]} describes another root",
+                                     "run `dvx fsck --remote` and push again from a machine that has the data")
+        return rec
 
     def write_root(self, record: RootRecord) -> None:
         self.requests += 1
@@ -195,8 +218,8 @@ class Remote:
 
     def list_roots(self) -> list[str]:
         self.requests += 1
-        return sorted(k.rsplit("/", 1)[-1][:-5] for k, _s, _m in self.storage.list("roots")
-                      if k.endswith(".json"))
+        return sorted(n for n in (k.rsplit("/", 1)[-1][:-5] for k, _s, _m in self.storage.list("roots")
+                                  if k.endswith(".json")) if is_hex_id(n))
 
 
 def _safe(name: str) -> str:
