@@ -217,6 +217,35 @@ class GitRepo:
                 out[name.decode("utf-8", "replace")] = obj.id.decode()
         return out
 
+    def index_pointer_blobs(self) -> set[bytes]:
+        """Blob ids of every ``*.dvx`` in git's index (every conflict stage too) and in
+        the index of each linked work tree: staged but uncommitted pointers, which gc
+        must keep alive as git's own gc keeps the index's blobs."""
+        from dulwich.index import ConflictedIndexEntry, Index
+
+        common = self.repo.commondir()
+        files = [os.path.join(self.repo.controldir(), "index"), os.path.join(common, "index")]
+        with contextlib.suppress(OSError):
+            files += [os.path.join(common, "worktrees", w, "index")
+                      for w in os.listdir(os.path.join(common, "worktrees"))]
+        found: set[bytes] = set()
+        for path in dict.fromkeys(files):
+            if not os.path.exists(path):
+                continue
+            try:
+                index = Index(path, read=True)
+            except Exception:  # noqa: BLE001 - an unreadable index protects nothing extra
+                continue
+            for name in index:
+                if not name.endswith(POINTER_SUFFIX):
+                    continue
+                entry = index[name]
+                if isinstance(entry, ConflictedIndexEntry):
+                    found.update(e.sha for e in (entry.ancestor, entry.this, entry.other) if e is not None)
+                else:
+                    found.add(entry.sha)
+        return found
+
     def reflog_commits(self, max_age_days: int) -> set[str]:
         """Commits named by reflog entries (old and new side) younger than ``max_age_days``,
         in every reflog: HEAD (of each work tree), branches, remotes, the stash. These are

@@ -24,6 +24,20 @@ DVX_DIR = ".dvx"
 DVX_GITIGNORE = "/store/\n/tmp/\n/state/\n/config.local\n"
 
 
+def _refuse_links(dvx_dir: str) -> None:
+    """``.dvx`` and its directories must be this repository's own: a symbolic link (which
+    a commit can carry) could make ``gc`` delete another project's objects or make
+    checkout write outside the work tree."""
+    for sub in ("", "store", "state", "tmp"):
+        path = os.path.join(dvx_dir, sub) if sub else dvx_dir
+        if os.path.islink(path):
+            rel = os.path.join(DVX_DIR, sub) if sub else DVX_DIR
+            raise NotARepositoryError(
+                f"{rel} is a symbolic link (to {os.readlink(path)}); DVX uses only a store it owns",
+                "replace the link with a directory (to share data between repositories, push to "
+                "and pull from a common remote; to use another disk, mount it there)")
+
+
 class Repository:
     """Paths, config and store of one DVX repository."""
 
@@ -32,6 +46,7 @@ class Repository:
         self.dvx_dir = os.path.join(self.root, DVX_DIR)
         if not os.path.isdir(self.dvx_dir):
             raise NotARepositoryError(f"{self.root} is not a DVX repository", "run `dvx init`")
+        _refuse_links(self.dvx_dir)
         self.state_dir = os.path.join(self.dvx_dir, "state")
         self.memo = ValidationMemo(os.path.join(self.state_dir, "validated.cache"))
         self.config: RepoConfig = load_config(self.dvx_dir, self.memo)
@@ -68,6 +83,8 @@ class Repository:
         """Create ``.dvx/`` (idempotent). Returns ``(repo, created)``."""
         root = os.path.realpath(root)
         dvx_dir = os.path.join(root, DVX_DIR)
+        if os.path.lexists(dvx_dir):
+            _refuse_links(dvx_dir)
         created = not os.path.exists(os.path.join(dvx_dir, "config"))
         try:
             os.makedirs(dvx_dir, exist_ok=True)

@@ -380,3 +380,65 @@ def test_hooks_never_remove_data_through_a_committed_symlink(tmp_path: Path, rep
     assert os.path.islink(repo_dir / "ext")
     assert (outside / "data.bin").read_bytes() == payload
     assert (repo_dir / "mine.bin").read_bytes() == payload
+
+
+@pytest.mark.parametrize("kind", ["secret-link", "dev-zero", "directory"])
+def test_a_hostile_gitignore_is_never_followed(tmp_path: Path, repo_dir: Path, cli: Cli, kind: str) -> None:
+    """A committed ``.gitignore`` that is a symlink to a secret would be copied into the
+    next commit; one to /dev/zero would hang add. Both are refused, nothing written."""
+    secret = write(tmp_path / "credentials", "aws_secret_access_key = hunter2\n")
+    gi = repo_dir / "sub" / ".gitignore"
+    gi.parent.mkdir()
+    if kind == "secret-link":
+        os.symlink(secret, gi)
+    elif kind == "dev-zero":
+        os.symlink("/dev/zero", gi)
+    else:
+        gi.mkdir()
+    write(repo_dir / "sub" / "new.bin", "x")
+    res = cli("add", "sub/new.bin", ok=False)
+    assert ".gitignore" in res.output and "error:" in res.output
+    assert not (repo_dir / "sub" / "new.bin.dvx").exists()
+    assert secret.read_text() == "aws_secret_access_key = hunter2\n"
+    if kind != "directory":
+        assert os.path.islink(gi)
+    res = cli("commit", "-m", "x", ok=None)
+    assert "hunter2" not in subprocess.run(["git", "log", "-p", "--all"], cwd=repo_dir,
+                                           capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("link", [".dvx", ".dvx/store"])
+def test_a_linked_store_is_refused_so_gc_never_empties_another_project(
+        tmp_path: Path, repo_dir: Path, cli: Cli, link: str) -> None:
+    write(repo_dir / "m.bin", os.urandom(100_000))
+    cli("add", "m.bin")
+    git("add", "-A", cwd=repo_dir)
+    git("commit", "-qm", "m", cwd=repo_dir)
+    other = tmp_path / "other"
+    other.mkdir()
+    git("init", "-q", "-b", "main", cwd=other)
+    if link == ".dvx":
+        os.symlink(repo_dir / ".dvx", other / ".dvx")  # as a commit could carry it
+    else:
+        run_dvx("init", cwd=other)
+        shutil.rmtree(other / ".dvx" / "store")
+        os.symlink(repo_dir / ".dvx" / "store", other / ".dvx" / "store")
+    res = run_dvx("gc", "--yes", "--grace", "0", cwd=other, check=False)
+    assert res.returncode == 1 and "is a symbolic link" in res.stderr
+    assert "ok" in cli("fsck").output  # the project that owns the store lost nothing
+
+
+def test_gc_keeps_the_data_of_a_staged_pointer(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "b", "b")
+    git("add", "b", cwd=repo_dir)
+    git("commit", "-qm", "b", cwd=repo_dir)
+    write(repo_dir / "f", "v1-important" * 1000)
+    cli("add", "f")
+    git("add", "f.dvx", ".gitignore", cwd=repo_dir)  # v1 staged
+    write(repo_dir / "f", "v2" * 1000)
+    cli("add", "f")  # the work tree now names v2
+    cli("gc", "--yes", "--grace", "0")
+    git("commit", "-qm", "v1 staged", cwd=repo_dir)
+    git("checkout", "HEAD", "--", "f.dvx", cwd=repo_dir)
+    cli("checkout", "--force")
+    assert (repo_dir / "f").read_text() == "v1-important" * 1000

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from dvx.errors import DvxError
 from dvx.fsutil import atomic_write_bytes, os_error
-from dvx.gitignore import ensure_ignored
+from dvx.gitignore import check_writable, ensure_ignored
 from dvx.lock import store_lock
 from dvx.pointer import (
     POINTER_SUFFIX,
@@ -78,6 +78,7 @@ def _validate_target(repo: Repository, user_path: str) -> str:
         raise DvxError(f"{rel}: the name is too long for its pointer file "
                        f"({NAME_MAX - len(POINTER_SUFFIX)} bytes at most)",
                        "rename it, or track the directory that holds it")
+    check_writable(repo.abspath(rel))  # a .gitignore that is a link or not a file: refuse early
     return rel
 
 
@@ -160,10 +161,10 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
         progress.finish()
     for rel, pointer, rec, _, _ in staged:
         abs_path = repo.abspath(rel)
+        _ensure_ignored(abs_path, rel)  # first: never a pointer whose data git would see
         try:
             atomic_write_bytes(abs_path + POINTER_SUFFIX, pointer.render().encode(),
                                fsync=repo.config.core.fsync)
-            ensure_ignored(abs_path)
         except OSError as exc:
             raise os_error(exc, f"write {rel}{POINTER_SUFFIX}") from None
         cache.save(rel, rec)
@@ -191,7 +192,8 @@ def _ensure_ignored(abs_path: str, rel: str) -> None:
     try:
         ensure_ignored(abs_path)
     except OSError as exc:
-        raise os_error(exc, f"update the .gitignore beside {rel}") from None
+        where = os.path.join(os.path.dirname(rel), ".gitignore")
+        raise os_error(exc, f"update {where} (the ignore line of {rel})") from None
 
 
 def _old_pointer(repo: Repository, rel: str) -> Pointer | None:

@@ -70,6 +70,14 @@ def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Poi
                     roots[f"{sha[:12]}:{path}"] = parse_pointer(git.read_blob(blob), path, repo.memo)
                 except DvxError:
                     continue  # a broken pointer in history protects nothing
+    if not workspace_only:
+        # staged but not yet committed (git add PATH.dvx): the next commit names them
+        for blob in git.index_pointer_blobs() - seen_blobs:
+            try:
+                roots[f"index:{blob.hex()[:12]}"] = parse_pointer(git.read_blob(blob), "a staged pointer",
+                                                                 repo.memo)
+            except (DvxError, KeyError):
+                continue
     return roots, commits
 
 
