@@ -324,6 +324,28 @@ class GitRepo:
             return {}
         return self._pointers_below(start[1])
 
+    def dvx_tree(self, commit: CommitInfo) -> bytes | None:
+        """The id of the git tree at the DVX root in ``commit`` (None if there is none)."""
+        if not self.prefix:
+            return commit.tree
+        found = self._lookup(commit.tree, self.prefix)
+        return found[1] if found is not None and stat_mod.S_ISDIR(found[0]) else None
+
+    def tree_entries(self, tree_id: bytes) -> list[tuple[bytes, int, bytes]]:
+        """``(name, mode, id)`` of each entry of a git tree, cached by tree id."""
+        return self._tree_entries(tree_id)
+
+    def reopened(self) -> GitRepo:
+        """A new handle on the same repository that shares this one's tree caches (git
+        objects never change): for a forked child, which must not share open pack
+        files with its parent."""
+        new = GitRepo.__new__(GitRepo)
+        new.__dict__.update(self.__dict__)
+        from dulwich.repo import Repo
+
+        new.repo = Repo(self.root)
+        return new
+
     def _pointers_below(self, tree_id: bytes) -> dict[str, bytes]:
         cached = self._pointer_cache.get(tree_id)
         if cached is not None:
