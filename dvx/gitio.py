@@ -117,6 +117,7 @@ class GitRepo:
         self.prefix = "" if rel == "." else rel.replace(os.sep, "/")
         self._tree_cache: dict[bytes, list[tuple[bytes, int, bytes]]] = {}
         self._pointer_cache: dict[bytes, dict[str, bytes]] = {}
+        self._parents_cache: dict[bytes, tuple[bytes, ...]] = {}
 
     # -- revisions ---------------------------------------------------------------
     def head(self) -> str | None:
@@ -128,8 +129,6 @@ class GitRepo:
 
     def resolve(self, rev: str) -> str:
         """A commit sha for any revision spelling: HEAD~2, branch, tag, short sha, X^."""
-        from dulwich.objects import Commit
-
         spec = rev.strip()
         if not spec:
             raise GitError("empty revision", "name a branch, tag or commit")
@@ -147,18 +146,30 @@ class GitRepo:
                            "check `git log --oneline` or `git tag` for valid names") from None
         except Exception as exc:  # corrupt object store, unreadable pack...
             raise GitError(f"cannot read git revision {rev!r}: {exc}", "run `git fsck`") from None
+        sha: bytes = commit.id
+        self._parents_cache.setdefault(sha, tuple(commit.parents))
         for op, n in ops:
             for _ in range(n if op == "~" else 1):
-                parents = commit.parents
+                parents = self._parents(sha)
                 index = 0 if op == "~" else n - 1
                 if index >= len(parents):
                     raise GitError(f"unknown revision {rev!r}: the history is not that deep",
                                    "check `git log --oneline`")
-                obj = self._object(parents[index])
-                if not isinstance(obj, Commit):
-                    raise GitError(f"git object {parents[index].decode()} is not a commit", "run `git fsck`")
-                commit = obj
-        return commit.id.decode()
+                sha = parents[index]
+                self._parents(sha)  # it must be a commit
+        return sha.decode()
+
+    def _parents(self, sha: bytes) -> tuple[bytes, ...]:
+        """A commit's parents (cached: commits never change)."""
+        parents = self._parents_cache.get(sha)
+        if parents is None:
+            from dulwich.objects import Commit
+
+            obj = self._object(sha)
+            if not isinstance(obj, Commit):
+                raise GitError(f"git object {sha.decode()} is not a commit", "run `git fsck`")
+            parents = self._parents_cache[sha] = tuple(obj.parents)
+        return parents
 
     def _object(self, sha: bytes):  # type: ignore[no-untyped-def]
         try:

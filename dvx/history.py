@@ -318,14 +318,11 @@ class History:
         only the directories that changed between a commit and its first parent are
         read, so the cost grows with what changed."""
         with self._lock:
-            start = self.git.resolve(rev)
-        walk = self.git.walk(start)
-        while True:
-            with self._lock:
-                c = next(walk, None)
-                if c is None:
-                    return
+            walk = list(self.git.walk(self.git.resolve(rev)))  # parents come later in the walk
+            for c in walk:
                 self._commits.setdefault(c.sha, c)
+        for c in walk:
+            with self._lock:
                 parent = self.commit(c.parents[0]) if c.parents else None
                 changes = self._changes(parent, c, target)
                 versions = [self._version(c, t, old, new, bad) for t, (old, new) in sorted(changes.items())]
