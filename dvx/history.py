@@ -90,6 +90,7 @@ class History:
         self._lock = threading.RLock()
         self._parsed: dict[bytes, Pointer] = {}  # blob id -> pointer (valid ones only)
         self._commits: dict[str, CommitInfo] = {}
+        _LIVE.add(self)
 
     # -- git ---------------------------------------------------------------------------
     @property
@@ -391,17 +392,30 @@ def _is_pointer_file(name: bytes, mode: int) -> bool:
     return stat_mod.S_ISREG(mode) and name.endswith(_SUFFIX) and len(name) > len(_SUFFIX)
 
 
-_HISTORIES: weakref.WeakKeyDictionary[Repository, History] = weakref.WeakKeyDictionary()
+_LIVE: weakref.WeakSet[History] = weakref.WeakSet()
 _HISTORIES_LOCK = threading.Lock()
 
 
 def history_of(repo: Repository) -> History:
-    """The :class:`History` of a repository object (one per object, kept as long as it)."""
-    with _HISTORIES_LOCK:
-        h = _HISTORIES.get(repo)
-        if h is None:
-            h = _HISTORIES[repo] = History(repo)
-        return h
+    """The :class:`History` of a repository object (one per object, living as long as it)."""
+    h: History | None = repo.__dict__.get("_dvx_history")
+    if h is None:
+        with _HISTORIES_LOCK:
+            h = repo.__dict__.setdefault("_dvx_history", History(repo))
+    return h
+
+
+def _after_fork_in_child() -> None:
+    """A lock held by another thread at the fork stays held in the child: start afresh
+    (git itself is reopened on next use, see ``History.git``)."""
+    global _HISTORIES_LOCK
+    _HISTORIES_LOCK = threading.Lock()
+    for h in list(_LIVE):
+        h._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 __all__ = ["Bad", "History", "Version", "history_of"]

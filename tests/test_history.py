@@ -391,11 +391,25 @@ def test_walking_all_history_reads_each_tree_and_pointer_once(repo_dir: Path, cl
 
 
 def test_history_works_in_a_forked_child(repo_dir: Path, cli: Cli) -> None:
+    """Even when another thread held the history's lock at the fork (DataLoader workers
+    fork a process whose other threads may be reading)."""
+    import threading
+
     write(repo_dir / "d.txt", "1")
     cli("add", "d.txt")
     commit(repo_dir, "one")
-    history = History(open_repo(repo_dir))
+    history = history_of(open_repo(repo_dir))
     expected = history.at("HEAD")["d.txt"].id
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with history._lock:
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -404,8 +418,27 @@ def test_history_works_in_a_forked_child(repo_dir: Path, cli: Cli) -> None:
             os.write(w, history.at("HEAD")["d.txt"].id.encode())
         finally:
             os._exit(0)
+    release.set()
+    thread.join()
     os.close(w)
+    deadline = time.monotonic() + 20
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.05)
     with os.fdopen(r, "rb") as f:
-        got = f.read().decode()
-    os.waitpid(pid, 0)
-    assert got == expected
+        assert f.read().decode() == expected
+
+
+def test_history_of_does_not_keep_a_repository_alive(repo_dir: Path) -> None:
+    import gc
+    import weakref
+
+    repo = open_repo(repo_dir)
+    history_of(repo).workspace()
+    ref = weakref.ref(repo)
+    del repo
+    gc.collect()
+    assert ref() is None
