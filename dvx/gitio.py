@@ -117,6 +117,7 @@ class GitRepo:
         self.prefix = "" if rel == "." else rel.replace(os.sep, "/")
         self._tree_cache: dict[bytes, list[tuple[bytes, int, bytes]]] = {}
         self._pointer_cache: dict[bytes, dict[str, bytes]] = {}
+        self._parents_cache: dict[bytes, tuple[bytes, ...]] = {}
 
     # -- revisions ---------------------------------------------------------------
     def head(self) -> str | None:
@@ -128,8 +129,6 @@ class GitRepo:
 
     def resolve(self, rev: str) -> str:
         """A commit sha for any revision spelling: HEAD~2, branch, tag, short sha, X^."""
-        from dulwich.objects import Commit
-
         spec = rev.strip()
         if not spec:
             raise GitError("empty revision", "name a branch, tag or commit")
@@ -147,18 +146,30 @@ class GitRepo:
                            "check `git log --oneline` or `git tag` for valid names") from None
         except Exception as exc:  # corrupt object store, unreadable pack...
             raise GitError(f"cannot read git revision {rev!r}: {exc}", "run `git fsck`") from None
+        sha: bytes = commit.id
+        self._parents_cache.setdefault(sha, tuple(commit.parents))
         for op, n in ops:
             for _ in range(n if op == "~" else 1):
-                parents = commit.parents
+                parents = self._parents(sha)
                 index = 0 if op == "~" else n - 1
                 if index >= len(parents):
                     raise GitError(f"unknown revision {rev!r}: the history is not that deep",
                                    "check `git log --oneline`")
-                obj = self._object(parents[index])
-                if not isinstance(obj, Commit):
-                    raise GitError(f"git object {parents[index].decode()} is not a commit", "run `git fsck`")
-                commit = obj
-        return commit.id.decode()
+                sha = parents[index]
+                self._parents(sha)  # it must be a commit
+        return sha.decode()
+
+    def _parents(self, sha: bytes) -> tuple[bytes, ...]:
+        """A commit's parents (cached: commits never change)."""
+        parents = self._parents_cache.get(sha)
+        if parents is None:
+            from dulwich.objects import Commit
+
+            obj = self._object(sha)
+            if not isinstance(obj, Commit):
+                raise GitError(f"git object {sha.decode()} is not a commit", "run `git fsck`")
+            parents = self._parents_cache[sha] = tuple(obj.parents)
+        return parents
 
     def _object(self, sha: bytes):  # type: ignore[no-untyped-def]
         try:
@@ -352,6 +363,28 @@ class GitRepo:
         if start is None or not stat_mod.S_ISDIR(start[0]):
             return {}
         return self._pointers_below(start[1])
+
+    def dvx_tree(self, commit: CommitInfo) -> bytes | None:
+        """The id of the git tree at the DVX root in ``commit`` (None if there is none)."""
+        if not self.prefix:
+            return commit.tree
+        found = self._lookup(commit.tree, self.prefix)
+        return found[1] if found is not None and stat_mod.S_ISDIR(found[0]) else None
+
+    def tree_entries(self, tree_id: bytes) -> list[tuple[bytes, int, bytes]]:
+        """``(name, mode, id)`` of each entry of a git tree, cached by tree id."""
+        return self._tree_entries(tree_id)
+
+    def reopened(self) -> GitRepo:
+        """A new handle on the same repository that shares this one's tree caches (git
+        objects never change): for a forked child, which must not share open pack
+        files with its parent."""
+        new = GitRepo.__new__(GitRepo)
+        new.__dict__.update(self.__dict__)
+        from dulwich.repo import Repo
+
+        new.repo = Repo(self.root)
+        return new
 
     def _pointers_below(self, tree_id: bytes) -> dict[str, bytes]:
         cached = self._pointer_cache.get(tree_id)

@@ -33,7 +33,7 @@ from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
 from dvx.statcache import RACY_NS, CacheRecord, Stat, StatCache, stat_key
 from dvx.store.local import Store
-from dvx.tracked import Tracked, select_tracked
+from dvx.tracked import Tracked
 from dvx.workspace import flatten_tree, hash_file, scan_dir
 
 RUN_LIMIT = 8 << 20
@@ -105,12 +105,11 @@ def _checkout(repo: Repository, paths: list[str] | None, force: bool,
     cache = StatCache(repo.state_dir)
     clean_restore_tmp(repo)
     if pointers is None:
-        pointers = {}
-        for t in select_tracked(repo, paths):
-            try:
-                pointers[t.target] = t.load(repo)
-            except DvxError as exc:
-                bad[t.target] = exc
+        from dvx.history import history_of
+
+        found: dict[str, DvxError] = {}
+        pointers = history_of(repo).workspace(paths, bad=found)
+        bad.update(found)
     plans: list[_Plan] = []
     conflicts: list[str] = []
     results: dict[str, CheckoutResult] = {t: CheckoutResult(t, error=str(e)) for t, e in bad.items()}

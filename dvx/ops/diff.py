@@ -138,16 +138,14 @@ def diff(repo: Repository, rev_a: str | None = None, rev_b: str | None = None,
 
     With ``bad``, malformed or unsafe pointers (of either side) are recorded there
     (``REV:PATH`` -> error) and left out of the comparison instead of raising."""
-    from dvx.gitio import GitRepo
-    from dvx.ops.revs import pointers_at_commit, workspace_pointers
+    from dvx.history import history_of
 
-    git = GitRepo(repo.root)
+    history = history_of(repo)
     a_label = rev_a or "HEAD"
     bad_a: dict[str, DvxError] | None = {} if bad is not None else None
     bad_b: dict[str, DvxError] | None = {} if bad is not None else None
-    old = pointers_at_commit(repo, git, git.resolve(a_label), a_label, bad_a)
-    new = (pointers_at_commit(repo, git, git.resolve(rev_b), rev_b, bad_b) if rev_b
-           else workspace_pointers(repo, bad=bad_b))
+    old = history.at(a_label, bad=bad_a)
+    new = history.at(rev_b, bad=bad_b) if rev_b else history.workspace(bad=bad_b)
     if bad is not None:
         for t in set(bad_a or ()) | set(bad_b or ()):  # leave such a path out on both sides
             old.pop(t, None)

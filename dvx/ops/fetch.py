@@ -310,13 +310,13 @@ def pull(repo: Repository, remote_name: str | None = None, rev: str | None = Non
          all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
          force: bool = False, progress: Progress = NULL_PROGRESS) -> FetchReport:
     """fetch + checkout (of the work tree's pointers, or of REV's)."""
+    from dvx.history import history_of
     from dvx.ops.checkout import checkout
-    from dvx.ops.revs import pointers_at_rev_for_paths
 
     report = fetch(repo, remote_name, rev, all_commits, paths, jobs, progress)
     repo.store.refresh()
     bad: dict[str, DvxError] = {}
-    pointers = pointers_at_rev_for_paths(repo, rev, paths, bad) if rev else None
+    pointers = history_of(repo).at(rev, paths, bad=bad) if rev else None
     results = checkout(repo, paths, force=force, pointers=pointers, bad=bad, progress=progress)
     report.checkout = [r.target for r in results if r.restored or r.removed]
     report.errors = [r.error for r in results if r.error]  # includes the bad pointers fetch skipped

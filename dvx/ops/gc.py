@@ -17,7 +17,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from dvx.errors import DvxError
 from dvx.lock import store_lock
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
@@ -49,35 +48,31 @@ class GcReport:
 
 
 def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Pointer], int]:
-    from dvx.ops.revs import workspace_pointers
+    """The pointers whose data is live (labelled) and the number of commits walked.
 
-    roots: dict[str, Pointer] = {f"workspace:{k}": v for k, v in workspace_pointers(repo, strict=False).items()}
+    A broken pointer protects nothing; a pointer with a refused name in history still
+    protects its data (gc only keeps, it never writes there)."""
+    from dvx.history import history_of
+
+    history = history_of(repo)
+    roots: dict[str, Pointer] = {f"workspace:{k}": v for k, v in history.workspace(bad={}).items()}
     commits = 0
     if not workspace_only:
-        from dvx.gitio import GitRepo
+        shas = history.commits(reflog_days=repo.config.gc.reflog_expire_days)
+        commits = len(shas)
+        roots.update(history.all_commits(bad={}, commits=shas, check_names=False))
+        # staged but not yet committed (git add PATH.dvx): the next commit names them
+        from dvx.errors import DvxError
         from dvx.pointer import parse_pointer
 
-        git = GitRepo(repo.root)
-        seen_blobs: set[bytes] = set()
-        reflog = git.reflog_commits(repo.config.gc.reflog_expire_days)
-        for sha in git.reachable_commits(reflog):
-            commits += 1
-            for path, blob in git.pointer_blobs(git.commit_info(sha)).items():
-                if blob in seen_blobs:
-                    continue
-                seen_blobs.add(blob)
-                try:
-                    roots[f"{sha[:12]}:{path}"] = parse_pointer(git.read_blob(blob), path, repo.memo)
-                except DvxError:
-                    continue  # a broken pointer in history protects nothing
-    if not workspace_only:
-        # staged but not yet committed (git add PATH.dvx): the next commit names them
-        for blob in git.index_pointer_blobs() - seen_blobs:
+        seen = {p.id for p in roots.values()}
+        for blob in history.git.index_pointer_blobs():
             try:
-                roots[f"index:{blob.hex()[:12]}"] = parse_pointer(git.read_blob(blob), "a staged pointer",
-                                                                 repo.memo)
+                p = parse_pointer(history.git.read_blob(blob), "a staged pointer", repo.memo)
             except (DvxError, KeyError):
                 continue
+            if p.id not in seen:
+                roots[f"index:{blob.hex()[:12]}"] = p
     return roots, commits
 
 

@@ -1,9 +1,10 @@
 """``dvx log``: the versions of tracked data through git history.
 
-One pass over the commits (newest first) resolves each commit's pointer blobs through
-trees cached by id; a version is a commit whose pointer blob differs from its first
-parent's. Data ids, sizes and file counts come from the pointers; per-file change
-counts come from the DVX trees when they are in the local store.
+The versions come from ``dvx.history.History.versions``: one pass over the commits
+(newest first), a version being a commit whose pointer blob differs from its first
+parent's, read through git trees cached by id. Data ids, sizes and file counts come
+from the pointers; per-file change counts come from the DVX trees when they are in the
+local store.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dvx.errors import DvxError, GitError, NotTrackedError
-from dvx.gitio import CommitInfo, GitRepo
-from dvx.pointer import POINTER_SUFFIX, Pointer, parse_pointer
+from dvx.pointer import POINTER_SUFFIX, Pointer
 from dvx.repo import Repository
 
 
@@ -36,60 +36,31 @@ class LogEntry:
 
 
 def log(repo: Repository, path: str | None = None, max_count: int | None = None,
-        rev: str = "HEAD") -> list[LogEntry]:
-    git = GitRepo(repo.root)
-    if git.head() is None:
+        rev: str = "HEAD", bad: dict[str, DvxError] | None = None) -> list[LogEntry]:
+    """The versions of ``path`` (or of every tracked path) in the history of ``rev``,
+    newest first. A pointer with a refused name is left out (recorded in ``bad``, key
+    ``COMMIT12:PATH``, when given); a malformed one is shown without an id."""
+    from dvx.history import history_of
+
+    history = history_of(repo)
+    if history.git.head() is None:
         raise GitError("this repository has no commits yet", "make one with `dvx commit -m MSG`")
-    start = git.resolve(rev)
     target: str | None = None
     if path:
         target = repo.relpath(path)
         if target.endswith(POINTER_SUFFIX):
             target = target[: -len(POINTER_SUFFIX)]
-    commits = list(git.walk(start))
-    by_sha = {c.sha: c for c in commits}
     out: list[LogEntry] = []
-    parsed: dict[bytes, Pointer | None] = {}
-
-    def pointer(blob: bytes | None, where: str) -> Pointer | None:
-        if blob is None:
-            return None
-        if blob not in parsed:
-            try:
-                parsed[blob] = parse_pointer(git.read_blob(blob), where, repo.memo)
-            except DvxError:
-                parsed[blob] = None
-        return parsed[blob]
-
-    def blobs(c: CommitInfo) -> dict[str, bytes]:
-        if target is not None:
-            b = git.blob_id_at(c, target + POINTER_SUFFIX)
-            return {target: b} if b is not None else {}
-        return {k[: -len(POINTER_SUFFIX)]: v for k, v in git.pointer_blobs(c).items()}
-
-    seen_target = False
-    for c in commits:
-        mine = blobs(c)
-        parent = by_sha.get(c.parents[0]) if c.parents else None
-        if parent is None and c.parents:
-            parent = git.commit_info(c.parents[0])
-        theirs = blobs(parent) if parent is not None else {}
-        for t in sorted(set(mine) | set(theirs)):
-            new_blob, old_blob = mine.get(t), theirs.get(t)
-            if new_blob == old_blob:
-                continue
-            seen_target = True
-            new_p = pointer(new_blob, f"{c.sha[:12]}:{t}.dvx")
-            old_p = pointer(old_blob, f"{c.sha[:12]}^:{t}.dvx")
-            change = "added" if old_blob is None else "deleted" if new_blob is None else "modified"
-            entry = LogEntry(c.sha, c.iso_time(), c.author, c.summary, t, change,
-                             new_p.id if new_p else None, new_p.size if new_p else None,
-                             new_p.files if new_p else None)
-            _count_changes(repo, entry, old_p, new_p)
-            out.append(entry)
-            if max_count is not None and len(out) >= max_count:
-                return out
-    if target is not None and not seen_target:
+    for v in history.versions(target, rev=rev, bad=bad if bad is not None else {}):
+        new_p = v.pointer
+        entry = LogEntry(v.commit, v.date, v.author, v.summary, v.target, v.change,
+                         new_p.id if new_p else None, new_p.size if new_p else None,
+                         new_p.files if new_p else None)
+        _count_changes(repo, entry, v.previous, new_p)
+        out.append(entry)
+        if max_count is not None and len(out) >= max_count:
+            return out
+    if target is not None and not out:
         raise NotTrackedError(f"{path} has no versions in the history of {rev}",
                               "check the path with `dvx ls --rev REV`")
     return out

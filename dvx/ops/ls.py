@@ -9,7 +9,6 @@ from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE
 from dvx.pointer import Pointer
 from dvx.repo import Repository
 from dvx.store.local import Store
-from dvx.tracked import find_tracked
 
 
 @dataclass
@@ -63,14 +62,9 @@ def ls(repo: Repository, path: str | None = None, pointers: dict[str, Pointer] |
     """Tracked paths (of the work tree, or ``pointers``). With ``bad``, malformed or
     unsafe pointers are recorded there and left out instead of raising."""
     if pointers is None:
-        pointers = {}
-        for t in find_tracked(repo):
-            try:
-                pointers[t.target] = t.load(repo)
-            except DvxError as exc:
-                if bad is None:
-                    raise
-                bad[t.target] = exc
+        from dvx.history import history_of
+
+        pointers = history_of(repo).workspace(bad=bad)
     if bad is not None and path:
         rel = repo.relpath(path).removesuffix(".dvx")
         for name in [n for n in bad if not (not rel or n == rel or n.startswith(rel + "/"))]:

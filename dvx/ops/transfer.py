@@ -17,31 +17,19 @@ DEFAULT_JOBS = 8
 
 def select_pointers(repo: Repository, rev: str | None, all_commits: bool,
                     paths: list[str] | None, bad: dict[str, DvxError] | None = None) -> dict[str, Pointer]:
-    """label -> pointer for the work tree, one revision, or every commit of every ref.
+    """label -> pointer for the work tree, one revision, or every commit of every ref
+    and the work tree (labels ``TARGET@ID12``, one per distinct version).
 
     With ``bad``, malformed or unsafe pointers are recorded there (label -> error) and
-    left out instead of stopping the command (see ``dvx.ops.revs``)."""
-    from dvx.ops.revs import filter_pointers, pointers_at_commit, pointers_at_rev, workspace_pointers
+    left out instead of stopping the command (see ``dvx.history``)."""
+    from dvx.history import history_of
 
+    history = history_of(repo)
     if all_commits:
-        from dvx.gitio import GitRepo
-
-        git = GitRepo(repo.root)
-        out: dict[str, Pointer] = {}
-        for sha in git.reachable_commits():
-            b: dict[str, DvxError] | None = {} if bad is not None else None
-            for target, p in filter_pointers(repo, pointers_at_commit(repo, git, sha, sha[:12], b),
-                                             paths, sha[:12], b).items():
-                out.setdefault(f"{target}@{p.id[:12]}", p)
-            for target, exc in (b or {}).items():
-                bad.setdefault(f"{sha[:12]}:{target}", exc)  # type: ignore[union-attr]
-        for target, p in filter_pointers(repo, workspace_pointers(repo, bad=bad), paths,
-                                         "the work tree", bad).items():
-            out.setdefault(f"{target}@{p.id[:12]}", p)
-        return out
+        return history.all_commits(paths, bad=bad, workspace=True)
     if rev is not None:
-        return filter_pointers(repo, pointers_at_rev(repo, rev, bad), paths, rev, bad)
-    return filter_pointers(repo, workspace_pointers(repo, bad=bad), paths, "the work tree", bad)
+        return history.at(rev, paths, bad=bad)
+    return history.workspace(paths, bad=bad)
 
 
 def parallel(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> list[R]:

@@ -16,8 +16,8 @@ import shutil
 import stat as stat_mod
 
 from dvx.errors import DvxError
-from dvx.gitio import GitRepo
-from dvx.pointer import POINTER_SUFFIX, Pointer, parse_pointer
+from dvx.history import history_of
+from dvx.pointer import POINTER_SUFFIX, Pointer
 from dvx.repo import Repository
 from dvx.statcache import StatCache
 from dvx.tracked import Tracked
@@ -27,7 +27,8 @@ def remove_vanished(repo: Repository, old_rev: str) -> list[tuple[str, str]]:
     """Remove the unchanged, saved data of paths ``old_rev`` tracked and the work tree no
     longer does (``old_rev``: a commit, or ``ORIG_HEAD``). Returns ``(path, reason)`` for
     the data kept."""
-    git = GitRepo(repo.root)
+    history = history_of(repo)
+    git = history.git
     if old_rev == "ORIG_HEAD":
         old_rev = git.orig_head() or ""
     head = git.head()
@@ -40,7 +41,7 @@ def remove_vanished(repo: Repository, old_rev: str) -> list[tuple[str, str]]:
     new = git.commit_info(head)
     cache = StatCache(repo.state_dir)
     kept: list[tuple[str, str]] = []
-    for ptr_path, blob in sorted(git.pointer_blobs(old).items()):
+    for ptr_path in sorted(git.pointer_blobs(old)):
         target = ptr_path[: -len(POINTER_SUFFIX)]
         try:  # a name from history is untrusted: never remove through ``..dvx`` or a link
             abs_path = repo.data_path(target, f"{ptr_path} in {old.sha[:12]}")
@@ -50,8 +51,10 @@ def remove_vanished(repo: Repository, old_rev: str) -> list[tuple[str, str]]:
                 or git.tracks(new, target)):
             continue  # still tracked, already gone, or git's own file/directory now
         try:
-            pointer = parse_pointer(git.read_blob(blob), f"{ptr_path} in {old.sha[:12]}", repo.memo)
+            pointer = history.pointer_at(old.sha, target)
         except DvxError:
+            continue
+        if pointer is None:
             continue
         if not _unchanged(repo, target, pointer, cache):
             kept.append((target, "it is not tracked here any more and has changes not saved in the "
