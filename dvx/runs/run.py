@@ -43,8 +43,16 @@ class RunWarning(UserWarning):
     """A logging problem: the run goes on, training is never interrupted."""
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def _warn(message: str) -> None:
-    warnings.warn(f"dvx: {message}", RunWarning, stacklevel=3)
+    """Warn, pointing at the caller's line (the first frame outside dvx/runs)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _HERE:
+        level += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    warnings.warn(f"dvx: {message}", RunWarning, stacklevel=level)
 
 
 @dataclass(frozen=True)
