@@ -151,7 +151,8 @@ def test_run_is_a_commit_on_its_own_ref(code_repo: Path) -> None:
     assert "print('edited')" in git("show", f"{ref}:.dvx-run/code.diff", cwd=code_repo)
     rec = record_at(code_repo, ref)
     assert rec["state"] == "finished" and rec["exit_code"] == 0 and rec["name"] == "first"
-    assert rec["tags"] == ["a", "b"] and rec["config"] == {"lr": 0.1, "layers": [1, 2], "batch": 32, "opt": "adam"}
+    assert rec["tags"] == ["a", "b"]
+    assert rec["config"] == {"lr": 0.1, "layers": [1, 2], "batch": 32, "opt": "adam"}
     assert rec["summary"]["loss"] == 0.01 and rec["summary"]["acc"] == 0.4 and rec["summary"]["done"] is True
     assert rec["code"]["commit"] == head and rec["code"]["dirty"] and rec["code"]["branch"] == "refs/heads/main"
     assert rec["environment"]["packages"]["pyarrow"] == pa.__version__
