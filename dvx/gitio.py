@@ -527,6 +527,144 @@ class GitRepo:
     def hooks_dir(self) -> str:
         return os.path.join(self.repo.controldir(), "hooks")
 
+    def head_branch(self) -> str | None:
+        """The ref HEAD points at (``refs/heads/main``), or None when detached."""
+        try:
+            target = self.repo.refs.get_symrefs().get(b"HEAD")  # type: ignore[arg-type, call-overload, assignment, misc]
+        except (KeyError, OSError):
+            return None
+        return target.decode("utf-8", "replace") if target else None
+
+    def worktree_diff(self, commit: str | None, limit: int) -> tuple[bytes, bool]:
+        """What ``git diff COMMIT`` shows for files git tracks (staged and unstaged,
+        untracked files left out), as a unified diff; at most ``limit`` bytes.
+        Returns ``(diff, truncated)``."""
+        import difflib
+
+        from dulwich.index import ConflictedIndexEntry, get_unstaged_changes
+        from dulwich.object_store import iter_tree_contents
+
+        store = self.repo.object_store
+        head: dict[bytes, bytes] = {}
+        if commit is not None:
+            for entry in iter_tree_contents(store, self.commit_info(commit).tree):  # type: ignore[arg-type, call-overload, assignment, misc]
+                if stat_mod.S_ISREG(entry.mode):
+                    head[entry.path] = entry.sha
+        index = self.repo.open_index()
+        changed = {p for p in get_unstaged_changes(index, self.root)}
+        for path, entry in index.items():  # type: ignore[arg-type, call-overload, assignment, misc]
+            if isinstance(entry, ConflictedIndexEntry) or head.get(path) != entry.sha:
+                changed.add(path)
+        changed.update(p for p in head if p not in index)
+        out: list[bytes] = []
+        size = 0
+        for path in sorted(changed):
+            old = self.read_blob(head[path]) if path in head else None
+            try:
+                with open(os.path.join(self.root, os.fsdecode(path)), "rb") as f:
+                    new: bytes | None = f.read()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                new = None
+            if old == new:
+                continue
+            name = path.decode("utf-8", "surrogateescape").encode("utf-8", "surrogateescape")
+            part = [b"diff --git a/" + name + b" b/" + name + b"\n"]
+            if (old is not None and b"\0" in old[:8000]) or (new is not None and b"\0" in new[:8000]):
+                part.append(b"Binary files a/" + name + b" and b/" + name + b" differ\n")
+            else:
+                a = b"a/" + name if old is not None else b"/dev/null"
+                b = b"b/" + name if new is not None else b"/dev/null"
+                lines = difflib.diff_bytes(difflib.unified_diff, (old or b"").splitlines(True),
+                                           (new or b"").splitlines(True), a, b, n=3)
+                for line in lines:
+                    part.append(line if line.endswith(b"\n") else line + b"\n\\ No newline at end of file\n")
+            chunk = b"".join(part)
+            if size + len(chunk) > limit:
+                return b"".join(out), True
+            out.append(chunk)
+            size += len(chunk)
+        return b"".join(out), False
+
+    # -- commits off the branch (runs: protocols/runs.md §7) ------------------------------
+    def refs_under(self, prefix: str) -> dict[str, str]:
+        """Refs whose names start with ``prefix`` (e.g. ``refs/dvx/runs/``): name -> sha."""
+        refs = self.repo.refs.as_dict(prefix.rstrip("/").encode())  # type: ignore[arg-type, call-overload, assignment, misc]
+        return {prefix + k.decode("utf-8", "replace"): v.decode() for k, v in refs.items()}
+
+    def commit_on_ref(self, ref: str, *, base: str | None, subtree: str, files: dict[str, bytes],
+                      parents: list[str], message: str, old: str | None, when: int | None = None) -> str:
+        """Write a commit whose tree is ``base``'s tree (empty without one) with the
+        directory ``subtree`` (relative to the DVX root) replaced by exactly ``files``
+        (paths relative to it), and point ``ref`` at it if ``ref`` still names ``old``
+        (None: the ref must not exist). HEAD, the branch, the index and the work tree
+        are never touched. Identity by git's rules, else ``DVX <dvx@localhost>``."""
+        from dulwich.objects import Blob, Commit, Tree
+
+        store = self.repo.object_store
+        nested: dict[str, Any] = {}
+        for path, data in files.items():
+            node = nested
+            parts = path.split("/")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = data
+
+        def write_tree(node: dict[str, Any]) -> bytes:
+            tree = Tree()
+            for name, value in node.items():
+                if isinstance(value, dict):
+                    tree.add(name.encode(), stat_mod.S_IFDIR, write_tree(value))  # type: ignore[arg-type, call-overload, assignment, misc]
+                else:
+                    blob = Blob.from_string(value)
+                    store.add_object(blob)
+                    tree.add(name.encode(), 0o100644, blob.id)
+            store.add_object(tree)
+            return tree.id  # type: ignore[no-any-return]
+
+        sub_id = write_tree(nested)
+
+        def insert(tree_id: bytes | None, parts: list[str]) -> bytes:
+            tree = Tree()
+            child: bytes | None = None
+            name = parts[0].encode()
+            if tree_id is not None:
+                for entry_name, mode, sha in self._tree_entries(tree_id):
+                    tree.add(entry_name, mode, sha)  # type: ignore[arg-type, call-overload, assignment, misc]
+                    if entry_name == name and stat_mod.S_ISDIR(mode):
+                        child = sha
+            tree.add(name, stat_mod.S_IFDIR, sub_id if len(parts) == 1 else insert(child, parts[1:]))  # type: ignore[arg-type, call-overload, assignment, misc]
+            store.add_object(tree)
+            return tree.id  # type: ignore[no-any-return]
+
+        base_tree = self.commit_info(base).tree if base else None
+        root_tree = insert(base_tree, self._full(subtree).split("/"))
+        config = self.repo.get_config_stack()
+        idents = []
+        for kind in ("author", "committer"):
+            try:
+                idents.append(git_identity(config, kind))
+            except GitError:  # a run is never lost for want of an email address
+                idents.append(b"DVX <dvx@localhost>")
+        when = int(time.time()) if when is None else when
+        commit = Commit()
+        commit.tree = root_tree
+        commit.parents = [p.encode() for p in parents]  # type: ignore[arg-type, call-overload, assignment, misc]
+        commit.author, commit.committer = idents
+        commit.author_time = commit.commit_time = when
+        commit.author_timezone = commit.commit_timezone = time.localtime(when).tm_gmtoff
+        commit.message = message.encode()
+        store.add_object(commit)
+        refs = self.repo.refs
+        try:
+            ok = (refs.add_if_new(ref.encode(), commit.id) if old is None  # type: ignore[arg-type, call-overload, assignment, misc]
+                  else refs.set_if_equals(ref.encode(), old.encode(), commit.id))  # type: ignore[arg-type, call-overload, assignment, misc]
+        except OSError as exc:
+            raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
+        if not ok:
+            raise GitError(f"{ref} was changed by another process meanwhile",
+                           f"this run's commit is {commit.id.decode()}")
+        return commit.id.decode()  # type: ignore[no-any-return]
+
 
 IDENTITY_HINT = ('run `git config --global user.email "you@example.com"` and '
                  '`git config --global user.name "Your Name"` to set your account\'s default identity '
@@ -658,3 +796,4 @@ def _split_rev(spec: str) -> tuple[str, list[tuple[str, int]]]:
         ops.append((op, int(rest[k:m]) if m > k else 1))
         k = m
     return base, ops
+
