@@ -182,6 +182,20 @@ def read_pointer(path: str, where: str | None = None, memo: ValidationMemo = NO_
 
 
 _RESERVED = (".git", ".dvx")
+_SHORT_NAMES = ("git~1", "dvx~1")  # NTFS 8.3 names of .git and .dvx
+# code points HFS+ ignores in names (git's is_hfs_dotgit list), so ".g\u200cit" is ".git" there
+_HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                              *range(0x206A, 0x2070), 0xFEFF])
+
+
+def _folds_to_reserved(part: str) -> bool:
+    """Whether some file system (case-insensitive, HFS+, NTFS) takes ``part`` for
+    ``.git`` or ``.dvx``: git's own rules (is_hfs_dotgit, is_ntfs_dotgit), on every
+    platform, since a repository travels between them."""
+    folded = part.translate(_HFS_IGNORED).lower()
+    if folded in _RESERVED or folded in _SHORT_NAMES:
+        return True
+    return folded.rstrip(" .") in _RESERVED  # NTFS drops trailing dots and spaces
 _BAD_CHARS = ("\n", "\r", "\0")
 
 
@@ -198,10 +212,12 @@ def target_problem(target: str) -> str | None:
             return f"its tracked path {target!r} has an empty component"
         if part in (".", ".."):
             return f"its tracked path {target!r} has a {part!r} component"
-        if part.lower() in _RESERVED:
-            return f"its tracked path {target!r} lies inside {part}/"
+        if _folds_to_reserved(part):
+            return f"its tracked path {target!r} lies inside {part}/ (or what a file system takes for it)"
     if any(c in target for c in _BAD_CHARS):
         return f"its tracked path {target!r} holds a newline or NUL"
+    if "\\" in target or ":" in target:
+        return f"its tracked path {target!r} holds a backslash or colon (a separator or stream on Windows)"
     try:
         target.encode("utf-8")
     except UnicodeEncodeError:
@@ -213,9 +229,18 @@ def check_target(target: str, where: str | None = None) -> None:
     """Raise ``PointerError`` naming the pointer file if ``target`` is unsafe."""
     problem = target_problem(target)
     if problem is not None:
-        where = where or target + POINTER_SUFFIX
-        raise PointerError(f"{where} is refused: {problem}",
-                           f"rename or delete that pointer file (`git rm --cached -- {where}`)")
+        import shlex
+
+        ptr = target + POINTER_SUFFIX
+        shown = shlex.quote(ptr)
+        if "\n" in shown or "\r" in shown:  # one line: as git quotes such names
+            shown = "$" + repr(ptr).replace("\\\\", "\\")
+        where = where or (shown if shown != shlex.quote(ptr) else ptr)
+        if where in (ptr, shown):
+            hint = f"rename or delete that pointer file (`git rm --cached -- {shown}`)"
+        else:  # from history: a commit carries it
+            hint = f"remove it in a new commit (`git rm --cached -- {shown}`, then commit)"
+        raise PointerError(f"{where} is refused: {problem}", hint)
 
 
 def pointer_path_for(target: str) -> str:

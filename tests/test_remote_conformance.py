@@ -66,7 +66,8 @@ def test_push_pull_round_trip(remote_url, repo_dir: Path, cli: Cli, tmp_path: Pa
     assert first["roots"] == 2 and first["packs_uploaded"] >= 1
     again = json.loads(cli("push", "--json").output)
     assert again["roots_already_there"] == 2 and again["bytes_uploaded"] == 0
-    assert again["requests"] == 0  # this machine knows it pushed these versions
+    assert again["requests"] == 1  # this machine knows it pushed these versions: one read of
+    # the remote's marker confirms it is still the remote it pushed them to
     verified = json.loads(cli("push", "--verify", "--json").output)
     assert verified["roots_already_there"] == 2 and verified["requests"] <= 3  # marker + a HEAD each
     assert json.loads(cli("fsck", "--remote", "origin", "--download", "--json").output)["ok"]
@@ -91,7 +92,12 @@ def test_verify_repushes_after_the_remote_was_wiped(remote_url, repo_dir: Path, 
     st = storage(remote_url)
     for key, _s, _m in st.list(""):
         st.delete(key)  # wiped behind DVX's back
-    assert json.loads(cli("push", "--json").output)["bytes_uploaded"] == 0  # trusts what it knows
+    rep = json.loads(cli("push", "--json").output)  # the marker is gone: nothing is trusted
+    assert rep["bytes_uploaded"] > 100_000
+    for key, _s, _m in st.list(""):
+        if not key.endswith("dvx-remote.json"):
+            st.delete(key)  # wiped all but the marker: only --verify can tell
+    assert json.loads(cli("push", "--json").output)["bytes_uploaded"] == 0
     rep = json.loads(cli("push", "--verify", "--json").output)
     assert rep["bytes_uploaded"] > 100_000
     assert json.loads(cli("fsck", "--remote", "origin", "--download", "--json").output)["ok"]

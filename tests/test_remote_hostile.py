@@ -52,3 +52,23 @@ def test_a_pack_missing_on_the_remote_is_one_clear_error(tmp_path: Path, repo_di
     errors = [x for x in res.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and "is damaged: pack" in errors[0] and "missing" in errors[0]
     shutil.rmtree(remote)
+
+
+def test_push_to_a_wiped_remote_pushes_again(tmp_path: Path, repo_dir: Path, cli: Cli) -> None:
+    remote, _clone = _pushed(tmp_path, repo_dir, cli)
+    shutil.rmtree(remote)
+    remote.mkdir()  # wiped (or another drive mounted at the same path)
+    again = json.loads(cli("push", "--json").output)
+    assert again["roots_already_there"] == 0 and again["packs_uploaded"] >= 1
+    assert json.loads(cli("fsck", "--remote", "origin", "--json").output)["ok"]
+    # replaced by another DVX remote at the same URL: its id differs
+    shutil.rmtree(remote)
+    other = tmp_path / "other"
+    write(other / "x.bin", "other project")
+    git("init", "-q", "-b", "main", cwd=other)
+    run_dvx("init", cwd=other)
+    run_dvx("add", "x.bin", cwd=other)
+    run_dvx("remote", "add", "o", str(remote), "--default", cwd=other)
+    run_dvx("push", cwd=other)
+    again = json.loads(cli("push", "--json").output)
+    assert again["packs_uploaded"] >= 1

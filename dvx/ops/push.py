@@ -71,8 +71,9 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
             raise remote.storage.missing_root_error()
         known = set()  # what this machine remembers pushing there is gone
     unknown = [r for r in roots if r not in known]
-    if not unknown:  # nothing new: no request at all (see Remote.known_roots)
+    if not unknown:  # nothing new: one request (the marker, see Remote.known_roots)
         report.roots_already_there = len(roots)
+        report.requests = remote.requests
         return report
     remote.check_format(create=True, create_root=create)
     present = parallel(remote.has_root, unknown, jobs)

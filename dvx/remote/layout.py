@@ -14,7 +14,7 @@ from typing import Any
 
 from dvx.config import RemoteConfig
 from dvx.errors import CorruptObjectError, FormatVersionError, RemoteError
-from dvx.fsutil import write_cache_file
+from dvx.fsutil import random_token, write_cache_file
 from dvx.hashing import is_hex_id
 from dvx.remote.storage import KeyNotFound, RemoteStorage, parse_url
 from dvx.store.pack import IdxFile
@@ -93,6 +93,7 @@ class Remote:
         self._indexes: dict[str, IdxFile] = {}
         self._lock = threading.Lock()
         self.requests = 0  # approximate count of storage calls, for benchmarks
+        self._id: str | None = None  # from the marker, read once (see _identity)
 
     # -- version gate ----------------------------------------------------------------
     def check_format(self, create: bool, create_root: bool = False) -> None:
@@ -111,7 +112,10 @@ class Remote:
             if not create:
                 return  # an empty remote: nothing to read yet
             self.storage.ensure_root(create=create_root)
-            self.storage.write(MARKER_KEY, json.dumps({"format": REMOTE_FORMAT}).encode())
+            # the id lets a machine tell this remote from a wiped or replaced one at the
+            # same URL (see known_roots)
+            self._id = random_token(16)
+            self.storage.write(MARKER_KEY, json.dumps({"format": REMOTE_FORMAT, "id": self._id}).encode())
             self.requests += 2
             return
         try:
@@ -120,6 +124,8 @@ class Remote:
         except (ValueError, KeyError, TypeError):
             raise RemoteError(f"remote {self.name!r} ({self.url}): {MARKER_KEY} is not valid",
                               "is this URL a DVX remote?") from None
+        rid = meta.get("id")
+        self._id = rid if isinstance(rid, str) and rid.isalnum() else "-"
         unknown = [e for e in meta.get("extensions", []) if e not in KNOWN_EXTENSIONS]
         if version != REMOTE_FORMAT or unknown:
             raise FormatVersionError(
@@ -175,24 +181,51 @@ class Remote:
     def _known_path(self) -> str:
         return os.path.join(self.cache_dir, "roots-known")
 
-    def known_roots(self) -> set[str]:
-        """Roots this machine pushed to, or found complete on, this remote (by URL).
+    def _identity(self) -> str | None:
+        """The remote's id from its marker (one request), ``"-"`` for a remote written
+        before ids existed, None when there is no marker (an empty or wiped remote)."""
+        if self._id is None:
+            try:
+                raw = self.storage.read(MARKER_KEY)
+            except KeyNotFound:
+                return None
+            finally:
+                self.requests += 1
+            try:
+                rid = json.loads(raw).get("id")
+            except (ValueError, AttributeError):
+                rid = None
+            self._id = rid if isinstance(rid, str) and rid.isalnum() else "-"
+        return self._id
 
-        DVX never deletes root records (remote gc keeps them), so the set can only go
-        stale if the bucket is wiped or replaced by other means: `dvx push --verify`
-        re-checks."""
+    def _known_header(self, rid: str) -> str:
+        return f"url {self.url} id {rid}"
+
+    def known_roots(self) -> set[str]:
+        """Roots this machine pushed to, or found complete on, this remote.
+
+        DVX never deletes root records (remote gc keeps them), so the set goes stale
+        only if the remote is wiped or replaced by other means; one request (the
+        remote's marker and its id) catches that. `dvx push --verify` re-checks every
+        root."""
         try:
             with open(self._known_path(), encoding="utf-8") as f:
                 lines = f.read().splitlines()
         except OSError:
             return set()
-        if not lines or lines[0] != f"url {self.url}":
+        if not lines or not lines[0].startswith(f"url {self.url} id "):
             return set()
-        return {x for x in lines[1:] if len(x) == 64}
+        rid = self._identity()
+        if rid is None or lines[0] != self._known_header(rid):
+            return set()
+        return {x for x in lines[1:] if is_hex_id(x)}
 
     def remember_roots(self, roots: set[str]) -> None:
+        rid = self._identity()
+        if rid is None:
+            return
         known = self.known_roots() | roots
-        text = "\n".join([f"url {self.url}", *sorted(known)]) + "\n"
+        text = "\n".join([self._known_header(rid), *sorted(known)]) + "\n"
         write_cache_file(self._known_path(), text.encode())  # a cache: best effort
 
     # -- root records --------------------------------------------------------------------
