@@ -442,3 +442,13 @@ def test_gc_keeps_the_data_of_a_staged_pointer(repo_dir: Path, cli: Cli) -> None
     git("checkout", "HEAD", "--", "f.dvx", cwd=repo_dir)
     cli("checkout", "--force")
     assert (repo_dir / "f").read_text() == "v1-important" * 1000
+
+
+@pytest.mark.parametrize("target", [".g\u200cit", ".git.", ".git ", "git~1", "GIT~1", ".git::$INDEX_ALLOCATION",
+                                    "a\\..\\..\\x", ".dvx.", "sub/.Git../x", "d/.g\ufeffit"])
+def test_names_other_file_systems_take_for_git_are_refused(target: str) -> None:
+    """git's is_hfs_dotgit/is_ntfs_dotgit rules, on every platform: a repository
+    cloned onto macOS or Windows must not have DVX write into .git there."""
+    from dvx.pointer import target_problem
+
+    assert target_problem(target) is not None
