@@ -21,11 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from blake3 import blake3
-
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, WorkspaceConflictError
 from dvx.fsutil import os_error, random_token
-from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK
+from dvx.hashing import KIND_CHUNK, chunk_id
 from dvx.lock import store_lock
 from dvx.objects import Manifest
 from dvx.pointer import Pointer
@@ -518,7 +516,7 @@ def _verify_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> 
                                  "run `dvx fsck`, then `dvx fsck --repair` to restore it from a remote")
     pos = offset
     for n, cid in chunks:
-        if blake3(view[pos:pos + n], derive_key_context=CHUNK_CONTEXT).digest() != cid:
+        if chunk_id(view[pos:pos + n]) != cid:
             raise CorruptObjectError(
                 f"chunk {cid.hex()} in pack {pack} is corrupted (hash mismatch)",
                 "run `dvx fsck` to list affected files, then `dvx fsck --repair` to restore from a remote",
