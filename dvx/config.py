@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dvx.chunking import params
 from dvx.errors import ConfigError, FormatVersionError
 from dvx.fsutil import atomic_write_bytes
 from dvx.validcache import NO_MEMO, ValidationMemo
@@ -26,12 +27,12 @@ _REMOTE_SECTION = re.compile(r'^remote\s+"([A-Za-z0-9_.-]+)"$')
 
 @dataclass(frozen=True)
 class ChunkerConfig:
-    algorithm: str = "fastcdc2020"
-    min_size: int = 16384
-    avg_size: int = 65536
-    max_size: int = 262144
-    normalization: int = 1
-    seed: int = 0
+    algorithm: str = params.ALGORITHM
+    min_size: int = params.DEFAULT_MIN_SIZE
+    avg_size: int = params.DEFAULT_AVG_SIZE
+    max_size: int = params.DEFAULT_MAX_SIZE
+    normalization: int = params.DEFAULT_NORMALIZATION
+    seed: int = params.DEFAULT_SEED
 
 
 @dataclass(frozen=True)

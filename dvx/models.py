@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dvx.chunking import params
 from dvx.chunking.params import make_cut_params
 from dvx.hashing import is_hex_id
 
@@ -49,11 +50,11 @@ class ChunkerModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     algorithm: Literal["fastcdc2020"] = "fastcdc2020"
-    min_size: int = 16384
-    avg_size: int = 65536
-    max_size: int = 262144
-    normalization: int = 1
-    seed: int = 0
+    min_size: int = params.DEFAULT_MIN_SIZE
+    avg_size: int = params.DEFAULT_AVG_SIZE
+    max_size: int = params.DEFAULT_MAX_SIZE
+    normalization: int = params.DEFAULT_NORMALIZATION
+    seed: int = params.DEFAULT_SEED
 
     @model_validator(mode="after")
     def _valid(self) -> ChunkerModel:
