@@ -67,7 +67,7 @@ def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Poi
                     continue
                 seen_blobs.add(blob)
                 try:
-                    roots[f"{sha[:12]}:{path}"] = parse_pointer(git.read_blob(blob), path, repo.memo)
+                    roots[f"{sha[:12]}:{path}"] = parse_pointer(git.read_blob(blob), path)
                 except DvxError:
                     continue  # a broken pointer in history protects nothing
     return roots, commits

@@ -56,7 +56,7 @@ def log(repo: Repository, path: str | None = None, max_count: int | None = None,
             return None
         if blob not in parsed:
             try:
-                parsed[blob] = parse_pointer(git.read_blob(blob), where, repo.memo)
+                parsed[blob] = parse_pointer(git.read_blob(blob), where)
             except DvxError:
                 parsed[blob] = None
         return parsed[blob]

@@ -37,7 +37,7 @@ def pointers_at_commit(repo: Repository, git: GitRepo, sha: str, label: str,
         target = path[: -len(POINTER_SUFFIX)]
         try:
             check_target(target, f"{label}:{path}")
-            out[target] = parse_pointer(git.read_blob(blob), f"{label}:{path}", repo.memo)
+            out[target] = parse_pointer(git.read_blob(blob), f"{label}:{path}")
         except DvxError as exc:
             if bad is None:
                 raise

@@ -47,7 +47,7 @@ def remove_vanished(repo: Repository, old_rev: str) -> list[tuple[str, str]]:
                 or git.tracks(new, target)):
             continue  # still tracked, already gone, or git's own file/directory now
         try:
-            pointer = parse_pointer(git.read_blob(blob), f"{ptr_path} in {old.sha[:12]}", repo.memo)
+            pointer = parse_pointer(git.read_blob(blob), f"{ptr_path} in {old.sha[:12]}")
         except DvxError:
             continue
         if not _unchanged(repo, target, pointer, cache):
