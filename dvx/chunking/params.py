@@ -97,15 +97,16 @@ def mask_bits(avg_size: int, rounding: Literal["round", "floor"] = "round") -> i
     return int(math.floor(value)) if rounding == "floor" else int(round(value))
 
 
-def make_cut_params(
+def check_settings(
     min_size: int,
     avg_size: int,
     max_size: int,
     normalization: int = DEFAULT_NORMALIZATION,
     seed: int = DEFAULT_SEED,
     rounding: Literal["round", "floor"] = "round",
-) -> CutParams:
-    """Validate chunker settings and derive masks/tables. Raises ``ValueError``."""
+) -> tuple[int, int]:
+    """The rules chunker settings must meet; returns the bits of the small and large
+    masks. Raises ``ValueError``. Cheap (no tables): config loading runs it every time."""
     if not (MIN_SIZE_LIMIT <= min_size <= avg_size <= max_size <= MAX_SIZE_LIMIT):
         raise ValueError(
             f"chunker sizes must satisfy {MIN_SIZE_LIMIT} <= min <= avg <= max <= "
@@ -122,5 +123,18 @@ def make_cut_params(
             f"average size {avg_size} with normalization {normalization} needs masks "
             f"{large}..{small} bits; only {min(MASKS)}..{max(MASKS)} exist"
         )
+    return small, large
+
+
+def make_cut_params(
+    min_size: int,
+    avg_size: int,
+    max_size: int,
+    normalization: int = DEFAULT_NORMALIZATION,
+    seed: int = DEFAULT_SEED,
+    rounding: Literal["round", "floor"] = "round",
+) -> CutParams:
+    """Validate chunker settings and derive masks/tables. Raises ``ValueError``."""
+    small, large = check_settings(min_size, avg_size, max_size, normalization, seed, rounding)
     gear, gear_ls = gear_tables(seed)
     return CutParams(min_size, avg_size, max_size, MASKS[small], MASKS[large], gear, gear_ls)

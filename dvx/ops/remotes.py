@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from dvx.config import edit_config
 from dvx.errors import ConfigError, DvxError
+from dvx.ini import IniFile
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.remote.layout import Remote
 from dvx.remote.storage import looks_secret, parse_url, timeout_settings
@@ -71,12 +73,11 @@ def remote_add(repo: Repository, name: str, url: str, options: dict[str, str], *
     timeout_settings(name, options)
     _check_secrets(options, local)
 
-    def edit(cp):  # type: ignore[no-untyped-def]
-        cp[_section(name)] = {"url": url, **options}
+    def edit(ini: IniFile) -> None:
+        for k, v in {"url": url, **options}.items():
+            ini.set(_section(name), k, v)
         if default:
-            if not cp.has_section("core"):
-                cp.add_section("core")
-            cp["core"]["default_remote"] = name
+            ini.set("core", "default_remote", name)
 
     created = _prepare_directory(name, url, repo.root)
     edit_config(repo.dvx_dir, local, edit)
@@ -93,20 +94,16 @@ def remote_modify(repo: Repository, name: str, url: str | None, options: dict[st
     timeout_settings(name, options)
     _check_secrets(options, local)
 
-    def edit(cp):  # type: ignore[no-untyped-def]
+    def edit(ini: IniFile) -> None:
         sec = _section(name)
-        if not cp.has_section(sec):
-            cp.add_section(sec)
         if url is not None:
-            cp[sec]["url"] = url
+            ini.set(sec, "url", url)
         for k, v in options.items():
-            cp[sec][k] = v
+            ini.set(sec, k, v)
         for k in unset:
-            cp.remove_option(sec, k)
+            ini.unset(sec, k)
         if default:
-            if not cp.has_section("core"):
-                cp.add_section("core")
-            cp["core"]["default_remote"] = name
+            ini.set("core", "default_remote", name)
 
     created = _prepare_directory(name, url, repo.root) if url is not None else None
     edit_config(repo.dvx_dir, local, edit)
@@ -117,11 +114,13 @@ def remote_remove(repo: Repository, name: str) -> None:
     if name not in repo.config.remotes:
         raise DvxError(f"no remote named {name!r}", "see `dvx remote list`")
     for local in (False, True):
-        def edit(cp):  # type: ignore[no-untyped-def]
-            cp.remove_section(_section(name))
-            if cp.has_section("core") and cp["core"].get("default_remote") == name:
-                cp.remove_option("core", "default_remote")
-        edit_config(repo.dvx_dir, local, edit)
+        edit_config(repo.dvx_dir, local, partial(_forget, name))
+
+
+def _forget(name: str, ini: IniFile) -> None:
+    ini.remove_section(_section(name))
+    if ini.get("core", "default_remote") == name:
+        ini.unset("core", "default_remote")
 
 
 @dataclass
