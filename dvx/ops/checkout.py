@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, WorkspaceConflictError
-from dvx.fsutil import os_error, random_token
+from dvx.fsutil import os_error, random_token, write_all
 from dvx.hashing import KIND_CHUNK, chunk_id
 from dvx.lock import store_lock
 from dvx.objects import Manifest
@@ -540,9 +540,9 @@ def _copy_run(src_fd: int, data: memoryview, offset: int, dest_fd: int) -> None:
                 return
         except OSError:
             pass  # e.g. another filesystem on an old kernel: fall back to write
-        _write_all(dest_fd, data[done:])
+        write_all(dest_fd, data[done:])
         return
-    _write_all(dest_fd, data)
+    write_all(dest_fd, data)
 
 
 def _prefetch(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> None:
@@ -571,10 +571,3 @@ def _write_chunks(store: Store, manifest: Manifest, fd: int) -> None:
         if i + PREFETCH < len(runs):
             _prefetch(store, runs[i + PREFETCH])
         _copy_run(src, data, runs[i][1], fd)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
