@@ -142,8 +142,7 @@ class IniFile:
 
     def set(self, section: str, key: str, value: str) -> None:
         """Give ``key`` in ``section`` the value ``value``, adding either if missing."""
-        _check_key(key)
-        _check_value(key, value)
+        check_setting(key, value)
         if section not in self._sections:
             self.add_section(section)
         sec = self._sections[section]
@@ -206,13 +205,11 @@ class IniFile:
             self.lines[-1] += self._newline()
 
 
-def _check_key(key: str) -> None:
+def check_setting(key: str, value: str) -> None:
+    """Refuse a key or value that would not read back as itself (``ConfigError``)."""
     if not key or key != key.strip() or any(c in key for c in "=:\r\n") or key[0] in "[#;":
         raise ConfigError(f"invalid config key {key!r}",
                           "a key may not be empty, hold '=', ':' or a newline, or start with '[', '#' or ';'")
-
-
-def _check_value(key: str, value: str) -> None:
     if "\n" in value or "\r" in value:
         raise ConfigError(f"the value of {key} may not hold a newline")
     if value != value.strip():

@@ -97,14 +97,8 @@ def mask_bits(avg_size: int, rounding: Literal["round", "floor"] = "round") -> i
     return int(math.floor(value)) if rounding == "floor" else int(round(value))
 
 
-def check_settings(
-    min_size: int,
-    avg_size: int,
-    max_size: int,
-    normalization: int = DEFAULT_NORMALIZATION,
-    seed: int = DEFAULT_SEED,
-    rounding: Literal["round", "floor"] = "round",
-) -> tuple[int, int]:
+def check_settings(min_size: int, avg_size: int, max_size: int, normalization: int, seed: int,
+                   rounding: Literal["round", "floor"] = "round") -> tuple[int, int]:
     """The rules chunker settings must meet; returns the bits of the small and large
     masks. Raises ``ValueError``. Cheap (no tables): config loading runs it every time."""
     if not (MIN_SIZE_LIMIT <= min_size <= avg_size <= max_size <= MAX_SIZE_LIMIT):
