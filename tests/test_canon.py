@@ -505,3 +505,18 @@ def test_git_reads_what_the_editor_writes(tmp_path: Path) -> None:
     assert listed == ours
     assert path.read_text().startswith(
         '# remotes\n[core]\n\tformat = 1\n\tdefaultremote = origin\n\n; the bucket\n')
+
+
+def test_commands_load_no_pydantic(repo_dir: Path) -> None:
+    """Pointers and config are checked by hand-written code: no command imports a schema
+    library (pydantic took ~60-90 ms of every command's start-up)."""
+    import subprocess
+    import sys
+
+    (repo_dir / "f.txt").write_text("x")
+    for args in (["add", "f.txt"], ["status"], ["remote", "add", "o", str(repo_dir / "o")]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dvx", *args], cwd=repo_dir,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+        assert not {m for m in imported if m.split(".")[0] in ("pydantic", "pydantic_core")}
