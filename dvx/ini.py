@@ -23,7 +23,6 @@ import re
 from dvx.errors import ConfigError
 
 _HEADER = re.compile(r"\s*\[(?P<name>[^\]\r\n]+)\]\s*(?:[#;].*)?")
-_KEY = re.compile(r"(?P<indent>\s*)(?P<key>[^=:\s][^=:]*?)\s*(?P<sep>[=:])(?P<space>\s*)(?P<value>.*?)\s*")
 
 
 class _Key:
@@ -51,6 +50,20 @@ def _is_comment(line: str) -> bool:
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
+
+
+def _split_key(line: str) -> tuple[str, int] | None:
+    """``(key, where its value starts)`` of a ``key = value`` or ``key: value`` line
+    (the first ``=`` or ``:`` separates), or None. Linear in the line's length."""
+    cuts = [i for i in (line.find("="), line.find(":")) if i >= 0]
+    if not cuts:
+        return None
+    sep = min(cuts)
+    key = line[:sep].strip()
+    if not key:
+        return None
+    rest = line[sep + 1:]
+    return key, sep + 1 + len(rest) - len(rest.lstrip(" \t"))
 
 
 class IniFile:
@@ -102,16 +115,16 @@ class IniFile:
                     raise self._error(i, f"section [{name}] appears twice")
                 section = self._sections[name] = _Section(i, i + 1)
                 continue
-            m = _KEY.fullmatch(line.rstrip("\r\n"))
-            if m is None:
+            split = _split_key(line)
+            if split is None:
                 raise self._error(i, f"expected '[section]' or 'key = value', got {line.strip()[:60]!r}")
+            name, value_at = split
             if section is None:
-                raise self._error(i, f"key {m.group('key')!r} comes before any [section]")
-            name = m.group("key")
+                raise self._error(i, f"key {name[:40]!r} comes before any [section]")
             if name in section.keys:
-                raise self._error(i, f"key {name!r} appears twice in its section")
-            key = section.keys[name] = _Key(m.group("value"), i, i + 1)
-            key_indent = len(m.group("indent"))
+                raise self._error(i, f"key {name[:40]!r} appears twice in its section")
+            key = section.keys[name] = _Key(line[value_at:].strip(), i, i + 1)
+            key_indent = _indent(line)
             section.end = i + 1
 
     def sections(self) -> list[str]:
@@ -149,9 +162,9 @@ class IniFile:
         old = sec.keys.get(key)
         if old is not None:
             first = self.lines[old.first]
-            m = _KEY.fullmatch(first.rstrip("\r\n"))
-            assert m is not None
-            prefix = first[:m.start("value")]
+            split = _split_key(first)
+            assert split is not None
+            prefix = first[:split[1]]
             if value and not prefix[-1].isspace():
                 prefix += " "
             ending = first[len(first.rstrip("\r\n")):] or (self._newline() if old.end < len(self.lines) else "")
