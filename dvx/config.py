@@ -9,15 +9,15 @@ file override the committed one.
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from dvx.chunking import params
 from dvx.errors import ConfigError, FormatVersionError
 from dvx.fsutil import atomic_write_bytes
-from dvx.validcache import NO_MEMO, ValidationMemo
+from dvx.ini import IniFile
 
 FORMAT_VERSION = 1
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
@@ -26,12 +26,12 @@ _REMOTE_SECTION = re.compile(r'^remote\s+"([A-Za-z0-9_.-]+)"$')
 
 @dataclass(frozen=True)
 class ChunkerConfig:
-    algorithm: str = "fastcdc2020"
-    min_size: int = 16384
-    avg_size: int = 65536
-    max_size: int = 262144
-    normalization: int = 1
-    seed: int = 0
+    algorithm: str = params.ALGORITHM
+    min_size: int = params.DEFAULT_MIN_SIZE
+    avg_size: int = params.DEFAULT_AVG_SIZE
+    max_size: int = params.DEFAULT_MAX_SIZE
+    normalization: int = params.DEFAULT_NORMALIZATION
+    seed: int = params.DEFAULT_SEED
 
 
 @dataclass(frozen=True)
@@ -60,139 +60,143 @@ class RemoteConfig:
 
 @dataclass(frozen=True)
 class RepoConfig:
-    """Validated configuration (rules: ``dvx.models.ConfigModel``)."""
+    """Validated configuration (rules: ``load_config``)."""
 
     core: CoreConfig = CoreConfig()
     chunker: ChunkerConfig = ChunkerConfig()
     remotes: dict[str, RemoteConfig] = field(default_factory=dict)
     gc: GcConfig = GcConfig()
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RepoConfig:
-        return cls(
-            core=CoreConfig(**{**d["core"], "extensions": tuple(d["core"]["extensions"])}),
-            chunker=ChunkerConfig(**d["chunker"]),
-            remotes={n: RemoteConfig(**r) for n, r in d["remotes"].items()},
-            gc=GcConfig(**d.get("gc", {})),
-        )
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+          "off": False}
 
 
-def _read_ini(path: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f, source=path)
-    except FileNotFoundError:
-        pass
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{path} is not valid config: {first}", "fix or restore the file") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
-    return parser
+class _Values:
+    """The keys of one section, merged from both files, each with the file it came from."""
+
+    def __init__(self, section: str) -> None:
+        self.section = section
+        self.items: dict[str, tuple[str, str]] = {}
+
+    def take(self, ini: IniFile, name: str) -> None:
+        for k, v in ini.items(name):
+            self.items[k] = (v, ini.where)
+
+    def pop(self, key: str) -> tuple[str, str] | None:
+        return self.items.pop(key, None)
+
+    def string(self, key: str, default: str | None) -> str | None:
+        found = self.pop(key)
+        return default if found is None else found[0]
+
+    def boolean(self, key: str, default: bool) -> bool:
+        found = self.pop(key)
+        if found is None:
+            return default
+        value, where = found
+        parsed = _BOOLS.get(value.lower())
+        if parsed is None:
+            raise ConfigError(f"{where}: [{self.section}] {key}: expected true or false, got {value!r}",
+                              "fix the config file")
+        return parsed
+
+    def number(self, key: str, default: int) -> int:
+        found = self.pop(key)
+        if found is None:
+            return default
+        value, where = found
+        if not (value.isdigit() and value.isascii() and len(value) <= 20):
+            raise ConfigError(f"{where}: [{self.section}] {key}: expected a whole number "
+                              f"(0 or more), got {value[:40]!r}", "fix the config file")
+        return int(value)
+
+    def refuse_others(self) -> None:
+        for key, (_value, where) in self.items.items():
+            raise ConfigError(f"{where}: [{self.section}] {key}: unknown key", "remove it")
 
 
-def _parse_bool(value: str, where: str) -> bool:
-    low = value.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+def load_config(dvx_dir: str) -> RepoConfig:
+    """Read and validate the committed and local config; refuse unknown versions.
 
-
-def _raw(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
-
-
-def load_config(dvx_dir: str, memo: ValidationMemo = NO_MEMO) -> RepoConfig:
-    """Read and validate the committed and local config; refuse unknown versions."""
+    The one validator of configuration (``protocols/format.md`` §1): hand-written, like
+    ``dvx.objects`` and ``dvx.pointer``, and cheap enough to run on every command."""
     shared_path = os.path.join(dvx_dir, "config")
     if not os.path.exists(shared_path):
         raise ConfigError(f"{shared_path} is missing", "run `dvx init` to recreate it")
-    key = _raw(shared_path) + b"\0\0" + _raw(os.path.join(dvx_dir, "config.local"))
-    known = memo.get("config", key)
-    if known is not None:
-        return RepoConfig.from_dict(known)
-    config = _validate(dvx_dir, shared_path)
-    memo.put("config", key, config)
-    return RepoConfig.from_dict(config)
-
-
-def _validate(dvx_dir: str, shared_path: str) -> dict[str, Any]:
-    shared = _read_ini(shared_path)
-    local = _read_ini(os.path.join(dvx_dir, "config.local"))
-    core: dict[str, object] = {}
-    chunker: dict[str, object] = {}
-    remotes: dict[str, dict[str, object]] = {}
-    gc: dict[str, object] = {}
-    for parser, where in ((shared, shared_path), (local, "config.local")):
-        for section in parser.sections():
-            items = dict(parser.items(section))
-            if section == "core":
-                for k, v in items.items():
-                    if k == "format":
-                        core[k] = v
-                    elif k == "extensions":
-                        core[k] = tuple(x for x in v.replace(",", " ").split() if x)
-                    elif k in ("fsync", "direct_io", "autostage"):
-                        core[k] = _parse_bool(v, f"{where} [core] {k}")
-                    else:
-                        core[k] = v
-            elif section == "gc":
-                gc.update(items)
-            elif section == "chunker":
-                if parser is local:
-                    raise ConfigError("chunker settings may not be overridden in config.local")
-                chunker.update(items)
-            elif m := _REMOTE_SECTION.match(section):
-                entry = remotes.setdefault(m.group(1), {"name": m.group(1), "options": {}})
-                for k, v in items.items():
-                    if k == "url":
-                        entry["url"] = v
-                    else:
-                        entry["options"][k] = v  # type: ignore[index]
+    shared = IniFile.read(shared_path)
+    local = IniFile.read(os.path.join(dvx_dir, "config.local"))
+    core, chunker, gc = _Values("core"), _Values("chunker"), _Values("gc")
+    remotes: dict[str, _Values] = {}
+    unknown: list[str] = []
+    for ini in (shared, local):
+        for name in ini.sections():
+            if name == "core":
+                core.take(ini, name)
+            elif name == "gc":
+                gc.take(ini, name)
+            elif name == "chunker":
+                if ini is local:
+                    raise ConfigError(f"{ini.where}: chunker settings may not be overridden in config.local",
+                                      "remove the [chunker] section there")
+                chunker.take(ini, name)
+            elif m := _REMOTE_SECTION.match(name):
+                remotes.setdefault(m.group(1), _Values(name)).take(ini, name)
             else:
-                raise ConfigError(f"{where}: unknown section [{section}]", "remove it")
-    try:
-        fmt = int(str(core.get("format", FORMAT_VERSION)))
-    except ValueError:
-        raise ConfigError(f"{shared_path}: [core] format is not a number") from None
-    if fmt != FORMAT_VERSION:
+                unknown.append(f"{ini.where}: unknown section [{name}]")
+    # the version gate comes first (git's rule): a newer format may add what is unknown here
+    fmt = core.string("format", str(FORMAT_VERSION)) or ""
+    if not (fmt.isdigit() and fmt.isascii()):
+        raise ConfigError(f"{shared_path}: [core] format is not a number")
+    if int(fmt) != FORMAT_VERSION:
         raise FormatVersionError(
-            f"this repository uses DVX format {fmt}; this dvx reads format {FORMAT_VERSION}",
+            f"this repository uses DVX format {int(fmt)}; this dvx reads format {FORMAT_VERSION}",
             "upgrade dvx (pip install -U dvx)",
         )
-    unknown = [e for e in core.get("extensions", ()) if e not in KNOWN_EXTENSIONS]  # type: ignore[attr-defined]
-    if unknown:
+    extensions = tuple(x for x in (core.string("extensions", "") or "").replace(",", " ").split() if x)
+    if any(e not in KNOWN_EXTENSIONS for e in extensions):
         raise FormatVersionError(
             f"this repository requires format extensions this dvx does not know: "
-            f"{', '.join(unknown)}",
+            f"{', '.join(e for e in extensions if e not in KNOWN_EXTENSIONS)}",
             "upgrade dvx",
         )
-    for name, entry in remotes.items():
-        if "url" not in entry:
-            raise ConfigError(f'remote "{name}" has no url', f"run `dvx remote add {name} URL`")
-    from pydantic import ValidationError
+    if unknown:
+        raise ConfigError(unknown[0], "remove it")
+    config = RepoConfig(
+        core=CoreConfig(
+            format=FORMAT_VERSION, extensions=extensions, default_remote=core.string("default_remote", None),
+            fsync=core.boolean("fsync", True), direct_io=core.boolean("direct_io", True),
+            autostage=core.boolean("autostage", False)),
+        chunker=_chunker(chunker, shared_path),
+        remotes={name: _remote(name, values) for name, values in remotes.items()},
+        gc=GcConfig(reflog_expire_days=gc.number("reflog_expire_days", GcConfig.reflog_expire_days)),
+    )
+    for values in (core, chunker, gc):
+        values.refuse_others()
+    return config
 
-    from dvx.models import ConfigModel
 
+def _chunker(values: _Values, where: str) -> ChunkerConfig:
+    d = ChunkerConfig()
+    algorithm = values.string("algorithm", d.algorithm)
+    if algorithm != params.ALGORITHM:
+        raise ConfigError(f"{where}: [chunker] algorithm: {algorithm!r} is not one this dvx knows "
+                          f"(only {params.ALGORITHM})", "restore the config file from git")
+    c = ChunkerConfig(params.ALGORITHM, values.number("min_size", d.min_size),
+                      values.number("avg_size", d.avg_size), values.number("max_size", d.max_size),
+                      values.number("normalization", d.normalization), values.number("seed", d.seed))
     try:
-        model = ConfigModel.model_validate({"core": core, "chunker": chunker, "remotes": remotes,
-                                              "gc": gc})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{shared_path}: {loc}: {msg}", "fix the config file") from None
-    return model.model_dump()
+        params.check_settings(c.min_size, c.avg_size, c.max_size, c.normalization, c.seed)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: [chunker] {exc}", "restore the config file from git") from None
+    return c
+
+
+def _remote(name: str, values: _Values) -> RemoteConfig:
+    url = values.string("url", None)
+    if not url:
+        raise ConfigError(f'remote "{name}" has no url', f"run `dvx remote add {name} URL`")
+    return RemoteConfig(name, url, {k: v for k, (v, _where) in values.items.items()})
 
 
 def write_initial_config(dvx_dir: str, chunker: ChunkerConfig) -> None:
@@ -212,14 +216,13 @@ def write_initial_config(dvx_dir: str, chunker: ChunkerConfig) -> None:
     atomic_write_bytes(os.path.join(dvx_dir, "config"), text.encode())
 
 
-def edit_config(dvx_dir: str, local: bool, edit) -> None:  # type: ignore[no-untyped-def]
-    """Apply ``edit(parser)`` to the committed or local config file, atomically."""
+def edit_config(dvx_dir: str, local: bool, edit: Callable[[IniFile], None]) -> None:
+    """Apply ``edit`` to the committed or local config file and write it back
+    atomically, if it changed. Every byte the edit does not touch stays as it was."""
     path = os.path.join(dvx_dir, "config.local" if local else "config")
-    parser = _read_ini(path)
-    edit(parser)
-    lines: list[str] = []
-    for section in parser.sections():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {v}" for k, v in parser.items(section))
-        lines.append("")
-    atomic_write_bytes(path, "\n".join(lines).encode(), mode=0o600 if local else 0o644)
+    ini = IniFile.read(path)
+    before = ini.text()
+    edit(ini)
+    after = ini.text()
+    if after != before:
+        atomic_write_bytes(path, after.encode(), mode=0o600 if local else 0o644)

@@ -14,6 +14,14 @@ def random_token(nbytes: int) -> str:
     return os.urandom(nbytes).hex()
 
 
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """``os.write`` until every byte is written (it may write fewer than asked)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
 def fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -46,10 +54,7 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, mode: int 
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, data)
             if fsync:
                 os.fsync(fd)
         finally:

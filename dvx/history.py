@@ -125,7 +125,7 @@ class History:
         message names the file it was asked about)."""
         p = self._parsed.get(blob)
         if p is None:
-            p = parse_pointer(self.git.read_blob(blob), where, self.repo.memo)
+            p = parse_pointer(self.git.read_blob(blob), where)
             self._parsed[blob] = p
         return p
 
@@ -147,7 +147,7 @@ class History:
                 return None
             from dvx.pointer import read_pointer
 
-            return read_pointer(path, where, self.repo.memo)
+            return read_pointer(path, where)
         with self._lock:
             info = self.commit(self.git.resolve(rev))
             where = f"{rev}:{target}{POINTER_SUFFIX}"

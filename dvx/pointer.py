@@ -1,8 +1,9 @@
 """Pointer files (``PATH.dvx``): the small text files that go into git.
 
 Implements ``protocols/format.md`` §6. A pointer is a few ``key: value`` lines in a
-fixed order, so diffs stay readable; its values are validated by the pydantic model
-``dvx.models.PointerModel``. The tracked path is the pointer's own path without ``.dvx``.
+fixed order, so diffs stay readable. ``check_values`` holds the rules, written out by
+hand like ``dvx.objects``: one validator for pointers DVX parses and pointers it builds.
+The tracked path is the pointer's own path without ``.dvx``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 from dvx.errors import FormatVersionError, PointerError
 from dvx.hashing import is_hex_id
-from dvx.validcache import NO_MEMO, ValidationMemo
 
 POINTER_SUFFIX = ".dvx"
 POINTER_VERSION = 1
@@ -25,7 +25,7 @@ _FIELD_ORDER = ("dvx", "kind", "id", "size", "files", "b3", "exec")
 
 @dataclass(frozen=True)
 class Pointer:
-    """Validated contents of a pointer file (see ``PointerModel`` for the rules)."""
+    """Validated contents of a pointer file (rules: ``check_values``)."""
 
     dvx: int
     kind: str  # "file" | "tree"
@@ -37,18 +37,13 @@ class Pointer:
 
     @classmethod
     def create(cls, **values: Any) -> Pointer:
-        """Build a pointer from values DVX computed.
-
-        Values that plainly meet ``PointerModel``'s rules (the normal case) are taken
-        as they are, so ``dvx add`` need not import pydantic (~60 ms); anything else
-        goes through the model, which accepts it or names the problem. A test checks
-        that the shortcut never accepts what the model refuses.
-        """
-        if plainly_valid(values):
-            return cls(**values)
-        from dvx.models import PointerModel
-
-        return cls(**PointerModel.model_validate(values).model_dump())
+        """Build a pointer from values DVX computed; ``PointerError`` if they break a rule."""
+        problem = check_values(values)
+        if problem is None and values["dvx"] != POINTER_VERSION:
+            problem = "dvx", f"must be {POINTER_VERSION}, the version this DVX writes"
+        if problem is not None:
+            raise PointerError(f"invalid pointer values: {_say(*problem)}")
+        return cls(**values)
 
     @property
     def oid(self) -> bytes:
@@ -72,41 +67,60 @@ class Pointer:
         return "\n".join(lines) + "\n"
 
 
-_REQUIRED = frozenset(("dvx", "kind", "id", "size", "files"))
-_ALLOWED = frozenset(_FIELD_ORDER)
+_REQUIRED = ("dvx", "kind", "id", "size", "files")
+_TYPES: dict[str, type] = {"dvx": int, "kind": str, "id": str, "size": int, "files": int, "b3": str,
+                           "exec": bool}
+_TYPE_WORDS = {int: "a whole number", str: "text", bool: "true or false"}
 
 
-def plainly_valid(values: dict[str, Any]) -> bool:
-    """True only for values ``PointerModel`` accepts unchanged (exact types, no
-    coercion). False means "ask the model", not "invalid"."""
-    if not (_REQUIRED <= values.keys() <= _ALLOWED):
-        return False
-    kind, b3, exe = values["kind"], values.get("b3"), values.get("exec", False)
-    if not (type(values["dvx"]) is int and type(values["size"]) is int and type(values["files"]) is int
-            and type(exe) is bool and values["size"] >= 0 and values["files"] >= 0):
-        return False
-    if not (type(values["id"]) is str and is_hex_id(values["id"])):
-        return False
-    if kind == "file":
-        return values["files"] == 1 and type(b3) is str and is_hex_id(b3)
-    return kind == "tree" and b3 is None and not exe
+def check_values(values: dict[str, Any]) -> tuple[str | None, str] | None:
+    """The rules of a pointer (``protocols/format.md`` §6), on typed values.
+
+    Returns None when ``values`` make a valid pointer, else ``(field, why)`` (field None
+    for a rule between fields). Types are exact: ``True`` is not a number, ``"1"`` not
+    an int. The version is checked by the caller (``parse_pointer`` refuses unknown
+    versions as ``FormatVersionError``), so any version number passes here."""
+    for key in values:
+        if key not in _TYPES:
+            return key, "is not a pointer field"
+    for key in _REQUIRED:
+        if key not in values:
+            return key, "is missing"
+    for key, value in values.items():
+        if type(value) is not _TYPES[key] and not (key == "b3" and value is None):
+            return key, f"must be {_TYPE_WORDS[_TYPES[key]]}"
+    if values["kind"] not in ("file", "tree"):
+        return "kind", f"must be 'file' or 'tree', not {values['kind'][:20]!r}"
+    for key in ("id", "b3"):
+        if values.get(key) is not None and not is_hex_id(values[key]):
+            return key, "must be 64 lowercase hex digits"
+    for key in ("size", "files"):
+        if values[key] < 0:
+            return key, "must not be negative"
+    if values["kind"] == "file":
+        if values["files"] != 1 or values.get("b3") is None:
+            return None, "a file pointer needs 'files: 1' and a 'b3' digest"
+    elif values.get("b3") is not None or values.get("exec", False):
+        return None, "a tree pointer has no 'b3' or 'exec' field"
+    return None
 
 
-def parse_pointer(text: str | bytes, where: str, memo: ValidationMemo = NO_MEMO) -> Pointer:
+def _say(field: str | None, why: str) -> str:
+    return why if field is None else f"{field} {why}"
+
+
+def parse_pointer(text: str | bytes, where: str) -> Pointer:
     """Parse pointer text; ``where`` names the file in error messages."""
     hint = f"restore it with `git checkout -- {where}` or re-add the data with `dvx add`"
     raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     if len(raw) > MAX_POINTER_BYTES:
         raise PointerError(f"{where} is {len(raw)} bytes, too large for a pointer", hint)
-    known = memo.get("pointer", raw)
-    if known is not None:
-        return Pointer(*known)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise PointerError(f"{where} is not a valid pointer file (not UTF-8 text)", hint) from None
     _refuse_conflict_markers(text, where)
-    values: dict[str, object] = {}
+    fields: dict[str, tuple[int, str]] = {}
     for lineno, line_raw in enumerate(text.splitlines(), 1):
         line = line_raw.strip()
         if not line or line.startswith("#"):
@@ -117,40 +131,41 @@ def parse_pointer(text: str | bytes, where: str, memo: ValidationMemo = NO_MEMO)
             raise PointerError(f"{where}:{lineno}: expected 'key: value', got {line_raw[:60]!r}", hint)
         if key.startswith("x-"):  # extension fields are ignorable by definition
             continue
-        if key in values:
-            raise PointerError(f"{where}:{lineno}: duplicate field {key!r}", hint)
+        if key in fields:
+            raise PointerError(f"{where}:{lineno}: duplicate field {key[:40]!r}", hint)
+        fields[key] = (lineno, value)
+    # the version gate comes first: another version may have other fields and syntax
+    if "dvx" not in fields:
+        raise PointerError(f"{where} is not a DVX pointer (no 'dvx:' version line)", hint)
+    version = fields["dvx"][1]
+    if version.isascii() and version.isdigit() and version.lstrip("0") != str(POINTER_VERSION):
+        raise FormatVersionError(
+            f"{where} uses pointer format {version[:20]}; this DVX reads format {POINTER_VERSION}",
+            "upgrade dvx (pip install -U dvx)",
+        )
+    values: dict[str, object] = {}
+    for key, (lineno, value) in fields.items():
+        if key not in _TYPES:
+            raise PointerError(f"{where}:{lineno}: unknown field {key[:40]!r}", hint)
         if key == "exec":
             if value not in ("true", "false"):
                 raise PointerError(f"{where}:{lineno}: exec must be true or false", hint)
             values[key] = value == "true"
-        elif key in ("dvx", "size", "files"):
+        elif _TYPES[key] is int:
             if not value.isdigit() or not value.isascii():
                 raise PointerError(f"{where}:{lineno}: {key} must be a whole number", hint)
-            values[key] = int(value)
+            try:
+                values[key] = int(value)
+            except ValueError:  # more digits than Python converts (sys.int_info)
+                raise PointerError(f"{where}:{lineno}: {key} is too large", hint) from None
         else:
             values[key] = value
-    version = values.get("dvx")
-    if version is None:
-        raise PointerError(f"{where} is not a DVX pointer (no 'dvx:' version line)", hint)
-    if version != POINTER_VERSION:
-        raise FormatVersionError(
-            f"{where} uses pointer format {version}; this DVX reads format {POINTER_VERSION}",
-            "upgrade dvx (pip install -U dvx)",
-        )
-    from pydantic import ValidationError
-
-    from dvx.models import PointerModel
-
-    try:
-        model = PointerModel.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        raise PointerError(f"{where}: {'field ' + repr(loc) + ': ' if loc else ''}{msg}", hint) from None
-    pointer = Pointer(**model.model_dump())
-    memo.put("pointer", raw, tuple(model.model_dump().values()))
-    return pointer
+    problem = check_values(values)
+    if problem is not None:
+        field, why = problem
+        at = f"{where}:{fields[field][0]}" if field in fields else where
+        raise PointerError(f"{at}: {_say(field, why)}", hint)
+    return Pointer(**values)  # type: ignore[arg-type]
 
 
 _CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
@@ -169,7 +184,7 @@ def _refuse_conflict_markers(text: str, where: str) -> None:
     )
 
 
-def read_pointer(path: str, where: str | None = None, memo: ValidationMemo = NO_MEMO) -> Pointer:
+def read_pointer(path: str, where: str | None = None) -> Pointer:
     where = where or path
     try:
         with open(path, "rb") as f:
@@ -178,7 +193,7 @@ def read_pointer(path: str, where: str | None = None, memo: ValidationMemo = NO_
         raise PointerError(f"{where} does not exist", "run `dvx add` on the data first") from None
     except OSError as exc:
         raise PointerError(f"cannot read {where}: {exc.strerror}", "check its permissions") from None
-    return parse_pointer(data, where, memo)
+    return parse_pointer(data, where)
 
 
 _RESERVED = (".git", ".dvx")

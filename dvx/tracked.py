@@ -25,7 +25,7 @@ class Tracked:
     def load(self, repo: Repository) -> Pointer:
         """The pointer; ``PointerError`` if it is malformed or its name is unsafe."""
         check_target(self.target, self.pointer_path)
-        return read_pointer(repo.abspath(self.pointer_path), self.pointer_path, repo.memo)
+        return read_pointer(repo.abspath(self.pointer_path), self.pointer_path)
 
 
 def find_tracked(repo: Repository) -> list[Tracked]:

@@ -17,7 +17,7 @@ from blake3 import blake3
 
 from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
-from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_MANIFEST, KIND_TREE, MANIFEST_CONTEXT, object_id
+from dvx.hashing import KIND_CHUNK, KIND_MANIFEST, KIND_TREE, chunk_id, manifest_id, object_id
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
 from dvx.statcache import Stat, stat_key
 from dvx.store.local import SMALL_OBJECT, Store, StoreWriter
@@ -283,12 +283,12 @@ def add_small_files(top: str, where: str, names: list[str], expected: dict[str, 
                 yield name, manifest.object_id(), size, st
                 continue
             if size:
-                cid = blake3(content, derive_key_context=CHUNK_CONTEXT).digest()
+                cid = chunk_id(content)
                 head = Manifest.encode_small(size, blake3(content).digest(), cid)
                 writer.add_small(KIND_CHUNK, cid, content)
             else:
                 head = Manifest.encode_small(0, _EMPTY_DIGEST, None)
-            mid = blake3(head, derive_key_context=MANIFEST_CONTEXT).digest()
+            mid = manifest_id(head)
             writer.add_small(KIND_MANIFEST, mid, head)
             yield name, mid, size, st
 
@@ -324,7 +324,7 @@ def _hash_small(data: bytes, chunker: Chunker, writer: StoreWriter | None) -> Ma
     view = memoryview(data)
     for end in ends:
         piece = view[start:end]
-        cid = blake3(piece, derive_key_context=CHUNK_CONTEXT).digest()
+        cid = chunk_id(piece)
         chunks.append((end - start, cid))
         if writer is not None:
             writer.add(KIND_CHUNK, cid, piece)
@@ -348,7 +348,7 @@ def _hash_stream(f, chunker: Chunker, writer: StoreWriter | None,  # type: ignor
         start = 0
         for end in ends:
             piece = block[start:end]
-            cid = blake3(piece, derive_key_context=CHUNK_CONTEXT).digest()
+            cid = chunk_id(piece)
             chunks.append((end - start, cid))
             spans.append((cid, start, end))
             if base is not None and writer is not None and not writer.has(cid):

@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from typing import BinaryIO, Literal, Protocol
 
 from dvx.chunking import reference
-from dvx.chunking.params import CutParams, make_cut_params
+from dvx.chunking.params import (
+    DEFAULT_AVG_SIZE,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_MIN_SIZE,
+    DEFAULT_NORMALIZATION,
+    DEFAULT_SEED,
+    CutParams,
+    make_cut_params,
+)
 
 try:
     from dvx.chunking import _fastcdc  # type: ignore[attr-defined]
@@ -49,11 +57,11 @@ class Chunker:
 
     def __init__(
         self,
-        min_size: int = 16384,
-        avg_size: int = 65536,
-        max_size: int = 262144,
-        normalization: int = 1,
-        seed: int = 0,
+        min_size: int = DEFAULT_MIN_SIZE,
+        avg_size: int = DEFAULT_AVG_SIZE,
+        max_size: int = DEFAULT_MAX_SIZE,
+        normalization: int = DEFAULT_NORMALIZATION,
+        seed: int = DEFAULT_SEED,
         *,
         rounding: Literal["round", "floor"] = "round",
         implementation: Literal["auto", "cython", "python"] = "auto",

@@ -8,7 +8,6 @@ the tests.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,10 +43,21 @@ MASKS: dict[int, int] = {
 MIN_SIZE_LIMIT = 64
 MAX_SIZE_LIMIT = 1 << 30
 
+#: The default chunker settings (``protocols/chunking.md``), written into ``.dvx/config``
+#: by ``dvx init``; a repository keeps its own for life. The one place they are defined.
+ALGORITHM = "fastcdc2020"  # the only one; a new one would be a format extension
+DEFAULT_MIN_SIZE = 16 * 1024
+DEFAULT_AVG_SIZE = 64 * 1024
+DEFAULT_MAX_SIZE = 256 * 1024
+DEFAULT_NORMALIZATION = 1
+DEFAULT_SEED = 0
+
 
 @lru_cache(maxsize=1)
 def base_gear_table() -> tuple[int, ...]:
     """The canonical 256-entry gear table (seed 0)."""
+    import hashlib  # here: config validation imports this module on every command
+
     return tuple(
         int.from_bytes(hashlib.md5(bytes([i]) * 64).digest()[:8], "big") for i in range(256)
     )
@@ -87,15 +97,10 @@ def mask_bits(avg_size: int, rounding: Literal["round", "floor"] = "round") -> i
     return int(math.floor(value)) if rounding == "floor" else int(round(value))
 
 
-def make_cut_params(
-    min_size: int,
-    avg_size: int,
-    max_size: int,
-    normalization: int = 1,
-    seed: int = 0,
-    rounding: Literal["round", "floor"] = "round",
-) -> CutParams:
-    """Validate chunker settings and derive masks/tables. Raises ``ValueError``."""
+def check_settings(min_size: int, avg_size: int, max_size: int, normalization: int, seed: int,
+                   rounding: Literal["round", "floor"] = "round") -> tuple[int, int]:
+    """The rules chunker settings must meet; returns the bits of the small and large
+    masks. Raises ``ValueError``. Cheap (no tables): config loading runs it every time."""
     if not (MIN_SIZE_LIMIT <= min_size <= avg_size <= max_size <= MAX_SIZE_LIMIT):
         raise ValueError(
             f"chunker sizes must satisfy {MIN_SIZE_LIMIT} <= min <= avg <= max <= "
@@ -112,5 +117,18 @@ def make_cut_params(
             f"average size {avg_size} with normalization {normalization} needs masks "
             f"{large}..{small} bits; only {min(MASKS)}..{max(MASKS)} exist"
         )
+    return small, large
+
+
+def make_cut_params(
+    min_size: int,
+    avg_size: int,
+    max_size: int,
+    normalization: int = DEFAULT_NORMALIZATION,
+    seed: int = DEFAULT_SEED,
+    rounding: Literal["round", "floor"] = "round",
+) -> CutParams:
+    """Validate chunker settings and derive masks/tables. Raises ``ValueError``."""
+    small, large = check_settings(min_size, avg_size, max_size, normalization, seed, rounding)
     gear, gear_ls = gear_tables(seed)
     return CutParams(min_size, avg_size, max_size, MASKS[small], MASKS[large], gear, gear_ls)

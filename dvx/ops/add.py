@@ -201,7 +201,7 @@ def _old_pointer(repo: Repository, rel: str) -> Pointer | None:
     if not os.path.exists(path):
         return None
     try:
-        return read_pointer(path, rel + POINTER_SUFFIX, repo.memo)
+        return read_pointer(path, rel + POINTER_SUFFIX)
     except DvxError:
         return None  # a broken pointer is simply replaced by add
 

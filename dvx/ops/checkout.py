@@ -21,11 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from blake3 import blake3
-
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, WorkspaceConflictError
-from dvx.fsutil import os_error, random_token
-from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK
+from dvx.fsutil import os_error, random_token, write_all
+from dvx.hashing import KIND_CHUNK, chunk_id
 from dvx.lock import store_lock
 from dvx.objects import Manifest
 from dvx.pointer import Pointer
@@ -517,7 +515,7 @@ def _verify_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> 
                                  "run `dvx fsck`, then `dvx fsck --repair` to restore it from a remote")
     pos = offset
     for n, cid in chunks:
-        if blake3(view[pos:pos + n], derive_key_context=CHUNK_CONTEXT).digest() != cid:
+        if chunk_id(view[pos:pos + n]) != cid:
             raise CorruptObjectError(
                 f"chunk {cid.hex()} in pack {pack} is corrupted (hash mismatch)",
                 "run `dvx fsck` to list affected files, then `dvx fsck --repair` to restore from a remote",
@@ -541,9 +539,9 @@ def _copy_run(src_fd: int, data: memoryview, offset: int, dest_fd: int) -> None:
                 return
         except OSError:
             pass  # e.g. another filesystem on an old kernel: fall back to write
-        _write_all(dest_fd, data[done:])
+        write_all(dest_fd, data[done:])
         return
-    _write_all(dest_fd, data)
+    write_all(dest_fd, data)
 
 
 def _prefetch(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> None:
@@ -572,10 +570,3 @@ def _write_chunks(store: Store, manifest: Manifest, fd: int) -> None:
         if i + PREFETCH < len(runs):
             _prefetch(store, runs[i + PREFETCH])
         _copy_run(src, data, runs[i][1], fd)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]

@@ -15,11 +15,9 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from blake3 import blake3
-
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, RemoteError
 from dvx.fsutil import atomic_write_bytes, fsync_dir, random_token
-from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_NAMES
+from dvx.hashing import KIND_CHUNK, KIND_NAMES, id_matches
 from dvx.lock import store_lock
 from dvx.ops.remotes import open_remote
 from dvx.ops.transfer import DEFAULT_JOBS, parallel, select_pointers
@@ -212,7 +210,7 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
         # usually needed next: the manifest's chunks sit beside it)
         for oid, (pack, kind, off, ln) in _objects_in(objects_by_pack, name, start, end):
             piece = data[off - start:off - start + ln]
-            if blake3(piece, derive_key_context=CONTEXTS[kind]).digest() != oid:
+            if not id_matches(kind, piece, oid):
                 raise CorruptObjectError(
                     f"remote {remote.name!r} ({remote.url}): pack {pack} holds a corrupted "
                     f"{KIND_NAMES[kind]} {oid.hex()} (hash mismatch); nothing was written",
@@ -286,8 +284,7 @@ def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
             for e in sorted(entries, key=lambda e: e.offset):
                 f.seek(e.offset)
                 data = f.read(e.length)
-                if e.kind not in CONTEXTS or \
-                        blake3(data, derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
+                if not id_matches(e.kind, data, e.oid):
                     raise CorruptObjectError(
                         f"remote {remote.name!r} ({remote.url}): pack {name} holds a corrupted "
                         f"{KIND_NAMES.get(e.kind, 'object')} {e.oid.hex()} (hash mismatch); "

@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from blake3 import blake3
-
 from dvx.errors import DvxError
-from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE
+from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, id_matches
 from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree, parse_chunk_list
 from dvx.pointer import POINTER_SUFFIX, Pointer
 from dvx.progress import NULL_PROGRESS, Progress
@@ -141,7 +139,7 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
                 except DvxError as exc:
                     bad[e.oid] = Problem("object", e.oid.hex(), f"delta in pack {name}: {exc.message}")
                     continue
-            if blake3(data, derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
+            if not id_matches(e.kind, data, e.oid):
                 bad[e.oid] = Problem("object", e.oid.hex(),
                                      f"{KIND_NAMES[e.kind]} in pack {name} is corrupted (hash mismatch)")
                 continue

@@ -68,7 +68,7 @@ def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Poi
         seen = {p.id for p in roots.values()}
         for blob in history.git.index_pointer_blobs():
             try:
-                p = parse_pointer(history.git.read_blob(blob), "a staged pointer", repo.memo)
+                p = parse_pointer(history.git.read_blob(blob), "a staged pointer")
             except (DvxError, KeyError):
                 continue
             if p.id not in seen:

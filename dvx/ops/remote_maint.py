@@ -7,11 +7,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from blake3 import blake3
-
 from dvx.errors import DvxError
 from dvx.fsutil import random_token
-from dvx.hashing import CONTEXTS
+from dvx.hashing import id_matches
 from dvx.ops.fsck import Problem
 from dvx.ops.remotes import open_remote
 from dvx.progress import NULL_PROGRESS, Progress
@@ -114,7 +112,7 @@ def _check_pack(remote: Remote, name: str, download: bool, rep: RemoteFsckReport
             with open(tmp, "rb") as f:
                 for e in entries:
                     f.seek(e.offset)
-                    if blake3(f.read(e.length), derive_key_context=CONTEXTS[e.kind]).digest() != e.oid:
+                    if not id_matches(e.kind, f.read(e.length), e.oid):
                         rep.problems.append(Problem("object", e.oid.hex(),
                                                     f"corrupted in pack {name} (hash mismatch)"))
                         return False
@@ -165,7 +163,7 @@ def _check_closure(repo: Repository, remote: Remote, rec, index_cache, rep: Remo
             data = repo.store.read(oid, kind)
         else:
             data = remote.storage.read_range(pack_key(loc[0]), loc[2], loc[2] + loc[3])
-            if blake3(data, derive_key_context=CONTEXTS[kind]).digest() != oid:
+            if not id_matches(kind, data, oid):
                 rep.problems.append(Problem("object", oid.hex(), f"corrupted in pack {loc[0]}"))
                 return
         stack.extend(children(kind, data))

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from dvx.config import edit_config
 from dvx.errors import ConfigError, DvxError
+from dvx.ini import IniFile, check_setting
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.remote.layout import Remote
 from dvx.remote.storage import looks_secret, parse_url, timeout_settings
@@ -67,20 +69,7 @@ def remote_add(repo: Repository, name: str, url: str, options: dict[str, str], *
         raise DvxError(f"invalid remote name {name!r}", "use letters, digits, '.', '-' and '_'")
     if name in repo.config.remotes:
         raise DvxError(f"remote {name!r} already exists", f"change it with `dvx remote modify {name}`")
-    parse_url(name, url, repo.root)
-    timeout_settings(name, options)
-    _check_secrets(options, local)
-
-    def edit(cp):  # type: ignore[no-untyped-def]
-        cp[_section(name)] = {"url": url, **options}
-        if default:
-            if not cp.has_section("core"):
-                cp.add_section("core")
-            cp["core"]["default_remote"] = name
-
-    created = _prepare_directory(name, url, repo.root)
-    edit_config(repo.dvx_dir, local, edit)
-    return created
+    return _write_remote(repo, name, url, options, [], default=default, local=local)
 
 
 def remote_modify(repo: Repository, name: str, url: str | None, options: dict[str, str],
@@ -88,25 +77,28 @@ def remote_modify(repo: Repository, name: str, url: str | None, options: dict[st
     """Change a remote; returns the directory it created for a new directory URL, if any."""
     if name not in repo.config.remotes:
         raise DvxError(f"no remote named {name!r}", "see `dvx remote list`")
+    return _write_remote(repo, name, url, options, unset, default=default, local=local)
+
+
+def _write_remote(repo: Repository, name: str, url: str | None, options: dict[str, str],
+                  unset: list[str], *, default: bool, local: bool) -> str | None:
+    """Check the settings, create a directory remote's directory, then write them into
+    the config file (every other line of it stays as it was)."""
+    settings = {"url": url, **options} if url is not None else dict(options)
+    for k, v in settings.items():
+        check_setting(k, v)
     if url is not None:
         parse_url(name, url, repo.root)
     timeout_settings(name, options)
     _check_secrets(options, local)
 
-    def edit(cp):  # type: ignore[no-untyped-def]
-        sec = _section(name)
-        if not cp.has_section(sec):
-            cp.add_section(sec)
-        if url is not None:
-            cp[sec]["url"] = url
-        for k, v in options.items():
-            cp[sec][k] = v
+    def edit(ini: IniFile) -> None:
+        for k, v in settings.items():
+            ini.set(_section(name), k, v)
         for k in unset:
-            cp.remove_option(sec, k)
+            ini.unset(_section(name), k)
         if default:
-            if not cp.has_section("core"):
-                cp.add_section("core")
-            cp["core"]["default_remote"] = name
+            ini.set("core", "default_remote", name)
 
     created = _prepare_directory(name, url, repo.root) if url is not None else None
     edit_config(repo.dvx_dir, local, edit)
@@ -117,11 +109,13 @@ def remote_remove(repo: Repository, name: str) -> None:
     if name not in repo.config.remotes:
         raise DvxError(f"no remote named {name!r}", "see `dvx remote list`")
     for local in (False, True):
-        def edit(cp):  # type: ignore[no-untyped-def]
-            cp.remove_section(_section(name))
-            if cp.has_section("core") and cp["core"].get("default_remote") == name:
-                cp.remove_option("core", "default_remote")
-        edit_config(repo.dvx_dir, local, edit)
+        edit_config(repo.dvx_dir, local, partial(_forget, name))
+
+
+def _forget(name: str, ini: IniFile) -> None:
+    ini.remove_section(_section(name))
+    if ini.get("core", "default_remote") == name:
+        ini.unset("core", "default_remote")
 
 
 @dataclass

@@ -38,7 +38,7 @@ def take_side(repo: Repository, paths: list[str], side: str, *, force: bool = Fa
             raise DvxError(f"{ptr_path} was deleted on the {side} side of the merge",
                            f"to delete it run `git rm {ptr_path}`; to keep the other version, "
                            f"`dvx checkout --{other} {target}`")
-        chosen[target] = parse_pointer(blob, f"{ptr_path} ({side})", repo.memo)
+        chosen[target] = parse_pointer(blob, f"{ptr_path} ({side})")
         raw[target] = blob  # written as git stores it, byte for byte
     results = checkout(repo, list(chosen), force=force, pointers=chosen, progress=progress)
     done = [r.target for r in results if not r.error]  # a failed checkout keeps its conflict

@@ -36,8 +36,7 @@ def note_checked_out(repo: Repository, targets: list[str]) -> None:
     cache = StatCache(repo.state_dir)
     for target in targets:
         try:
-            oid: bytes | None = read_pointer(repo.abspath(target + POINTER_SUFFIX), target + POINTER_SUFFIX,
-                                             repo.memo).oid
+            oid: bytes | None = read_pointer(repo.abspath(target + POINTER_SUFFIX), target + POINTER_SUFFIX).oid
         except DvxError:
             oid = None
         cache.save_base(target, oid)

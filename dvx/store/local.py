@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, MissingObjectError, StoreError
-from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error, random_token
+from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error, random_token, write_all
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
 from dvx.objects import Manifest, Tree
 from dvx.store.pack import (
@@ -343,7 +343,7 @@ class _DirectStage:
             view = view[n:]
             if self.fill == DIRECT_STAGE:
                 if not self._drain(fd, DIRECT_STAGE):
-                    _write_all(fd, view)
+                    write_all(fd, view)
                     return False
                 self.fill = self.sent = 0
         return True
@@ -355,7 +355,7 @@ class _DirectStage:
         if aligned > self.sent and not self._drain(fd, aligned):
             return False
         _set_direct(fd, False)
-        _write_all(fd, self.view[self.sent:self.fill])
+        write_all(fd, self.view[self.sent:self.fill])
         self.fill = self.sent = 0
         return True
 
@@ -369,7 +369,7 @@ class _DirectStage:
             if exc.errno != errno.EINVAL:
                 raise
             _set_direct(fd, False)
-            _write_all(fd, self.view[self.sent:self.fill])
+            write_all(fd, self.view[self.sent:self.fill])
             self.fill = self.sent = 0
             return False
         return True
@@ -671,7 +671,7 @@ class StoreWriter:
 
     def _write(self, pack: _OpenPack, data: bytes | memoryview) -> None:
         if not pack.direct:
-            _write_all(pack.fd, data)
+            write_all(pack.fd, data)
             return
         assert self._stage is not None
         if not self._stage.add(pack.fd, data):
@@ -714,13 +714,6 @@ except ImportError:  # pragma: no cover - the extension was not built
     def _copy_into(dst: memoryview, offset: int, src: memoryview) -> int:
         dst[offset:offset + len(src)] = src
         return len(src)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 def _load_sync_file_range():  # type: ignore[no-untyped-def]

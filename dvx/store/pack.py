@@ -17,12 +17,12 @@ from typing import NamedTuple
 from blake3 import blake3
 
 from dvx.errors import CorruptObjectError
+from dvx.hashing import pack_name
 
 PACK_MAGIC = b"DVXP"
 PACK_END_MAGIC = b"DVXPEND1"
 IDX_MAGIC = b"DVXI"
 PACK_VERSION = 1
-PACK_NAME_CONTEXT = "dvx 2026-11 pack v1"
 
 PACK_HEADER = struct.Struct("<4sB3x")
 # kind, compression, reserved, offset, length, id
@@ -46,10 +46,6 @@ class PackEntry(NamedTuple):
     offset: int
     length: int
     comp: int = COMP_NONE
-
-
-def pack_name(entries_blob: bytes) -> str:
-    return blake3(entries_blob, derive_key_context=PACK_NAME_CONTEXT).hexdigest()
 
 
 def encode_footer(entries: list[PackEntry]) -> tuple[bytes, str]:
