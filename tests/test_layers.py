@@ -258,3 +258,63 @@ def test_a_forked_child_reads_restores_and_hashes_after_the_pools_were_used(repo
     except subprocess.TimeoutExpired:
         pytest.fail("a forked child hung on a thread pool used before the fork")
     assert proc.returncode == 0 and "child ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+# -- 4. the remote keeps its write order; the store verifies what it adopts --------------
+
+def test_remote_writes_a_root_record_only_after_its_packs(repo_dir: Path, tmp_path: Path) -> None:
+    from dvx.config import RemoteConfig
+    from dvx.errors import RemoteError
+    from dvx.remote.layout import Remote, RootRecord
+
+    repo, data, mid = _big(repo_dir, 2_000_000)
+    (tmp_path / "r").mkdir()
+    remote = Remote(RemoteConfig("r", str(tmp_path / "r")), repo.state_dir, repo.root)
+    remote.check_format(create=True)
+    [name] = repo.store.pack_names()
+    record = RootRecord(mid.hex(), "file", [name], 3, len(data))
+    with pytest.raises(RemoteError, match="before its packs"):
+        remote.write_root(record)  # the pack is not there yet
+    assert remote.read_root(mid.hex()) is None
+    with pytest.raises(AttributeError):
+        remote.requests += 1  # type: ignore[misc]  # counted by the remote alone
+    before = remote.requests
+    remote.put_pack(repo.store.export_pack(name))
+    assert remote.requests == before + 2  # the pack, then its index
+    remote.write_root(record)
+    assert remote.read_root(mid.hex()) == record
+    # a fresh Remote (another push) learns the packs from the remote's listing
+    other = Remote(RemoteConfig("r", str(tmp_path / "r")), repo.state_dir, repo.root)
+    with pytest.raises(RemoteError):
+        other.write_root(record)
+    assert other.list_pack_names() == [name]
+    other.write_root(record)
+    # deletion: index first, so the pack is invisible before it goes
+    other.delete_pack(name)
+    assert other.list_pack_names() == [] and other.list_packs() == {}
+
+
+def test_store_adopts_only_a_sound_pack(repo_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from dvx.errors import CorruptObjectError as Corrupt
+
+    repo, data, mid = _big(repo_dir, 2_000_000)
+    [name] = repo.store.pack_names()
+    exported = repo.store.export_pack(name)
+    good = tmp_path / "good.pack"
+    shutil.copyfile(exported.path, good)
+    bad = bytearray(good.read_bytes())
+    bad[100] ^= 1
+    other = Repository(str(repo_dir))
+    store = other.store
+    store.delete_pack(name)
+    assert store.pack_names() == [] and not store.contains(mid)
+    with pytest.raises(Corrupt, match="hash mismatch"):
+        store.adopt_pack(name, lambda p: Path(p).write_bytes(bytes(bad)), "test")
+    assert store.pack_names() == [] and os.listdir(store.tmp_dir) == []  # nothing published, nothing left
+    assert store.adopt_pack(name, lambda p: shutil.copyfile(good, p), "test") == exported.size
+    store.refresh()
+    with store.open_file(mid) as f:
+        assert f.read() == data
+    assert store.adopt_pack(name, lambda p: None, "test") == 0  # already there

@@ -3,7 +3,9 @@
 Order (``protocols/remote.md`` §3): learn the remote's indexes, build packs of the
 missing objects, upload each pack and then its index, and only when a root's whole
 closure is uploaded write its root record. A re-run after an interruption uploads only
-what is still missing.
+what is still missing. The order itself is kept by ``Remote`` (``put_pack`` writes a
+pack before its index; ``write_root`` refuses a record whose packs it has not seen
+uploaded or listed); the store exports the packs (``export_pack``, ``export_objects``).
 """
 
 from __future__ import annotations
