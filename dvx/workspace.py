@@ -19,6 +19,7 @@ from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
 from dvx.hashing import KIND_CHUNK, KIND_MANIFEST, KIND_TREE, chunk_id, manifest_id, object_id
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
+from dvx.pools import LazyPool
 from dvx.statcache import Stat, stat_key
 from dvx.store.local import SMALL_OBJECT, Store, StoreWriter
 
@@ -63,16 +64,11 @@ class BlockPool:
 
 
 _BLOCKS = BlockPool()  # read buffers of large files, reused across files
-_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool = LazyPool(1, "dvx-file-hash")  # renewed in a forked child (dvx.pools)
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _hash_pool
-    if _hash_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _hash_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-file-hash")
-    return _hash_pool
+    return _hash_pool.executor()
 
 
 @dataclass
@@ -403,7 +399,7 @@ class DeltaBase:
                 continue
             cid = self.chunks[j][1]
             loc = self.store.locate(cid)
-            if loc is None or self.store._stored_as_delta(cid, loc[0]):
+            if loc is None or self.store.is_delta(cid, loc[0]):
                 continue
             try:
                 base = self.store.read(cid, KIND_CHUNK)

@@ -18,14 +18,11 @@ import os
 import shutil
 import stat as stat_mod
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, WorkspaceConflictError
-from dvx.fsutil import os_error, random_token, write_all
-from dvx.hashing import KIND_CHUNK, chunk_id
+from dvx.errors import DvxError, MissingObjectError, WorkspaceConflictError
+from dvx.fsutil import os_error, random_token
 from dvx.lock import store_lock
-from dvx.objects import Manifest
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
@@ -33,12 +30,6 @@ from dvx.statcache import RACY_NS, CacheRecord, Stat, StatCache, stat_key
 from dvx.store.local import Store
 from dvx.tracked import Tracked
 from dvx.workspace import flatten_tree, hash_file, scan_dir
-
-RUN_LIMIT = 8 << 20
-COPY_RANGE_MIN = 1 << 20
-PREFETCH = 4  # runs (of up to RUN_LIMIT bytes) read ahead
-_HAVE_COPY_RANGE = hasattr(os, "copy_file_range")
-_read_pool = ThreadPoolExecutor(1, thread_name_prefix="dvx-restore-read")
 
 
 @dataclass
@@ -450,123 +441,25 @@ def restore_file(store: Store, manifest_id: bytes, dest: str, executable: bool,
     """Rebuild one file from the store at ``dest`` (atomically); returns its stat key."""
     import fcntl
 
-    manifest = store.read_manifest(manifest_id)
-    tmp = _tmp_for(dest, tmp_dir)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                 0o777 if executable else 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # marks it as in use (see stale_restore_files)
-        _write_chunks(store, manifest, fd)
-        mode = os.fstat(fd).st_mode
-        if executable:
-            os.fchmod(fd, mode | ((mode & 0o444) >> 2))
-        else:
-            os.fchmod(fd, mode & ~0o111)
-        os.replace(tmp, dest)
-        os.close(fd)
-        fd = -1
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return stat_key(os.lstat(dest))
-
-
-def _runs(store: Store, manifest: Manifest) -> list[tuple[str, int, list[tuple[int, bytes]]]]:
-    """Group chunks that lie back to back in one pack into single reads."""
-    index = store.full_index() if len(manifest.chunks) > 8 else None
-    deltas = store.delta_ids() if index is not None else None
-    runs: list[tuple[str, int, list[tuple[int, bytes]]]] = []
-    cur_pack, cur_start, cur_end = "", -1, -1
-    for length, cid in manifest.chunks:
-        loc = index.get(cid) if index is not None else store.locate(cid)
-        if loc is None:
-            raise MissingObjectError(f"chunk {cid.hex()} is not in the local store",
-                                     "fetch it with `dvx pull`")
-        pack, kind, offset, ln = loc
-        if (cid in deltas) if deltas is not None else store._stored_as_delta(cid, pack):
-            runs.append(("", -1, [(length, cid)]))  # rebuilt from its base by read_raw
-            cur_pack = ""
-            continue
-        if kind != KIND_CHUNK or ln != length:
-            raise CorruptObjectError(f"chunk {cid.hex()} has the wrong kind or length in the index")
-        if runs and pack == cur_pack and offset == cur_end and cur_end - cur_start + ln <= RUN_LIMIT:
-            runs[-1][2].append((length, cid))
-            cur_end += ln
-        else:
-            runs.append((pack, offset, [(length, cid)]))
-            cur_pack, cur_start, cur_end = pack, offset, offset + ln
-    return runs
-
-
-def _verify_run(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> tuple[int, memoryview]:
-    """Check every chunk of a run against its id, reading the pack through its memory
-    map (no copy). Returns the pack's fd and the verified bytes."""
-    pack, offset, chunks = run
-    if not pack:  # a chunk stored as a delta: rebuilt and verified by the store
-        return -1, memoryview(store.read(chunks[0][1], KIND_CHUNK))
-    reader = store._reader(pack)
-    total = sum(n for n, _ in chunks)
-    view = reader.view()
-    if offset + total > len(view):
-        raise CorruptObjectError(f"pack {pack} is truncated at offset {offset}",
-                                 "run `dvx fsck`, then `dvx fsck --repair` to restore it from a remote")
-    pos = offset
-    for n, cid in chunks:
-        if chunk_id(view[pos:pos + n]) != cid:
-            raise CorruptObjectError(
-                f"chunk {cid.hex()} in pack {pack} is corrupted (hash mismatch)",
-                "run `dvx fsck` to list affected files, then `dvx fsck --repair` to restore from a remote",
-            )
-        pos += n
-    return reader.fd, view[offset:offset + total]
-
-
-def _copy_run(src_fd: int, data: memoryview, offset: int, dest_fd: int) -> None:
-    """Write verified bytes: large runs are copied inside the kernel (copy_file_range)
-    from the pack file, small ones written from the mapping."""
-    if src_fd >= 0 and len(data) >= COPY_RANGE_MIN and _HAVE_COPY_RANGE:
-        done = 0
+    with store.open_file(manifest_id) as src:  # every chunk verified as it is copied
+        tmp = _tmp_for(dest, tmp_dir)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     0o777 if executable else 0o666)
         try:
-            while done < len(data):
-                n = os.copy_file_range(src_fd, dest_fd, len(data) - done, offset + done)
-                if n <= 0:
-                    break
-                done += n
-            if done == len(data):
-                return
-        except OSError:
-            pass  # e.g. another filesystem on an old kernel: fall back to write
-        write_all(dest_fd, data[done:])
-        return
-    write_all(dest_fd, data)
-
-
-def _prefetch(store: Store, run: tuple[str, int, list[tuple[int, bytes]]]) -> None:
-    pack, offset, chunks = run
-    if pack:
-        store._reader(pack).prefetch(offset, sum(n for n, _ in chunks))
-
-
-def _write_chunks(store: Store, manifest: Manifest, fd: int) -> None:
-    runs = _runs(store, manifest)
-    if len(runs) == 1:
-        src, data = _verify_run(store, runs[0])
-        _copy_run(src, data, runs[0][1], fd)
-        return
-    # Ask the kernel to read PREFETCH runs ahead in the background (new packs are
-    # written with direct I/O, so they are often not cached), and verify the next run
-    # (BLAKE3, GIL released) while this one is copied.
-    for run in runs[:PREFETCH]:
-        _prefetch(store, run)
-    nxt = _read_pool.submit(_verify_run, store, runs[0]) if runs else None
-    for i in range(len(runs)):
-        assert nxt is not None
-        src, data = nxt.result()
-        if i + 1 < len(runs):
-            nxt = _read_pool.submit(_verify_run, store, runs[i + 1])
-        if i + PREFETCH < len(runs):
-            _prefetch(store, runs[i + PREFETCH])
-        _copy_run(src, data, runs[i][1], fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # marks it as in use (see stale_restore_files)
+            src.copy_to(fd)
+            mode = os.fstat(fd).st_mode
+            if executable:
+                os.fchmod(fd, mode | ((mode & 0o444) >> 2))
+            else:
+                os.fchmod(fd, mode & ~0o111)
+            os.replace(tmp, dest)
+            os.close(fd)
+            fd = -1
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return stat_key(os.lstat(dest))

@@ -10,24 +10,19 @@ from the store.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from dataclasses import dataclass, field
 
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, RemoteError
-from dvx.fsutil import atomic_write_bytes, fsync_dir, random_token
 from dvx.hashing import KIND_CHUNK, KIND_NAMES, id_matches
 from dvx.lock import store_lock
 from dvx.ops.remotes import open_remote
 from dvx.ops.transfer import DEFAULT_JOBS, parallel, select_pointers
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
-from dvx.remote.layout import Remote, pack_key
-from dvx.remote.storage import KeyNotFound
+from dvx.remote.layout import Remote
 from dvx.repo import Repository
 from dvx.store.local import Store
-from dvx.store.pack import encode_idx, read_footer
 from dvx.store.reach import children, root_kind
 
 WHOLE_PACK_FRACTION = 0.5
@@ -187,23 +182,20 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
     lock = threading.Lock()
 
     def get_pack(name: str) -> None:
-        n = _adopt_pack(store, remote, name)
+        # downloaded to the store's temporary file, verified whole, then published
+        n = store.adopt_pack(name, lambda path: remote.get_pack(name, path),
+                             f"remote {remote.name!r} ({remote.url})")
         with lock:
             report.packs_downloaded += 1
             report.bytes_downloaded += n
-            remote.requests += 1
         progress.advance(n)
 
     def get_range(r: tuple[str, int, int]) -> list[tuple[bytes, int, bytes]]:
         name, start, end = r
-        try:
-            data = remote.storage.read_range(pack_key(name), start, end)
-        except KeyNotFound:
-            raise _missing_pack(remote, name) from None
+        data = remote.read_pack_range(name, start, end)
         with lock:
             report.ranges_downloaded += 1
             report.bytes_downloaded += len(data)
-            remote.requests += 1
         progress.advance(len(data))
         out = []
         # every whole object inside the range is verified and kept (neighbours are
@@ -250,57 +242,6 @@ def _subtract(start: int, end: int, done: list[tuple[int, int]]) -> list[tuple[i
 def _objects_in(by_pack: dict[str, list[tuple[bytes, RemoteLoc]]], pack: str, start: int, end: int
                 ) -> list[tuple[bytes, RemoteLoc]]:
     return [(o, loc) for o, loc in by_pack.get(pack, []) if loc[2] >= start and loc[2] + loc[3] <= end]
-
-
-def _missing_pack(remote: Remote, name: str) -> RemoteError:
-    return RemoteError(f"remote {remote.name!r} ({remote.url}) is damaged: pack {name[:12]} is missing",
-                       f"run `dvx fsck --remote {remote.name}` to see what it lost")
-
-
-def _adopt_pack(store: Store, remote: Remote, name: str) -> int:
-    """Download a whole pack to a temporary file, verify it completely, publish it."""
-    if os.path.exists(store.idx_path(name)):
-        return 0
-    tmp = os.path.join(store.tmp_dir, f"fetch-{random_token(8)}.pack")
-    try:
-        try:
-            remote.storage.download(pack_key(name), tmp)
-        except KeyNotFound:
-            raise _missing_pack(remote, name) from None
-        size = os.path.getsize(tmp)
-        try:
-            entries, footer_name = read_footer(tmp)
-        except DvxError:
-            raise CorruptObjectError(f"remote {remote.name!r} ({remote.url}): pack {name} is damaged",
-                                     "run `dvx fsck --remote` and push the data again") from None
-        if footer_name != name:
-            raise CorruptObjectError(f"remote {remote.name!r} ({remote.url}): pack {name} holds "
-                                     f"another pack's content ({footer_name})", "run `dvx fsck --remote`")
-        if any(e.comp for e in entries):
-            raise CorruptObjectError(f"remote {remote.name!r} ({remote.url}): pack {name} holds "
-                                     "delta-encoded objects, which remote packs never do",
-                                     "run `dvx fsck --remote` and push the data again")
-        with open(tmp, "rb") as f:
-            for e in sorted(entries, key=lambda e: e.offset):
-                f.seek(e.offset)
-                data = f.read(e.length)
-                if not id_matches(e.kind, data, e.oid):
-                    raise CorruptObjectError(
-                        f"remote {remote.name!r} ({remote.url}): pack {name} holds a corrupted "
-                        f"{KIND_NAMES.get(e.kind, 'object')} {e.oid.hex()} (hash mismatch); "
-                        "nothing was written",
-                        "run `dvx fsck --remote` and push the data again from a machine that has it")
-            if store.fsync:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, store.pack_path(name))
-        atomic_write_bytes(store.idx_path(name), encode_idx(entries, size), fsync=store.fsync, mode=0o444)
-        if store.fsync:
-            fsync_dir(store.packs_dir)
-        return size
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def pull(repo: Repository, remote_name: str | None = None, rev: str | None = None,

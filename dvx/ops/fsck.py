@@ -7,7 +7,6 @@ and sound. Problems are collected, never raised, so one run reports them all.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from dvx.errors import DvxError
@@ -16,7 +15,7 @@ from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree,
 from dvx.pointer import POINTER_SUFFIX, Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.store.pack import COMP_DELTA, IdxFile, read_footer
+from dvx.store.pack import COMP_DELTA
 from dvx.tracked import find_tracked
 
 
@@ -64,19 +63,17 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     store = repo.store
     bad: dict[bytes, Problem] = {}
     names = store.pack_names()
-    total = sum(os.path.getsize(store.pack_path(n)) for n in names
-                if os.path.exists(store.pack_path(n)))
+    total = sum(store.pack_size(n) for n in names)
     progress.start("verifying packs", total, unit="bytes")
     for name in names:
         report.packs += 1
         _check_pack(repo, name, report, bad, progress)
     progress.finish()
-    for leftover in sorted(os.listdir(store.packs_dir)) if os.path.isdir(store.packs_dir) else []:
-        if leftover.endswith(".pack") and leftover[:-5] not in names:
-            # what a kill between publishing a pack and its index leaves: invisible to
-            # readers, unreferenced, removed by gc after the grace period
-            report.notes.append(f"pack {leftover[:-5]} has no index (an interrupted write); "
-                                "`dvx gc` removes it")
+    for leftover, _mtime in store.orphan_packs():
+        # what a kill between publishing a pack and its index leaves: invisible to
+        # readers, unreferenced, removed by gc after the grace period
+        report.notes.append(f"pack {leftover} has no index (an interrupted write); "
+                            "`dvx gc` removes it")
     from dvx.ops.checkout import stale_restore_files
 
     leftovers = stale_restore_files(repo)
@@ -114,8 +111,8 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
                 progress: Progress) -> None:
     store = repo.store
     try:
-        footer, footer_name = read_footer(store.pack_path(name))
-        idx = IdxFile(store.idx_path(name), name)
+        footer, footer_name = store.pack_footer(name)
+        idx = store.pack_index(name)
     except (DvxError, OSError) as exc:
         report.problems.append(Problem("pack", name, str(exc)))
         return
@@ -124,11 +121,9 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
     if sorted((e.oid, e.kind, e.offset, e.length, e.comp) for e in footer) != \
             [(e.oid, e.kind, e.offset, e.length, e.comp) for e in idx.entries()]:
         report.problems.append(Problem("pack", name, "index does not match the pack footer"))
-    with open(store.pack_path(name), "rb") as f:
-        for e in sorted(footer, key=lambda e: e.offset):
+    try:
+        for e, data in store.pack_objects(name, footer):
             report.objects += 1
-            f.seek(e.offset)
-            data = f.read(e.length)
             progress.advance(e.length)
             if e.kind not in CONTEXTS:
                 bad[e.oid] = Problem("object", e.oid.hex(), f"unknown kind {e.kind} in pack {name}")
@@ -152,6 +147,8 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
                     Tree.parse(data)
             except DvxError as exc:
                 bad[e.oid] = Problem("object", e.oid.hex(), str(exc))
+    except (DvxError, OSError) as exc:  # e.g. a pack shorter than its footer says
+        report.problems.append(Problem("pack", name, str(exc)))
 
 
 def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, Problem],  # type: ignore[no-untyped-def]

@@ -12,8 +12,6 @@ concurrent or crashed command wrote but did not yet point to is safe.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -80,11 +78,9 @@ def mark(store: Store, roots: list[Pointer]) -> set[bytes]:
     """Every object reachable from the roots that is present in the store, plus the base
     chunk of every delta copy of a live chunk (in any pack: which copy is read can change
     when packs are rewritten)."""
-    from dvx.store.pack import IdxFile
-
     live = set(reachable(store, [(p.oid, root_kind(p.kind)) for p in roots], skip_missing=True))
     for name in store.pack_names():
-        for oid in IdxFile(store.idx_path(name), name).delta_ids() & live:
+        for oid in store.pack_index(name).delta_ids() & live:
             live.add(store.delta_base(oid, name))
     return live
 
@@ -107,10 +103,10 @@ def gc(repo: Repository, *, dry_run: bool = False, workspace_only: bool = False,
         # only if the object is dead; rewriting keeps one copy.
         to_rewrite: list[str] = []
         for name in store.pack_names():
-            try:
-                age = now - os.path.getmtime(store.idx_path(name))
-            except OSError:
+            mtime = store.pack_mtime(name)
+            if mtime is None:
                 continue
+            age = now - mtime
             entries = _pack_entries(store, name)
             dead = [e for e in entries if e[0] not in live]
             if not dead:
@@ -123,7 +119,7 @@ def gc(repo: Repository, *, dry_run: bool = False, workspace_only: bool = False,
             total = sum(e[2] for e in entries) or 1
             if len(dead) == len(entries):
                 report.packs_deleted.append(name)
-                report.bytes_reclaimed += _file_size(store.pack_path(name)) + _file_size(store.idx_path(name))
+                report.bytes_reclaimed += store.pack_disk_usage(name)
             elif dead_bytes / total >= REWRITE_DEAD_FRACTION:
                 to_rewrite.append(name)
                 report.packs_rewritten.append(name)
@@ -132,84 +128,32 @@ def gc(repo: Repository, *, dry_run: bool = False, workspace_only: bool = False,
             if to_rewrite:
                 _rewrite(store, to_rewrite, live, progress)
             for name in report.packs_deleted + to_rewrite:
-                _delete_pack(store, name)
-            report.tmp_removed = _clean_tmp(store, now)
-            _clean_orphans(store, now, grace_seconds)
+                store.delete_pack(name)  # index first, then pack
+            report.tmp_removed = store.clean_tmp(TMP_GRACE_SECONDS, now)
+            # packs without an index (an interrupted publish) are invisible and
+            # unreferenced: deleted once past the grace period
+            store.delete_orphan_packs(grace_seconds, now)
             StatCache(repo.state_dir).clear()
             store.refresh()
     return report
 
 
 def _pack_entries(store: Store, name: str) -> list[tuple[bytes, int, int]]:
-    from dvx.store.pack import IdxFile
-
-    idx = IdxFile(store.idx_path(name), name)
+    idx = store.pack_index(name)
     return [(oid, kind, ln) for oid, kind, _off, ln in idx.raw_items()]
 
 
 def _rewrite(store: Store, names: list[str], live: set[bytes], progress: Progress) -> None:
     """Copy the live objects of ``names`` into new packs (verified), then publish."""
-    from dvx.store.pack import IdxFile
-
     keep: set[str] = set(store.pack_names()) - set(names)
     elsewhere: set[bytes] = set()
     for other in keep:
-        elsewhere.update(oid for oid, *_ in IdxFile(store.idx_path(other), other).raw_items())
+        elsewhere.update(oid for oid, *_ in store.pack_index(other).raw_items())
     with store.writer() as writer:
         writer.known = {}  # write even objects the old packs hold
         for name in names:
-            for oid, kind, _off, _ln in IdxFile(store.idx_path(name), name).raw_items():
+            for oid, kind, _off, _ln in store.pack_index(name).raw_items():
                 if oid in live and oid not in elsewhere and not writer.has(oid):
                     _kind, data = store.read_raw(oid, (name, kind, _off, _ln))
                     writer.add(kind, oid, data)
                     progress.advance()
-
-
-def _delete_pack(store: Store, name: str) -> None:
-    # index first: a pack without an index is invisible, never the other way round
-    for path in (store.idx_path(name), store.pack_path(name)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    reader = store._readers.pop(name, None)
-    if reader is not None:
-        reader.close()
-
-
-def _clean_tmp(store: Store, now: float) -> int:
-    removed = 0
-    try:
-        names = os.listdir(store.tmp_dir)
-    except OSError:
-        return 0
-    for n in names:
-        path = os.path.join(store.tmp_dir, n)
-        try:
-            if now - os.path.getmtime(path) > TMP_GRACE_SECONDS:
-                os.unlink(path)
-                removed += 1
-        except OSError:
-            continue
-    return removed
-
-
-def _clean_orphans(store: Store, now: float, grace: int) -> None:
-    """Packs without an index (an interrupted publish) are invisible and unreferenced:
-    delete them once past the grace period."""
-    visible = set(store.pack_names())
-    for n in os.listdir(store.packs_dir):
-        if not n.endswith(".pack") or n[:-5] in visible:
-            continue
-        path = os.path.join(store.packs_dir, n)
-        try:
-            if now - os.path.getmtime(path) <= grace:
-                continue
-            os.unlink(path)
-        except OSError:
-            continue
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0

@@ -3,29 +3,27 @@
 Order (``protocols/remote.md`` §3): learn the remote's indexes, build packs of the
 missing objects, upload each pack and then its index, and only when a root's whole
 closure is uploaded write its root record. A re-run after an interruption uploads only
-what is still missing.
+what is still missing. The order itself is kept by ``Remote`` (``put_pack`` writes a
+pack before its index; ``write_root`` refuses a record whose packs it has not seen
+uploaded or listed); the store exports the packs (``export_pack``, ``export_objects``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError
-from dvx.fsutil import random_token
 from dvx.lock import store_lock
 from dvx.ops.remotes import open_remote
 from dvx.ops.transfer import DEFAULT_JOBS, parallel, select_pointers
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
-from dvx.remote.layout import Remote, RootRecord, index_key, pack_key
+from dvx.remote.layout import Remote, RootRecord
 from dvx.repo import Repository
 from dvx.store.local import Store
-from dvx.store.pack import PACK_HEADER, PACK_MAGIC, PACK_VERSION, IdxFile, PackEntry, encode_footer, encode_idx
+from dvx.store.pack import PackFile
 from dvx.store.reach import reachable, root_kind
 
 REMOTE_PACK_TARGET = 32 << 20
@@ -66,9 +64,9 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
         labels.setdefault(p.id, label.split("@")[0])
     report.roots = len(roots)
     known = set() if verify else remote.known_roots()
-    if not remote.storage.root_exists():  # a directory remote's directory: one stat, no request
+    if not remote.root_exists():  # a directory remote's directory: one stat, no request
         if not create:
-            raise remote.storage.missing_root_error()
+            raise remote.missing_root_error()
         known = set()  # what this machine remembers pushing there is gone
     unknown = [r for r in roots if r not in known]
     if not unknown:  # nothing new: one request (the marker, see Remote.known_roots)
@@ -129,7 +127,7 @@ def _upload(repo: Repository, remote: Remote, todo: list[Pointer], labels: dict[
         packs = sorted({where[o] for o in closure})
         size = sum(index[o][3] for o in closure)
         records.append(RootRecord(p.id, p.kind, packs, len(closure), size))
-    parallel(remote.write_root, records, jobs)  # last: the closure is complete
+    parallel(remote.write_root, records, jobs)  # last (the remote refuses it earlier)
     return skipped
 
 
@@ -146,7 +144,7 @@ def _send(store: Store, remote: Remote, needed: dict[bytes, int], jobs: int, pro
     whole: list[str] = []
     rest: list[bytes] = []
     for name, oids in by_pack.items():
-        idx = IdxFile(store.idx_path(name), name)
+        idx = store.pack_index(name)
         if idx.count == len(oids) and not idx.delta_ids():  # remotes hold whole chunks only
             whole.append(name)
         else:
@@ -154,90 +152,19 @@ def _send(store: Store, remote: Remote, needed: dict[bytes, int], jobs: int, pro
     order = {oid: i for i, oid in enumerate(needed)}
     rest.sort(key=order.__getitem__)
 
-    def send_local(name: str) -> None:
-        with open(store.idx_path(name), "rb") as f:
-            idx_bytes = f.read()
-        entries = IdxFile(store.idx_path(name), name).entries()  # checks the checksum
-        remote.storage.upload(pack_key(name), store.pack_path(name))  # pack first...
-        remote.storage.write(index_key(name), idx_bytes)  # ...then its index
-        remote.remember_index(name, idx_bytes)
+    def sent(pack: PackFile) -> None:
         with lock:
-            remote.requests += 2
             report.packs_uploaded += 1
-            report.objects_uploaded += len(entries)
-            size = os.path.getsize(store.pack_path(name))
-            report.bytes_uploaded += size
-            for e in entries:
-                placed[e.oid] = name
-        progress.advance(sum(e.length for e in entries))
+            report.objects_uploaded += len(pack.entries)
+            report.bytes_uploaded += pack.size
+            for e in pack.entries:
+                placed[e.oid] = pack.name
+        progress.advance(pack.payload)
 
-    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dvx-push") as pool:
-        futures: list[Future[None]] = [pool.submit(send_local, n) for n in whole]
-        for built in _build_packs(store, rest, index):
-            # bound the packs waiting on disk to the number of upload slots
-            while sum(1 for f in futures if not f.done()) >= max(1, jobs) + 1:
-                next(f for f in futures if not f.done()).result()
-            futures.append(pool.submit(_send_built, remote, built, placed, lock, report, progress))
-        for f in futures:
-            f.result()
+    def packs() -> Iterator[PackFile]:
+        for name in whole:
+            yield store.export_pack(name)
+        yield from store.export_objects(rest, REMOTE_PACK_TARGET)  # verified on read
+
+    remote.put_packs(packs(), jobs, sent)  # each pack, then its index
     return placed
-
-
-@dataclass
-class _Built:
-    name: str
-    path: str
-    idx: bytes
-    entries: list[PackEntry]
-    size: int
-
-
-def _build_packs(store: Store, oids: list[bytes], index: dict) -> Iterator[_Built]:  # type: ignore[type-arg]
-    """Write packs of ``oids`` (verified on read) to temporary files, ~32 MiB each."""
-    entries: list[PackEntry] = []
-    f = None
-    path = ""
-    size = 0
-    for oid in oids:
-        if f is None:
-            path = os.path.join(store.tmp_dir, f"push-{random_token(8)}.pack")
-            f = open(path, "wb")  # noqa: SIM115 - closed in _finish, spans many iterations
-            f.write(PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
-            size = PACK_HEADER.size
-            entries = []
-        kind, data = store.read_raw(oid, index[oid])
-        entries.append(PackEntry(oid, kind, size, len(data)))
-        f.write(data)
-        size += len(data)
-        if size >= REMOTE_PACK_TARGET:
-            yield _finish(f, path, entries, size)
-            f = None
-    if f is not None:
-        yield _finish(f, path, entries, size)
-
-
-def _finish(f, path: str, entries: list[PackEntry], size: int) -> _Built:  # type: ignore[no-untyped-def]
-    footer, name = encode_footer(entries)
-    f.write(footer)
-    f.close()
-    size += len(footer)
-    return _Built(name, path, encode_idx(entries, size), entries, size)
-
-
-def _send_built(remote: Remote, built: _Built, placed: dict[bytes, str], lock: threading.Lock,
-                report: PushReport, progress: Progress) -> None:
-    try:
-        remote.storage.upload(pack_key(built.name), built.path)  # pack first...
-        remote.storage.write(index_key(built.name), built.idx)  # ...then its index
-        remote.remember_index(built.name, built.idx)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(built.path)
-    with lock:
-        remote.requests += 2
-        report.packs_uploaded += 1
-        report.objects_uploaded += len(built.entries)
-        report.bytes_uploaded += built.size
-        for e in built.entries:
-            placed[e.oid] = built.name
-    progress.advance(sum(e.length for e in built.entries))

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 
 from dvx.errors import DvxError
-from dvx.fsutil import random_token
 from dvx.hashing import id_matches
 from dvx.ops.fsck import Problem
 from dvx.ops.remotes import open_remote
 from dvx.progress import NULL_PROGRESS, Progress
-from dvx.remote.layout import Remote, index_key, pack_key
-from dvx.remote.storage import KeyNotFound
+from dvx.remote.layout import Remote
 from dvx.repo import Repository
 from dvx.store.pack import read_footer
 from dvx.store.reach import root_kind
@@ -75,7 +71,7 @@ def fsck_remote(repo: Repository, remote_name: str | None, download: bool = Fals
     progress.finish()
     rep.packs = len(checked)
     rep.objects = len(objects)
-    temps = remote.storage.list_temporary()
+    temps = remote.list_temporary()
     if temps:
         rep.temporary_files = len(temps)
         rep.temporary_bytes = sum(size for _k, size, _m in temps)
@@ -92,39 +88,33 @@ def _check_pack(remote: Remote, name: str, download: bool, rep: RemoteFsckReport
         rep.problems.append(Problem("pack", name, str(exc)))
         return False
     index_cache[name] = {oid: (kind, off, ln) for oid, kind, off, ln in idx.raw_items()}
-    try:
-        size = remote.storage.size(pack_key(name))
-    except KeyNotFound:
+    size = remote.pack_size(name)
+    if size is None:
         rep.problems.append(Problem("pack", name, "pack is missing but its index exists"))
         return False
     if size != idx.pack_size:
         rep.problems.append(Problem("pack", name, f"pack has {size} bytes, its index says {idx.pack_size}"))
         return False
     if download:
-        tmp = os.path.join(remote.cache_dir, f"fsck-{random_token(6)}.pack")
-        os.makedirs(remote.cache_dir, exist_ok=True)
         try:
-            remote.storage.download(pack_key(name), tmp)
-            entries, footer_name = read_footer(tmp)
-            if footer_name != name or sorted(e.oid for e in entries) != sorted(index_cache[name]):
-                rep.problems.append(Problem("pack", name, "pack footer does not match its index"))
-                return False
-            with open(tmp, "rb") as f:
-                for e in entries:
-                    f.seek(e.offset)
-                    if not id_matches(e.kind, f.read(e.length), e.oid):
-                        rep.problems.append(Problem("object", e.oid.hex(),
-                                                    f"corrupted in pack {name} (hash mismatch)"))
-                        return False
+            with remote.downloaded_pack(name) as tmp:
+                entries, footer_name = read_footer(tmp)
+                if footer_name != name or sorted(e.oid for e in entries) != sorted(index_cache[name]):
+                    rep.problems.append(Problem("pack", name, "pack footer does not match its index"))
+                    return False
+                with open(tmp, "rb") as f:
+                    for e in entries:
+                        f.seek(e.offset)
+                        if not id_matches(e.kind, f.read(e.length), e.oid):
+                            rep.problems.append(Problem("object", e.oid.hex(),
+                                                        f"corrupted in pack {name} (hash mismatch)"))
+                            return False
         except DvxError as exc:
             rep.problems.append(Problem("pack", name, str(exc)))
             return False
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
     else:
         try:  # the footer must be where the index says the pack ends
-            tail = remote.storage.read_range(pack_key(name), size - 8, size)
+            tail = remote.read_pack_range(name, size - 8, size)
             if tail != b"DVXPEND1":
                 rep.problems.append(Problem("pack", name, "pack does not end with its footer"))
                 return False
@@ -162,7 +152,7 @@ def _check_closure(repo: Repository, remote: Remote, rec, index_cache, rep: Remo
         if repo.store.contains(oid):
             data = repo.store.read(oid, kind)
         else:
-            data = remote.storage.read_range(pack_key(loc[0]), loc[2], loc[2] + loc[3])
+            data = remote.read_pack_range(loc[0], loc[2], loc[2] + loc[3])
             if not id_matches(kind, data, oid):
                 rep.problems.append(Problem("object", oid.hex(), f"corrupted in pack {loc[0]}"))
                 return
@@ -195,18 +185,17 @@ def gc_remote(repo: Repository, remote_name: str | None, dry_run: bool = False,
     now = time.time()
     # temporary files of uploads killed mid-way (directory remotes): a young one may
     # belong to a push still running
-    for key, size, mtime in remote.storage.list_temporary():
+    for key, size, mtime in remote.list_temporary():
         if mtime is None or now - mtime < grace_seconds:
             rep.temporary_kept_young += 1
             continue
         rep.temporary_deleted += 1
         rep.bytes_reclaimed += size
         if not dry_run:
-            remote.storage.delete(key)
+            remote.delete_temporary(key)
     # list packs first: a pack uploaded after this listing is not even considered
-    packs = {k.rsplit("/", 1)[-1][:-5]: (s, m) for k, s, m in remote.storage.list("packs")
-             if k.endswith(".pack")}
-    indexes = {k.rsplit("/", 1)[-1][:-4]: m for k, _s, m in remote.storage.list("index") if k.endswith(".idx")}
+    packs = remote.list_packs()
+    indexes = remote.list_indexes()
     live: set[str] = set()
     roots = remote.list_roots()
     rep.roots = len(roots)
@@ -226,6 +215,5 @@ def gc_remote(repo: Repository, remote_name: str | None, dry_run: bool = False,
         rep.packs_deleted.append(name)
         rep.bytes_reclaimed += size
         if not dry_run:
-            remote.storage.delete(index_key(name))  # index first: the pack becomes invisible
-            remote.storage.delete(pack_key(name))
+            remote.delete_pack(name)  # index first: the pack becomes invisible
     return rep

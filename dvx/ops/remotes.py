@@ -155,5 +155,5 @@ def open_remote(repo: Repository, name: str | None, progress: Progress = NULL_PR
     if cfg is None:
         raise ConfigError(f"no remote named {name!r}", "see `dvx remote list`")
     remote = Remote(cfg, repo.state_dir, repo.root)
-    remote.storage.on_retry = progress.note
+    remote.on_retry = progress.note
     return remote

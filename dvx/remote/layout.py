@@ -6,9 +6,11 @@ Also the local cache of a remote's immutable index files
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +18,8 @@ from dvx.config import RemoteConfig
 from dvx.errors import CorruptObjectError, FormatVersionError, RemoteError
 from dvx.fsutil import random_token, write_cache_file
 from dvx.hashing import is_hex_id
-from dvx.remote.storage import KeyNotFound, RemoteStorage, parse_url
-from dvx.store.pack import IdxFile
+from dvx.remote.storage import TEMP_PREFIX, KeyNotFound, RemoteStorage, parse_url
+from dvx.store.pack import IdxFile, PackFile
 
 REMOTE_FORMAT = 1
 MARKER_KEY = "dvx-remote.json"
@@ -83,40 +85,72 @@ class RootRecord:
 
 
 class Remote:
-    """One configured remote: storage, version gate, cached indexes, root records."""
+    """One configured remote: storage, version gate, cached indexes, packs, root records.
+
+    It owns the remote's key layout and write order (``protocols/remote.md`` §3): a
+    pack is uploaded before its index, and a root record is written only once every
+    pack it lists is known to be there with its index (uploaded by this object, or
+    listed on the remote by ``list_pack_names``); deletion removes an index before its
+    pack. It counts its own storage requests (``requests``)."""
 
     def __init__(self, config: RemoteConfig, state_dir: str, base_dir: str) -> None:
         self.name = config.name
         self.url = config.url
-        self.storage = RemoteStorage(parse_url(config.name, config.url, base_dir), config.options)
+        self._storage = RemoteStorage(parse_url(config.name, config.url, base_dir), config.options)
         self.cache_dir = os.path.join(state_dir, "remotes", _safe(config.name))
         self._indexes: dict[str, IdxFile] = {}
         self._lock = threading.Lock()
-        self.requests = 0  # approximate count of storage calls, for benchmarks
+        self._requests = 0
+        self._present: set[str] = set()  # packs known to be on the remote with their index
         self._id: str | None = None  # from the marker, read once (see _identity)
+
+    @property
+    def requests(self) -> int:
+        """Storage requests made so far (approximate: one per call; for reports)."""
+        return self._requests
+
+    def _count(self, n: int = 1) -> None:
+        with self._lock:
+            self._requests += n
+
+    @property
+    def on_retry(self) -> Callable[[str], None] | None:
+        """Told about each retry of a transient failure (e.g. ``progress.note``)."""
+        return self._storage.on_retry
+
+    @on_retry.setter
+    def on_retry(self, fn: Callable[[str], None] | None) -> None:
+        self._storage.on_retry = fn
+
+    def root_exists(self) -> bool:
+        """Whether a directory remote's directory exists (a stat, no request); cloud
+        remotes: True."""
+        return self._storage.root_exists()
+
+    def missing_root_error(self) -> RemoteError:
+        return self._storage.missing_root_error()
 
     # -- version gate ----------------------------------------------------------------
     def check_format(self, create: bool, create_root: bool = False) -> None:
         """Refuse a remote of another format; with ``create``, write the marker of an
         empty one. A directory remote's directory must exist (``remote add`` creates
         it): a missing one is a typo or an unmounted drive, unless ``create_root``."""
-        if not self.storage.root_exists():
+        if not self._storage.root_exists():
             if not (create and create_root):
-                raise self.storage.missing_root_error()
-            self.storage.ensure_root(create=True)
+                raise self._storage.missing_root_error()
+            self._storage.ensure_root(create=True)
         try:
-            raw = self.storage.read(MARKER_KEY)
-            self.requests += 1
+            self._count()
+            raw = self._storage.read(MARKER_KEY)
         except KeyNotFound:
-            self.requests += 1
             if not create:
                 return  # an empty remote: nothing to read yet
-            self.storage.ensure_root(create=create_root)
+            self._count(2)
+            self._storage.ensure_root(create=create_root)
             # the id lets a machine tell this remote from a wiped or replaced one at the
             # same URL (see known_roots)
             self._id = random_token(16)
-            self.storage.write(MARKER_KEY, json.dumps({"format": REMOTE_FORMAT, "id": self._id}).encode())
-            self.requests += 2
+            self._storage.write(MARKER_KEY, json.dumps({"format": REMOTE_FORMAT, "id": self._id}).encode())
             return
         try:
             meta: dict[str, Any] = json.loads(raw)
@@ -145,8 +179,8 @@ class Remote:
         path = self._cached_index_path(name)
         if not os.path.exists(path):
             try:
-                data = self.storage.read(index_key(name))
-                self.requests += 1
+                self._count()
+                data = self._storage.read(index_key(name))
             except KeyNotFound:
                 raise RemoteError(f"remote {self.name!r} ({self.url}): index of pack {name} is missing",
                                   "run `dvx fsck --remote` and push again") from None
@@ -164,18 +198,144 @@ class Remote:
             self._indexes[name] = idx
         return idx
 
-    def remember_index(self, name: str, data: bytes) -> None:
+    def _remember_index(self, name: str, data: bytes) -> None:
         write_cache_file(self._cached_index_path(name), data)  # a cache: best effort
 
     def list_pack_names(self) -> list[str]:
         """Packs whose index is on the remote (one LIST, paginated by the backend)."""
-        self.requests += 1
+        self._count()
         names = []
-        for key, _size, _mtime in self.storage.list("index"):
+        for key, _size, _mtime in self._storage.list("index"):
             base = key.rsplit("/", 1)[-1]
             if base.endswith(".idx") and len(base) == 68:
                 names.append(base[:-4])
+        with self._lock:
+            self._present.update(names)
         return sorted(names)
+
+    # -- packs ------------------------------------------------------------------------------
+    def put_pack(self, pack: PackFile) -> None:
+        """Upload a pack, then its index (remote.md §3: an index never names a pack
+        that is not there). Both keys are content-named: a retry rewrites the same bytes."""
+        self._count(2)
+        self._storage.upload(pack_key(pack.name), pack.path)  # the pack first...
+        self._storage.write(index_key(pack.name), pack.idx)  # ...then its index
+        self._remember_index(pack.name, pack.idx)
+        with self._lock:
+            self._present.add(pack.name)
+
+    def put_packs(self, packs: Iterable[PackFile], jobs: int,
+                  on_done: Callable[[PackFile], None] | None = None) -> None:
+        """Upload packs ``jobs`` at a time, as ``packs`` yields them; each is
+        ``discard``ed once uploaded (or failed), and ``on_done`` is called after each
+        upload. At most ``jobs + 1`` yielded packs wait for their upload, so a producer
+        that writes temporary packs keeps little on disk. Raises the first failure
+        after the uploads in flight have ended."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        def send(pack: PackFile) -> None:
+            try:
+                self.put_pack(pack)
+            finally:
+                pack.discard()
+            if on_done is not None:
+                on_done(pack)
+
+        slots = max(1, jobs)
+        with ThreadPoolExecutor(slots, thread_name_prefix="dvx-upload") as pool:
+            sent: list[tuple[Future[None], PackFile]] = []
+            it = iter(packs)
+            try:
+                for pack in it:
+                    try:
+                        while sum(1 for f, _ in sent if not f.done()) >= slots + 1:
+                            next(f for f, _ in sent if not f.done()).result()
+                    except BaseException:
+                        pack.discard()
+                        raise
+                    sent.append((pool.submit(send, pack), pack))
+                for f, _ in sent:
+                    f.result()
+            except BaseException:
+                for f, pack in sent:
+                    if f.cancel():
+                        pack.discard()
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()  # a generator removes its partial file
+                raise
+
+    def _missing_pack(self, name: str) -> RemoteError:
+        return RemoteError(f"remote {self.name!r} ({self.url}) is damaged: pack {name[:12]} is missing",
+                           f"run `dvx fsck --remote {self.name}` to see what it lost")
+
+    def get_pack(self, name: str, local_path: str) -> None:
+        """Download a pack to a local file (the caller verifies it: ``Store.adopt_pack``)."""
+        self._count()
+        try:
+            self._storage.download(pack_key(name), local_path)
+        except KeyNotFound:
+            raise self._missing_pack(name) from None
+
+    @contextlib.contextmanager
+    def downloaded_pack(self, name: str) -> Iterator[str]:
+        """A pack downloaded to a temporary file of this remote's cache, removed after."""
+        os.makedirs(self.cache_dir, exist_ok=True)
+        tmp = os.path.join(self.cache_dir, f"download-{random_token(6)}.pack")
+        try:
+            self.get_pack(name, tmp)
+            yield tmp
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def read_pack_range(self, name: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a pack (one ranged GET)."""
+        self._count()
+        try:
+            return self._storage.read_range(pack_key(name), start, end)
+        except KeyNotFound:
+            raise self._missing_pack(name) from None
+
+    def pack_size(self, name: str) -> int | None:
+        """Size of a pack on the remote, None if absent."""
+        self._count()
+        try:
+            return self._storage.size(pack_key(name))
+        except KeyNotFound:
+            return None
+
+    def list_packs(self) -> dict[str, tuple[int, float | None]]:
+        """``{name: (size, mtime)}`` of every pack file on the remote (one LIST)."""
+        self._count()
+        return {k.rsplit("/", 1)[-1][:-5]: (s, m) for k, s, m in self._storage.list("packs")
+                if k.endswith(".pack")}
+
+    def list_indexes(self) -> dict[str, float | None]:
+        """``{name: mtime}`` of every pack index on the remote (one LIST)."""
+        self._count()
+        return {k.rsplit("/", 1)[-1][:-4]: m for k, _s, m in self._storage.list("index")
+                if k.endswith(".idx")}
+
+    def delete_pack(self, name: str) -> None:
+        """Delete a pack and its index, the index first (the pack becomes invisible)."""
+        self._count(2)
+        with self._lock:
+            self._present.discard(name)
+        self._storage.delete(index_key(name))
+        self._storage.delete(pack_key(name))
+
+    def list_temporary(self) -> list[tuple[str, int, float | None]]:
+        """``(key, size, mtime)`` of temporary files of uploads in progress or killed
+        (directory remotes; see ``RemoteStorage.list_temporary``)."""
+        return self._storage.list_temporary()
+
+    def delete_temporary(self, key: str) -> None:
+        """Delete one of ``list_temporary``'s files."""
+        if not os.path.basename(key).startswith(TEMP_PREFIX):
+            raise ValueError(f"{key} is not a temporary file")
+        self._count()
+        self._storage.delete(key)
 
     # -- what this machine knows the remote holds ---------------------------------------
     def _known_path(self) -> str:
@@ -185,12 +345,11 @@ class Remote:
         """The remote's id from its marker (one request), ``"-"`` for a remote written
         before ids existed, None when there is no marker (an empty or wiped remote)."""
         if self._id is None:
+            self._count()
             try:
-                raw = self.storage.read(MARKER_KEY)
+                raw = self._storage.read(MARKER_KEY)
             except KeyNotFound:
                 return None
-            finally:
-                self.requests += 1
             try:
                 rid = json.loads(raw).get("id")
             except (ValueError, AttributeError):
@@ -230,13 +389,13 @@ class Remote:
 
     # -- root records --------------------------------------------------------------------
     def has_root(self, root_hex: str) -> bool:
-        self.requests += 1
-        return self.storage.exists(root_key(root_hex))
+        self._count()
+        return self._storage.exists(root_key(root_hex))
 
     def read_root(self, root_hex: str) -> RootRecord | None:
-        self.requests += 1
+        self._count()
         try:
-            data = self.storage.read(root_key(root_hex))
+            data = self._storage.read(root_key(root_hex))
         except KeyNotFound:
             return None
         rec = RootRecord.parse(data, f"remote {self.name!r} roots/{root_hex[:12]}")
@@ -246,12 +405,22 @@ class Remote:
         return rec
 
     def write_root(self, record: RootRecord) -> None:
-        self.requests += 1
-        self.storage.write(root_key(record.root), record.encode())
+        """Write a root record: the promise that its closure is in the listed packs.
+        Refused unless every listed pack is known to be on the remote with its index
+        (uploaded by ``put_pack``, or listed by ``list_pack_names``): a record is
+        always the last thing written (remote.md §3)."""
+        with self._lock:
+            unknown = sorted(set(record.packs) - self._present)
+        if unknown:
+            raise RemoteError(f"remote {self.name!r} ({self.url}): refusing to write the root record of "
+                              f"{record.root[:12]} before its packs ({', '.join(n[:12] for n in unknown)}) "
+                              "are uploaded", "this is a bug in dvx; please report it")
+        self._count()
+        self._storage.write(root_key(record.root), record.encode())
 
     def list_roots(self) -> list[str]:
-        self.requests += 1
-        return sorted(n for n in (k.rsplit("/", 1)[-1][:-5] for k, _s, _m in self.storage.list("roots")
+        self._count()
+        return sorted(n for n in (k.rsplit("/", 1)[-1][:-5] for k, _s, _m in self._storage.list("roots")
                                   if k.endswith(".json")) if is_hex_id(n))
 
 

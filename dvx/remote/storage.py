@@ -9,11 +9,13 @@ Interface contract (every backend, checked by ``tests/test_remote_conformance.py
   URL and what to check;
 * every call may be retried by the caller (all writes are of immutable, content-named
   keys). Each attempt waits at most ``connect_timeout`` to connect and ``read_timeout``
-  for any byte of an answer (every cloud backend); S3 calls are retried here, within a
+  for any byte of an answer (every cloud backend); calls are retried here, within a
   bounded budget (``retries`` more attempts after a transient failure: no answer,
-  dropped connection, 5xx, throttling), each announced through ``on_retry``; gcsfs
-  and the Azure SDK keep their own fixed retry schedules. These three are DVX options
-  of the remote (``-o read_timeout=10``), never passed to fsspec.
+  dropped connection, 5xx, throttling), each announced through ``on_retry``. The
+  SDKs' own retry schedules (botocore, gcsfs, the Azure SDK) are set to one attempt,
+  so a server that never answers is given up after about
+  ``(retries + 1) * read_timeout`` seconds (~30 s by default). These three are DVX
+  options of the remote (``-o read_timeout=10``), never passed to fsspec.
 
 Backends: a directory (``/path``, ``file://``), ``s3://`` (s3fs), ``gs://`` (gcsfs),
 ``az://``/``abfs://`` (adlfs). Backend packages are imported lazily; a missing one is a
@@ -121,6 +123,7 @@ class RemoteStorage:
         self.connect_timeout, self.read_timeout, self.retries = timeout_settings(spec.name, options)
         self.on_retry: Callable[[str], None] | None = None  # told about each retry (progress)
         self._fs: Any = None
+        self._sdk_retries = False  # the backend's SDK still retries on its own (see _make_fs)
 
     # -- setup --------------------------------------------------------------------
     @property
@@ -188,8 +191,16 @@ class RemoteStorage:
         except Exception as exc:
             raise self._error(f"cannot be opened: {_short(exc)}",
                               "check the -o options with `dvx remote list`") from None
+        # One retry layer only (``_call``), for every backend: the SDKs' own schedules
+        # (gcsfs: 6 attempts and ~30 s of back-off; Azure: 4 attempts and ~80 s) on top
+        # of DVX's took 1.5-2 minutes to give up on a server that never answers.
         if proto == "s3":
             fs.retries = 1
+            self._sdk_retries = False
+        elif proto == "gcs":
+            self._sdk_retries = not _gcs_single_attempt(fs)
+        elif proto == "az":
+            self._sdk_retries = not _azure_single_attempt(fs, self.connect_timeout, self.read_timeout)
         return fs
 
     def _endpoint(self) -> tuple[str, int] | None:
@@ -235,9 +246,9 @@ class RemoteStorage:
                     return fn()
             except TransientRemoteError as exc:
                 attempt += 1
-                # gcsfs and the Azure SDK retry on their own fixed schedules: adding
-                # attempts on top would multiply them
-                budget = self.retries if self.spec.protocol == "s3" else 0
+                # where the SDK could not be told to make one attempt, it retries on its
+                # own schedule: adding attempts on top would multiply them
+                budget = 0 if self._sdk_retries else self.retries
                 if attempt > budget:
                     if attempt > 1:
                         exc.message += f" (gave up after {attempt} attempts)"
@@ -425,6 +436,46 @@ class RemoteStorage:
             if not self.fs.exists(bucket):
                 raise self._missing_bucket()
         self._call("open", "", call)
+
+
+def _gcs_single_attempt(fs: Any) -> bool:
+    """Make gcsfs try each request once (DVX retries). gcsfs fixes its retry count when
+    its class is defined (``@retry_request(retries=6)``); the instance gets the same
+    methods re-decorated with one attempt. Returns False if gcsfs changed shape."""
+    import types
+
+    try:
+        from gcsfs.retry import retry_request
+    except ImportError:  # pragma: no cover - another gcsfs
+        return False
+    done = 0
+    for name in ("_request", "_get_file_request", "_get_file_concurrent"):
+        inner = getattr(getattr(type(fs), name, None), "__wrapped__", None)
+        if inner is None:
+            continue
+        setattr(fs, name, types.MethodType(retry_request(retries=1)(inner), fs))
+        done += 1
+    return done > 0 and hasattr(fs, "_request")
+
+
+def _azure_single_attempt(fs: Any, connect_timeout: float, read_timeout: float) -> bool:
+    """Make the Azure SDK try each request once (DVX retries), with DVX's timeouts on
+    every request. Its retry policy (``ExponentialRetry``: 3 retries after 15-45 s of
+    back-off) and its transport are shared by every container and blob client of
+    adlfs's service client; adlfs passes the timeouts to a few calls only (a HEAD got
+    the SDK's 60 s). Returns False if the SDK changed shape."""
+    config = getattr(getattr(fs, "service_client", None), "_config", None)
+    policy = getattr(config, "retry_policy", None)
+    names = ("total_retries", "connect_retries", "read_retries", "status_retries")
+    if policy is None or not all(isinstance(getattr(policy, n, None), int) for n in names):
+        return False
+    for n in names:
+        setattr(policy, n, 0)
+    connection = getattr(getattr(config, "transport", None), "connection_config", None)
+    if connection is not None and hasattr(connection, "read_timeout"):
+        connection.timeout = connect_timeout
+        connection.read_timeout = read_timeout
+    return True
 
 
 def _write_file(path: str, data: bytes) -> None:

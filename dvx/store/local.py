@@ -20,13 +20,15 @@ import errno
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from dvx.errors import CorruptObjectError, MissingObjectError, StoreError
+from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, StoreError
 from dvx.fsutil import atomic_write_bytes, fsync_dir, os_error, random_token, write_all
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, object_id
 from dvx.objects import Manifest, Tree
+from dvx.pools import LazyPool
 from dvx.store.pack import (
     COMP_DELTA,
     DELTA_HEADER,
@@ -36,6 +38,7 @@ from dvx.store.pack import (
     PACK_VERSION,
     IdxFile,
     PackEntry,
+    PackFile,
     PackReader,
     encode_footer,
     encode_idx,
@@ -44,6 +47,8 @@ from dvx.store.pack import (
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from dvx.store.reader import VerifiedFile
 
 PACK_TARGET_SIZE = 32 << 20  # also the size pushed to remotes as is: one single-part PUT
 MAX_QUEUED_BYTES = 32 << 20
@@ -69,6 +74,8 @@ class Store:
         self._deltas: set[bytes] = set()
         self._readers: dict[str, PackReader] = {}
         self._lock = threading.Lock()
+        self._pool = LazyPool(1, "dvx-restore-read")  # verifies the next run while one is copied
+        _STORES.add(self)
 
     # -- layout -------------------------------------------------------------------
     @classmethod
@@ -142,7 +149,8 @@ class Store:
         return self._deltas
 
     # -- reading --------------------------------------------------------------------
-    def _reader(self, name: str) -> PackReader:
+    def pack_reader(self, name: str) -> PackReader:
+        """Random access to a visible pack (opened once, kept until ``close``)."""
         reader = self._readers.get(name)
         if reader is None:
             try:
@@ -155,7 +163,8 @@ class Store:
             self._readers[name] = reader
         return reader
 
-    def _stored_as_delta(self, oid: bytes, pack: str) -> bool:
+    def is_delta(self, oid: bytes, pack: str) -> bool:
+        """Whether ``pack`` holds ``oid`` as a delta (format.md §5.1), not whole."""
         full = self._full
         if full is not None:
             loc = full.get(oid)
@@ -171,7 +180,7 @@ class Store:
         """The base chunk id of the delta copy of ``oid`` held in ``pack``."""
         entry = self._indexes()[pack].find(oid)
         assert entry is not None and entry.comp == COMP_DELTA
-        head = self._reader(pack).read(entry.offset, DELTA_HEADER.size)
+        head = self.pack_reader(pack).read(entry.offset, DELTA_HEADER.size)
         return DELTA_HEADER.unpack(head)[0]  # type: ignore[no-any-return]
 
     def expand_delta(self, oid: bytes, stored: bytes, where: str) -> bytes:
@@ -184,7 +193,7 @@ class Store:
         if loc is None:
             raise MissingObjectError(f"chunk {base_id.hex()}, the base of chunk {oid.hex()}, is not in "
                                      "the local store", "run `dvx fsck --repair` to restore it from a remote")
-        if self._stored_as_delta(base_id, loc[0]):
+        if self.is_delta(base_id, loc[0]):
             raise CorruptObjectError(f"chunk {oid.hex()} in pack {where} is a delta of a delta")
         _kind, base = self.read_raw(base_id, loc)
         if prefix + suffix > len(base):
@@ -204,10 +213,10 @@ class Store:
         if kind not in CONTEXTS:
             raise CorruptObjectError(f"object {oid.hex()} in pack {name} has unknown kind {kind}")
         try:
-            data = self._reader(name).read(offset, length)
+            data = self.pack_reader(name).read(offset, length)
         except OSError as exc:
             raise os_error(exc, f"read pack {name}") from None
-        if kind == KIND_CHUNK and self._stored_as_delta(oid, name):
+        if kind == KIND_CHUNK and self.is_delta(oid, name):
             data = self.expand_delta(oid, data, name)
         if object_id(kind, data) != oid:
             raise CorruptObjectError(
@@ -231,10 +240,206 @@ class Store:
     def read_tree(self, oid: bytes) -> Tree:
         return Tree.parse(self.read(oid, KIND_TREE))
 
+    def open_file(self, manifest_id: bytes) -> VerifiedFile:
+        """The file a manifest describes, opened for reading: seekable, and every byte
+        verified against its chunk's id before it is returned (``dvx.store.reader``)."""
+        from dvx.store.reader import VerifiedFile
+
+        return VerifiedFile(self, self.read_manifest(manifest_id))
+
+    def read_pool(self) -> LazyPool:
+        """This store's read-ahead thread (created on first use, renewed after fork)."""
+        return self._pool
+
     def close(self) -> None:
         for r in self._readers.values():
             r.close()
         self._readers.clear()
+        self._pool.shutdown()
+
+    # -- packs as files: inspection, adoption, export, deletion ----------------------------
+    def pack_index(self, name: str) -> IdxFile:
+        """The parsed (checksum-verified) index of a visible pack, read afresh."""
+        try:
+            return IdxFile(self.idx_path(name), name)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise os_error(exc, f"read pack index {name}.idx") from None
+
+    def pack_footer(self, name: str) -> tuple[list[PackEntry], str]:
+        """A pack's own footer entries and the name they hash to (``read_footer``)."""
+        return read_footer(self.pack_path(name))
+
+    def pack_objects(self, name: str, entries: Iterable[PackEntry]) -> Iterator[tuple[PackEntry, bytes]]:
+        """The stored bytes of ``entries`` of a pack (as stored: a delta is not
+        expanded, nothing is verified), read in offset order. For fsck."""
+        fd = os.open(self.pack_path(name), os.O_RDONLY)
+        try:
+            for e in sorted(entries, key=lambda e: e.offset):
+                yield e, os.pread(fd, e.length, e.offset)  # short if truncated: fails verification
+        finally:
+            os.close(fd)
+
+    def pack_size(self, name: str) -> int:
+        """Bytes of a pack file (0 if it is gone)."""
+        return _file_size(self.pack_path(name))
+
+    def pack_disk_usage(self, name: str) -> int:
+        """Bytes of a pack and its index."""
+        return _file_size(self.pack_path(name)) + _file_size(self.idx_path(name))
+
+    def pack_mtime(self, name: str) -> float | None:
+        """When a pack was published (its index's mtime), None if it is gone."""
+        try:
+            return os.path.getmtime(self.idx_path(name))
+        except OSError:
+            return None
+
+    def orphan_packs(self) -> list[tuple[str, float | None]]:
+        """``(name, mtime)`` of pack files without an index: what a kill between
+        publishing a pack and its index leaves (invisible to readers)."""
+        try:
+            names = os.listdir(self.packs_dir)
+        except OSError:
+            return []
+        visible = set(self.pack_names())
+        out = []
+        for n in sorted(names):
+            if n.endswith(".pack") and not n.startswith(".") and n[:-5] not in visible:
+                try:
+                    mtime: float | None = os.path.getmtime(os.path.join(self.packs_dir, n))
+                except OSError:
+                    mtime = None
+                out.append((n[:-5], mtime))
+        return out
+
+    def delete_pack(self, name: str) -> None:
+        """Delete a pack: its index first, so readers never see an index without its
+        pack (format.md §7.6). The caller holds the store lock exclusively."""
+        for path in (self.idx_path(name), self.pack_path(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        reader = self._readers.pop(name, None)
+        if reader is not None:
+            reader.close()
+        with self._lock:
+            self._idx = None
+            self._full = None
+
+    def delete_orphan_packs(self, older_than: float, now: float) -> int:
+        """Delete index-less pack files older than ``older_than`` seconds. Returns how many."""
+        removed = 0
+        for name, mtime in self.orphan_packs():
+            if mtime is None or now - mtime <= older_than:
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(self.pack_path(name))
+                removed += 1
+        return removed
+
+    def clean_tmp(self, older_than: float, now: float) -> int:
+        """Delete temporary files (packs being written, downloads, exports) older than
+        ``older_than`` seconds: a younger one may belong to a running command."""
+        removed = 0
+        try:
+            names = os.listdir(self.tmp_dir)
+        except OSError:
+            return 0
+        for n in names:
+            path = os.path.join(self.tmp_dir, n)
+            try:
+                if now - os.path.getmtime(path) > older_than:
+                    os.unlink(path)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+    def adopt_pack(self, name: str, fill: Callable[[str], object], where: str) -> int:
+        """Take in a pack from elsewhere (a remote): ``fill(path)`` writes it to a
+        temporary file of this store; it is then verified completely (footer, name,
+        every object against its id; whole objects only, as remote packs hold) and
+        published, pack before index (format.md §7.1). Nothing unverified becomes
+        visible. ``where`` names the source in errors. Returns the pack's size (0 if
+        this store already has it)."""
+        if os.path.exists(self.idx_path(name)):
+            return 0
+        tmp = os.path.join(self.tmp_dir, f"adopt-{random_token(8)}.pack")
+        try:
+            fill(tmp)
+            size = os.path.getsize(tmp)
+            try:
+                entries, footer_name = read_footer(tmp)
+            except (DvxError, OSError):
+                raise CorruptObjectError(f"{where}: pack {name} is damaged",
+                                         "run `dvx fsck --remote` and push the data again") from None
+            if footer_name != name:
+                raise CorruptObjectError(f"{where}: pack {name} holds another pack's content ({footer_name})",
+                                         "run `dvx fsck --remote`")
+            if any(e.comp for e in entries):
+                raise CorruptObjectError(f"{where}: pack {name} holds delta-encoded objects, which remote "
+                                         "packs never do", "run `dvx fsck --remote` and push the data again")
+            with open(tmp, "rb") as f:
+                for e in sorted(entries, key=lambda e: e.offset):
+                    f.seek(e.offset)
+                    data = f.read(e.length)
+                    if e.kind not in CONTEXTS or object_id(e.kind, data) != e.oid:
+                        raise CorruptObjectError(
+                            f"{where}: pack {name} holds a corrupted {KIND_NAMES.get(e.kind, 'object')} "
+                            f"{e.oid.hex()} (hash mismatch); nothing was written",
+                            "run `dvx fsck --remote` and push the data again from a machine that has it")
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, self.pack_path(name))  # the pack, then its index
+            atomic_write_bytes(self.idx_path(name), encode_idx(entries, size), fsync=self.fsync, mode=0o444)
+            if self.fsync:
+                fsync_dir(self.packs_dir)
+            return size
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def export_pack(self, name: str) -> PackFile:
+        """A visible pack as it is, to copy elsewhere (its file is not to be modified)."""
+        with open(self.idx_path(name), "rb") as f:
+            idx_bytes = f.read()
+        idx = IdxFile(self.idx_path(name), name, idx_bytes)  # checks the checksum
+        return PackFile(name, self.pack_path(name), idx_bytes, idx.entries(), idx.pack_size)
+
+    def export_objects(self, oids: Iterable[bytes], target: int = PACK_TARGET_SIZE) -> Iterator[PackFile]:
+        """New packs of ``oids`` (each read verified, deltas expanded: whole objects
+        only), about ``target`` bytes each, written to temporary files that the
+        consumer removes with ``PackFile.discard()``."""
+        index = self.full_index()
+        entries: list[PackEntry] = []
+        f = None
+        path = ""
+        size = 0
+        try:
+            for oid in oids:
+                if f is None:
+                    path = os.path.join(self.tmp_dir, f"export-{random_token(8)}.pack")
+                    f = open(path, "wb")  # noqa: SIM115 - spans many iterations, closed below
+                    f.write(PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION))
+                    size = PACK_HEADER.size
+                    entries = []
+                kind, data = self.read_raw(oid, index.get(oid))
+                entries.append(PackEntry(oid, kind, size, len(data)))
+                f.write(data)
+                size += len(data)
+                if size >= target:
+                    done, f = f, None
+                    yield _finish_export(done, path, entries, size)
+            if f is not None:
+                done, f = f, None
+                yield _finish_export(done, path, entries, size)
+        finally:
+            if f is not None:  # stopped half-way: the partial file goes
+                f.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     # -- repair -----------------------------------------------------------------------
     @property
@@ -745,3 +950,32 @@ def _start_writeback(fd: int, start: int, length: int) -> None:
 
 def store_error_for(exc: OSError, what: str) -> StoreError:
     return os_error(exc, what)
+
+
+def _finish_export(f, path: str, entries: list[PackEntry], size: int) -> PackFile:  # type: ignore[no-untyped-def]
+    footer, name = encode_footer(entries)
+    f.write(footer)
+    f.close()
+    size += len(footer)
+    return PackFile(name, path, encode_idx(entries, size), entries, size, temporary=True)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+# Stores in this process: a forked child gets fresh locks (a parent thread may have held
+# one at the fork). Their read pools are renewed by ``dvx.pools``.
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _stores_after_fork() -> None:
+    for store in list(_STORES):
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_stores_after_fork)

@@ -48,6 +48,32 @@ class PackEntry(NamedTuple):
     comp: int = COMP_NONE
 
 
+class PackFile:
+    """A pack as a file, to upload or copy: its name, path, index bytes and entries.
+    ``temporary``: a file written for this purpose, removed by ``discard()``."""
+
+    __slots__ = ("name", "path", "idx", "entries", "size", "temporary")
+
+    def __init__(self, name: str, path: str, idx: bytes, entries: list[PackEntry], size: int,
+                 temporary: bool = False) -> None:
+        self.name = name
+        self.path = path
+        self.idx = idx
+        self.entries = entries
+        self.size = size
+        self.temporary = temporary
+
+    @property
+    def payload(self) -> int:
+        """Bytes of the objects it holds."""
+        return sum(e.length for e in self.entries)
+
+    def discard(self) -> None:
+        if self.temporary:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
 def encode_footer(entries: list[PackEntry]) -> tuple[bytes, str]:
     blob = b"".join(ENTRY.pack(e.kind, e.comp, 0, e.offset, e.length, e.oid) for e in entries)
     tail = FOOTER_TAIL.pack(len(entries), blake3(blob).digest(), PACK_END_MAGIC)
