@@ -137,6 +137,9 @@ def run_hook(repo: Repository, name: str, args: list[str]) -> int:
 def _pre_commit(repo: Repository) -> int:
     from dvx.ops.status import status
 
+    if os.environ.get("DVX_IN_COMMIT"):
+        return 0  # run by `dvx commit`, which re-added the data it commits
+
     # stale data (the pointer moved under it) is no reason to stop a commit: the pointer
     # being committed is the right one; `dvx checkout` brings the data
     dirty = [s for s in status(repo) if s.state in ("modified", "diverged", "broken-pointer")]
