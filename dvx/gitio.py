@@ -354,6 +354,31 @@ class GitRepo:
         walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
         return [e.commit.id.decode() for e in walker]
 
+    def peel_commit(self, sha: str) -> str | None:
+        """The commit ``sha`` names (an annotated tag peeled), or None if it is not a
+        commit or not in this repository."""
+        from dulwich.objects import Commit, Tag
+
+        try:
+            obj = self.repo.object_store[sha.encode()]  # type: ignore[index]
+            while isinstance(obj, Tag):
+                obj = self.repo.object_store[obj.object[1]]
+        except (KeyError, ValueError):
+            return None
+        except Exception as exc:
+            raise GitError(f"git object {sha} cannot be read: {exc}", "run `git fsck`") from None
+        return obj.id.decode() if isinstance(obj, Commit) else None
+
+    def commits_between(self, include: str, exclude: list[str]) -> list[str]:
+        """Commits reachable from ``include`` and from none of ``exclude`` (``git
+        rev-list include --not exclude...``)."""
+        try:
+            walker = self.repo.get_walker(include=[include.encode()],  # type: ignore[list-item]
+                                          exclude=[e.encode() for e in exclude] or None)  # type: ignore[misc]
+            return [e.commit.id.decode() for e in walker]
+        except KeyError as exc:
+            raise GitError(f"git object {exc} is missing", "run `git fsck`; the clone may be shallow") from None
+
     # -- trees ---------------------------------------------------------------------
     def _tree_entries(self, tree_id: bytes) -> list[tuple[bytes, int, bytes]]:
         entries = self._tree_cache.get(tree_id)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Cli, git, run_dvx, write
+from tests.conftest import Cli, git, pseudo_random, run_dvx, write
 
 LOCKED = ("another git process seems to be running in this repository (.git/index.lock exists); "
           "wait for it or remove the lock if it crashed")
@@ -42,6 +42,107 @@ def _push_setup(repo: Path, cli: Cli, tmp_path: Path) -> tuple[Path, Path]:
     cli("remote", "add", "origin", str(store), "--default")
     cli("hooks", "install")
     return bare, store
+
+
+# -- N5: pre-push pushes the data of the commits being pushed ----------------------------
+
+def test_pre_push_pushes_the_pushed_commits_not_the_work_tree(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
+    bare, store = _push_setup(repo_dir, cli, tmp_path)
+    write(repo_dir / "f", "v1\n")
+    cli("add", "f")
+    cli("commit", "-m", "1")
+    v1 = pointer_id(repo_dir / "f.dvx")
+    write(repo_dir / "f", "v2\n")
+    cli("add", "f")  # v2 is not committed
+    v2 = pointer_id(repo_dir / "f.dvx")
+    sh("git", "push", "-q", "origin", "main", cwd=repo_dir)
+    assert v1 in remote_roots(store) and v2 not in remote_roots(store)
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", "-b", "main", str(bare), str(clone), cwd=tmp_path)
+    run_dvx("pull", cwd=clone)
+    assert (clone / "f").read_text() == "v1\n"
+
+
+def test_pre_push_of_a_branch_not_checked_out_and_only_new_commits(repo_dir: Path, cli: Cli,
+                                                                    tmp_path: Path) -> None:
+    bare, store = _push_setup(repo_dir, cli, tmp_path)
+    write(repo_dir / "a", "a1\n")
+    cli("add", "a")
+    cli("commit", "-m", "base")
+    sh("git", "push", "-q", "origin", "main", cwd=repo_dir)
+    assert remote_roots(store) == {pointer_id(repo_dir / "a.dvx")}
+    sh("git", "checkout", "-q", "-b", "feature", cwd=repo_dir)
+    write(repo_dir / "a", "feature 1\n")
+    cli("commit", "-m", "f1")
+    f1 = pointer_id(repo_dir / "a.dvx")
+    write(repo_dir / "a", "feature 2\n")
+    cli("commit", "-m", "f2")
+    f2 = pointer_id(repo_dir / "a.dvx")
+    sh("git", "checkout", "-q", "main", cwd=repo_dir)
+    cli("checkout", "--force")
+    # push the feature branch from main: its two commits' data, not main's work tree
+    sh("git", "push", "-q", "origin", "feature", cwd=repo_dir)
+    assert {f1, f2} <= remote_roots(store)
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", "-b", "feature", str(bare), str(clone), cwd=tmp_path)
+    run_dvx("pull", "--rev", "HEAD~1", cwd=clone)
+    run_dvx("pull", cwd=clone)
+    assert (clone / "a").read_text() == "feature 2\n"
+    # deleting a branch pushes nothing and succeeds
+    sh("git", "push", "-q", "origin", ":feature", cwd=repo_dir)
+
+
+def test_pre_push_chooses_the_commits_git_pushes(repo_dir: Path, cli: Cli) -> None:
+    from dvx.ops.hooks import _pushed_pointers
+    from dvx.repo import Repository
+
+    ids = []
+    for i in range(3):
+        write(repo_dir / "a", f"{i}\n")
+        cli("add", "a")
+        cli("commit", "-m", str(i))
+        ids.append(pointer_id(repo_dir / "a.dvx"))
+    c0, c1, c2 = git("rev-list", "--reverse", "HEAD", cwd=repo_dir).split()
+    git("tag", "-a", "-m", "t", "v2", c2, cwd=repo_dir)
+    tag = git("rev-parse", "v2", cwd=repo_dir).strip()
+    repo = Repository(str(repo_dir))
+    zero, unknown = "0" * 40, "1234" * 10
+
+    def pushed(*lines: str) -> set[str]:
+        pointers, bad = _pushed_pointers(repo, list(lines))
+        assert not bad
+        return {p.id for p in pointers.values()}
+
+    assert pushed(f"refs/heads/main {c2} refs/heads/main {c0}") == {ids[1], ids[2]}
+    assert pushed(f"refs/heads/main {c2} refs/heads/main {zero}") == set(ids)
+    assert pushed(f"refs/heads/main {c2} refs/heads/main {unknown}") == set(ids)
+    assert pushed(f"refs/heads/x {c1} refs/heads/x {c0}", f"refs/tags/v2 {tag} refs/tags/v2 {c1}") \
+        == {ids[1], ids[2]}
+    assert pushed(f"(delete) {zero} refs/heads/main {c2}") == set()
+    assert pushed() == set()
+
+
+def test_pre_push_blocks_when_pushed_data_is_missing(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
+    bare, _store = _push_setup(repo_dir, cli, tmp_path)
+    other = tmp_path / "other"
+    sh("git", "init", "-q", "-b", "main", str(other), cwd=tmp_path)
+    run_dvx("init", cwd=other)
+    write(other / "lost", pseudo_random(5000, 7))
+    run_dvx("add", "lost", cwd=other)
+    # a pointer whose data this repository never had (and the remote lacks)
+    (repo_dir / "lost.dvx").write_bytes((other / "lost.dvx").read_bytes())
+    write(repo_dir / "kept", "kept\n")
+    cli("add", "kept")
+    git("add", "lost.dvx", "kept.dvx", ".gitignore", ".dvx", cwd=repo_dir)
+    git("commit", "-q", "--no-verify", "-m", "lost data", cwd=repo_dir)
+    (repo_dir / "lost.dvx").unlink()  # not in the work tree either
+    git("commit", "-q", "--no-verify", "-am", "drop it", cwd=repo_dir)
+    r = sh("git", "push", "origin", "main", cwd=repo_dir, ok=False)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("dvx")]
+    assert len(lines) == 1 and "lost" in lines[0] and "--no-verify" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert git("ls-remote", str(bare), cwd=repo_dir) == ""  # git pushed nothing
 
 
 # -- N7: concurrent commits, the index lock and compare-and-swap ---------------------------
