@@ -32,6 +32,19 @@ def find_git_root(path: str) -> str | None:
         cur = parent
 
 
+def nested_repo_above(root: str, rel: str) -> str | None:
+    """The first directory of ``rel`` (a path below ``root``; itself included) that
+    holds its own ``.git``: a submodule or another nested git repository, whose files
+    belong to that repository, not to ``root``'s. None if there is none."""
+    parts = [p for p in rel.split("/") if p]
+    cur = root
+    for i, part in enumerate(parts):
+        cur = os.path.join(cur, part)
+        if os.path.lexists(os.path.join(cur, ".git")):
+            return "/".join(parts[: i + 1])
+    return None
+
+
 def _is_git_dir(path: str) -> bool:
     """git's own test (setup.c is_git_directory): HEAD, objects/ and refs/."""
     return (os.path.isfile(os.path.join(path, "HEAD")) and os.path.isdir(os.path.join(path, "objects"))

@@ -142,6 +142,14 @@ class Repository:
         if parts and parts[0] in (DVX_DIR, ".git"):
             raise PathOutsideRepoError(f"{user_path} is inside {parts[0]}/, which DVX manages",
                                        "pick a path in the work tree")
+        from dvx.gitio import nested_repo_above
+
+        nested = nested_repo_above(self.root, "/".join(parts))
+        if nested is not None:
+            raise PathOutsideRepoError(
+                f"{user_path} is in the git repository {nested} (a submodule or nested repository), "
+                "not in this one",
+                f"run dvx inside that repository (`cd {nested}`)")
         if must_exist and not os.path.lexists(full):
             raise DvxError(f"{user_path} does not exist", "check the path")
         return "/".join(parts)

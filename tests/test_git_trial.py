@@ -295,6 +295,39 @@ def test_first_commit_with_paths_takes_dvx_config_along(repo_dir: Path, cli: Cli
     assert {"a.dvx", ".gitignore", ".dvx/config", ".dvx/.gitignore"} <= files and "b.dvx" not in files
 
 
+# -- N9: submodules and nested repositories ----------------------------------------------------
+
+def test_submodule_pointers_are_not_the_superprojects(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sh("git", "init", "-q", "-b", "main", str(sub), cwd=tmp_path)
+    run_dvx("init", cwd=sub)
+    write(sub / "sd", "sub data\n")
+    run_dvx("add", "sd", cwd=sub)
+    run_dvx("commit", "-m", "sub", cwd=sub)
+    write(repo_dir / "top", "top\n")
+    cli("add", "top")
+    cli("commit", "-m", "top")
+    sh("git", "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "sm", cwd=repo_dir)
+    git("commit", "-q", "-m", "submodule", cwd=repo_dir)
+    sh("git", "init", "-q", "nested", cwd=repo_dir)  # a nested repository that is no submodule
+    write(repo_dir / "nested" / "n.dvx", (sub / "sd.dvx").read_text())
+    status = run_dvx("status", "--json", cwd=repo_dir)
+    assert "sm/" not in status.stdout and "nested/" not in status.stdout
+    run_dvx("fsck", cwd=repo_dir)
+    run_dvx("checkout", cwd=repo_dir)
+    gitignore = (repo_dir / "sm" / ".gitignore").read_text()
+    write(repo_dir / "sm" / "n2", "n2\n")
+    r = run_dvx("add", "sm/n2", cwd=repo_dir, check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "submodule" in r.stderr and "run dvx inside that repository" in r.stderr
+    assert not (repo_dir / "sm" / "n2.dvx").exists()
+    assert (repo_dir / "sm" / ".gitignore").read_text() == gitignore
+    assert run_dvx("add", "sm", cwd=repo_dir, check=False).returncode != 0
+    # inside the submodule, DVX works on the submodule's own pointers
+    sm_status = json.loads(run_dvx("status", "--json", cwd=repo_dir / "sm", check=False).stdout)
+    assert [e["path"] for e in sm_status["paths"]] == ["sd"]
+
+
 def test_autostage_hook_stages_into_the_index_git_commit_a_locked(repo_dir: Path, cli: Cli) -> None:
     cfg = repo_dir / ".dvx" / "config"
     cfg.write_text(cfg.read_text().replace("format = 1", "format = 1\nautostage = true"))
