@@ -32,6 +32,65 @@ def find_git_root(path: str) -> str | None:
         cur = parent
 
 
+#: what `.git/info/exclude` must hide (relative to the DVX root), whatever the branch
+EXCLUDED = (".dvx/store/", ".dvx/tmp/", ".dvx/state/", ".dvx/config.local")
+
+
+def common_git_dir(git_root: str) -> str | None:
+    """The common git directory of the work tree at ``git_root``: ``.git`` itself, or
+    for a linked work tree or a submodule (``.git`` is a ``gitdir:`` file) the directory
+    it names, followed to its ``commondir``. None if unreadable."""
+    dotgit = os.path.join(git_root, ".git")
+    if os.path.isdir(dotgit):
+        gitdir = dotgit
+    else:
+        try:
+            with open(dotgit, encoding="utf-8") as f:
+                line = f.read(4096).strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not line.startswith("gitdir:"):
+            return None
+        gitdir = os.path.join(git_root, line[len("gitdir:"):].strip())
+    try:
+        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as f:
+            return os.path.normpath(os.path.join(gitdir, f.read(4096).strip()))
+    except (OSError, UnicodeDecodeError):
+        return os.path.normpath(gitdir)
+
+
+def ensure_info_exclude(dvx_root: str) -> bool:
+    """Add DVX's local directories to ``info/exclude`` of the common git directory (the
+    per-clone exclude file git always reads), so the store stays ignored on a branch
+    whose commits lack ``.dvx/.gitignore``. Only missing lines are appended; the file's
+    other lines are kept. Returns whether it wrote. Cheap when nothing is missing."""
+    root = os.path.realpath(dvx_root)
+    git_root = find_git_root(root)
+    if git_root is None:
+        return False
+    common = common_git_dir(git_root)
+    if common is None:
+        return False
+    rel = os.path.relpath(root, git_root)
+    prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+    path = os.path.join(common, "info", "exclude")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        text = ""
+    have = {line.strip() for line in text.splitlines()}
+    missing = [f"/{prefix}{p}" for p in EXCLUDED if f"/{prefix}{p}" not in have]
+    if not missing:
+        return False
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "ab") as f:
+        f.write((b"\n" if text and not text.endswith("\n") else b"")
+                + b"# DVX: the local store and state, never committed (dvx init)\n"
+                + "".join(m + "\n" for m in missing).encode("utf-8", "surrogateescape"))
+    return True
+
+
 def nested_repo_above(root: str, rel: str) -> str | None:
     """The first directory of ``rel`` (a path below ``root``; itself included) that
     holds its own ``.git``: a submodule or another nested git repository, whose files

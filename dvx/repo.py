@@ -6,6 +6,7 @@ maps user paths to repository-relative paths, refusing anything outside the tree
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from functools import cached_property
@@ -32,6 +33,11 @@ class Repository:
         self.dvx_dir = os.path.join(self.root, DVX_DIR)
         if not os.path.isdir(self.dvx_dir):
             raise NotARepositoryError(f"{self.root} is not a DVX repository", "run `dvx init`")
+        from dvx.gitio import ensure_info_exclude
+
+        # the store stays ignored on branches whose commits lack .dvx/.gitignore
+        with contextlib.suppress(OSError):  # a read-only .git must not stop a read
+            ensure_info_exclude(self.root)
         self.state_dir = os.path.join(self.dvx_dir, "state")
         self.memo = ValidationMemo(os.path.join(self.state_dir, "validated.cache"))
         self.config: RepoConfig = load_config(self.dvx_dir, self.memo)

@@ -328,6 +328,46 @@ def test_submodule_pointers_are_not_the_superprojects(repo_dir: Path, cli: Cli, 
     assert [e["path"] for e in sm_status["paths"]] == ["sd"]
 
 
+# -- .git/info/exclude keeps the store ignored on every branch ----------------------------------
+
+def test_store_stays_ignored_on_a_branch_from_before_dvx_init(tmp_path: Path) -> None:
+    repo = tmp_path / "w"
+    sh("git", "init", "-q", "-b", "main", str(repo), cwd=tmp_path)
+    exclude = repo / ".git" / "info" / "exclude"
+    exclude.write_text(exclude.read_text() + "my-own-line\n")
+    write(repo / "code.py", "1\n")
+    git("add", "code.py", cwd=repo)
+    git("commit", "-q", "-m", "code", cwd=repo)
+    git("branch", "old", cwd=repo)
+    r = run_dvx("init", cwd=repo)
+    lines = exclude.read_text().splitlines()
+    assert "my-own-line" in lines
+    assert {"/.dvx/store/", "/.dvx/tmp/", "/.dvx/state/", "/.dvx/config.local"} <= set(lines)
+    write(repo / "d", pseudo_random(3000, 1))
+    run_dvx("add", "d", cwd=repo)
+    run_dvx("commit", "-m", "data", cwd=repo)
+    git("checkout", "-q", "old", cwd=repo)
+    assert not (repo / ".dvx" / ".gitignore").exists()
+    assert ".dvx" not in git("status", "--porcelain", "--untracked-files=all", cwd=repo)
+    git("add", "-A", cwd=repo)
+    assert not [p for p in git("diff", "--cached", "--name-only", cwd=repo).split() if p.startswith(".dvx/")]
+    # any command restores missing lines (and only once)
+    git("checkout", "-q", "-f", "main", cwd=repo)
+    exclude.write_text("my-own-line\n")
+    run_dvx("status", cwd=repo)
+    run_dvx("status", cwd=repo)
+    text = exclude.read_text()
+    assert text.startswith("my-own-line\n") and text.count("/.dvx/store/") == 1
+    # a linked work tree: the common directory's exclude file
+    git("worktree", "add", "-q", str(tmp_path / "linked"), "-b", "linked", cwd=repo)
+    exclude.write_text("")
+    run_dvx("status", cwd=tmp_path / "linked")
+    assert "/.dvx/store/" in exclude.read_text()
+    assert not (repo / ".git" / "worktrees" / "linked" / "info" / "exclude").exists()
+    # dvx init said what to commit
+    assert "commit .dvx/config and .dvx/.gitignore" in r.stdout + r.stderr
+
+
 def test_autostage_hook_stages_into_the_index_git_commit_a_locked(repo_dir: Path, cli: Cli) -> None:
     cfg = repo_dir / ".dvx" / "config"
     cfg.write_text(cfg.read_text().replace("format = 1", "format = 1\nautostage = true"))
