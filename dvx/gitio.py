@@ -32,6 +32,78 @@ def find_git_root(path: str) -> str | None:
         cur = parent
 
 
+#: what `.git/info/exclude` must hide (relative to the DVX root), whatever the branch
+EXCLUDED = (".dvx/store/", ".dvx/tmp/", ".dvx/state/", ".dvx/config.local")
+
+
+def common_git_dir(git_root: str) -> str | None:
+    """The common git directory of the work tree at ``git_root``: ``.git`` itself, or
+    for a linked work tree or a submodule (``.git`` is a ``gitdir:`` file) the directory
+    it names, followed to its ``commondir``. None if unreadable."""
+    dotgit = os.path.join(git_root, ".git")
+    if os.path.isdir(dotgit):
+        gitdir = dotgit
+    else:
+        try:
+            with open(dotgit, encoding="utf-8") as f:
+                line = f.read(4096).strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not line.startswith("gitdir:"):
+            return None
+        gitdir = os.path.join(git_root, line[len("gitdir:"):].strip())
+    try:
+        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as f:
+            return os.path.normpath(os.path.join(gitdir, f.read(4096).strip()))
+    except (OSError, UnicodeDecodeError):
+        return os.path.normpath(gitdir)
+
+
+def ensure_info_exclude(dvx_root: str) -> bool:
+    """Add DVX's local directories to ``info/exclude`` of the common git directory (the
+    per-clone exclude file git always reads), so the store stays ignored on a branch
+    whose commits lack ``.dvx/.gitignore``. Only missing lines are appended; the file's
+    other lines are kept. Returns whether it wrote. Cheap when nothing is missing."""
+    root = os.path.realpath(dvx_root)
+    git_root = find_git_root(root)
+    if git_root is None:
+        return False
+    common = common_git_dir(git_root)
+    if common is None:
+        return False
+    rel = os.path.relpath(root, git_root)
+    prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+    path = os.path.join(common, "info", "exclude")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        text = ""
+    have = {line.strip() for line in text.splitlines()}
+    missing = [f"/{prefix}{p}" for p in EXCLUDED if f"/{prefix}{p}" not in have]
+    if not missing:
+        return False
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "ab") as f:
+        f.write((b"\n" if text and not text.endswith("\n") else b"")
+                + b"# DVX: the local store and state, never committed (dvx init)\n"
+                + "".join(m + "\n" for m in missing).encode("utf-8", "surrogateescape"))
+    return True
+
+
+def nested_repo_above(root: str, rel: str) -> str | None:
+    """The first directory of ``rel`` (a path below ``root``; itself included) that
+    holds its own ``.git``: a submodule or another nested git repository, whose files
+    belong to that repository, not to ``root``'s. None if there is none."""
+    parts = [p for p in rel.split("/") if p]
+    cur = root
+    for i, part in enumerate(parts):
+        cur = os.path.join(cur, part)
+        if os.path.lexists(os.path.join(cur, ".git")):
+            return "/".join(parts[: i + 1])
+    return None
+
+
 def _is_git_dir(path: str) -> bool:
     """git's own test (setup.c is_git_directory): HEAD, objects/ and refs/."""
     return (os.path.isfile(os.path.join(path, "HEAD")) and os.path.isdir(os.path.join(path, "objects"))
@@ -95,6 +167,93 @@ class CommitInfo:
         sign = "+" if offset >= 0 else "-"
         hours, minutes = abs(offset) // 3600, abs(offset) % 3600 // 60
         return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f"{sign}{hours:02d}:{minutes:02d}"
+
+
+class IndexLock:
+    """``.git/index.lock``, held as git holds it: created exclusively (a lock someone
+    else holds is a one-line error, never a wait or a traceback), the new index written
+    into it, and renamed over the index to commit, or removed to roll back.
+
+    ``dvx commit`` holds it across the whole stage → commit sequence, so concurrent
+    commits (DVX's or git's) are serialized and none is built on a stale index."""
+
+    def __init__(self, git: GitRepo) -> None:
+        self.git = git
+        self.index_path = git.repo.index_path()
+        self.path = self.index_path + ".lock"
+        self._held = False
+        self._tmp = ""
+
+    def __enter__(self) -> IndexLock:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            shown = os.path.relpath(self.path, self.git.root)
+            if shown.startswith(".."):
+                shown = self.path
+            raise GitError(f"another git process seems to be running in this repository ({shown} exists)",
+                           "wait for it or remove the lock if it crashed") from None
+        except OSError as exc:
+            raise GitError(f"cannot lock the git index {self.path}: {exc.strerror}",
+                           "check .git permissions") from None
+        os.close(fd)
+        self._held = True
+        self._tmp = f"{self.index_path}.dvx-{os.getpid()}-{os.urandom(4).hex()}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+        if self._held:  # not committed: roll back, the index stays as it was
+            self._held = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def read(self) -> Any:
+        """The current index as a dulwich ``Index`` over a private copy (format version
+        and extensions kept); change it, then ``install`` it."""
+        import shutil
+
+        from dulwich.index import Index
+
+        try:
+            shutil.copyfile(self.index_path, self._tmp)
+        except FileNotFoundError:
+            pass  # no index yet: an empty one
+        except OSError as exc:
+            raise GitError(f"cannot read the git index: {exc.strerror}", "check .git permissions") from None
+        try:
+            return Index(self._tmp)
+        except Exception as exc:
+            raise GitError(f"cannot read the git index: {exc}", "run `git status`") from None
+
+    def install(self, index: Any) -> None:
+        """Write ``index`` into the lock file (what git's hooks see as GIT_INDEX_FILE)."""
+        try:
+            index.write()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            raise GitError(f"cannot update the git index: {exc.strerror}", "check .git permissions") from None
+
+    def reread(self) -> Any:
+        """The locked index again (a hook may have staged more)."""
+        import shutil
+
+        from dulwich.index import Index
+
+        try:
+            shutil.copyfile(self.path, self._tmp)
+            return Index(self._tmp)
+        except OSError as exc:
+            raise GitError(f"cannot read the git index: {exc.strerror}", "check .git permissions") from None
+
+    def commit(self) -> None:
+        """Rename the lock over the index: the new index is in place, the lock released."""
+        try:
+            os.replace(self.path, self.index_path)
+        except OSError as exc:
+            raise GitError(f"cannot update the git index: {exc.strerror}", "check .git permissions") from None
+        self._held = False
 
 
 class GitRepo:
@@ -307,6 +466,31 @@ class GitRepo:
         walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
         return [e.commit.id.decode() for e in walker]
 
+    def peel_commit(self, sha: str) -> str | None:
+        """The commit ``sha`` names (an annotated tag peeled), or None if it is not a
+        commit or not in this repository."""
+        from dulwich.objects import Commit, Tag
+
+        try:
+            obj = self.repo.object_store[sha.encode()]  # type: ignore[index]
+            while isinstance(obj, Tag):
+                obj = self.repo.object_store[obj.object[1]]
+        except (KeyError, ValueError):
+            return None
+        except Exception as exc:
+            raise GitError(f"git object {sha} cannot be read: {exc}", "run `git fsck`") from None
+        return obj.id.decode() if isinstance(obj, Commit) else None
+
+    def commits_between(self, include: str, exclude: list[str]) -> list[str]:
+        """Commits reachable from ``include`` and from none of ``exclude`` (``git
+        rev-list include --not exclude...``)."""
+        try:
+            walker = self.repo.get_walker(include=[include.encode()],  # type: ignore[list-item]
+                                          exclude=[e.encode() for e in exclude] or None)  # type: ignore[misc]
+            return [e.commit.id.decode() for e in walker]
+        except KeyError as exc:
+            raise GitError(f"git object {exc} is missing", "run `git fsck`; the clone may be shallow") from None
+
     # -- trees ---------------------------------------------------------------------
     def _tree_entries(self, tree_id: bytes) -> list[tuple[bytes, int, bytes]]:
         entries = self._tree_cache.get(tree_id)
@@ -403,27 +587,258 @@ class GitRepo:
         return found
 
     # -- writing -----------------------------------------------------------------------
+    def index_lock(self) -> IndexLock:
+        """git's index lock, ``.git/index.lock``: the commit lock (see ``IndexLock``)."""
+        return IndexLock(self)
+
     def stage(self, paths: list[str]) -> None:
-        """Stage work-tree paths (relative to the DVX root); removed files are unstaged."""
+        """Stage work-tree paths (relative to the DVX root); removed files are unstaged.
+
+        Inside a git hook that git runs with ``GIT_INDEX_FILE`` (``git commit -a`` or
+        ``git commit PATH`` hold ``.git/index.lock`` and point their hooks at it), the
+        paths are staged into that index, as ``git add`` would; otherwise under the
+        index lock."""
         if not paths:
             return
-        wt = self.repo.get_worktree()
-        present = [self._full(p) for p in paths if os.path.lexists(os.path.join(self.root, self._full(p)))]
-        gone = [self._full(p) for p in paths if not os.path.lexists(os.path.join(self.root, self._full(p)))]
+        from dulwich.index import Index
+
+        override = os.environ.get("GIT_INDEX_FILE")
+        if override:
+            index = Index(os.path.join(self.root, override))
+            self._stage_into(index, paths)
+            try:
+                index.write()
+            except OSError as exc:
+                raise GitError(f"cannot update the git index: {exc.strerror}",
+                               "check .git permissions") from None
+            except Exception as exc:  # dulwich's FileLocked
+                raise GitError(f"cannot update the git index {override}: {exc}") from None
+            return
+        with self.index_lock() as lock:
+            index = lock.read()
+            self._stage_into(index, paths)
+            lock.install(index)
+            lock.commit()
+
+    def _stage_into(self, index: Any, paths: list[str]) -> None:
+        """Stage work-tree paths into an in-memory ``Index`` (what ``git add`` does for
+        a file, a symbolic link or a removed path; a directory is left as it is)."""
+        from dulwich.index import blob_from_path_and_stat, index_entry_from_stat
+
+        normalizer = self.repo.get_blob_normalizer()
+        for p in paths:
+            full = self._full(p)
+            key = full.encode("utf-8", "surrogateescape")
+            fs_path = os.path.join(self.root, *full.split("/")).encode("utf-8", "surrogateescape")
+            try:
+                st = os.lstat(fs_path)
+            except (FileNotFoundError, NotADirectoryError):
+                if key in index:
+                    del index[key]
+                continue
+            except OSError as exc:
+                raise GitError(f"cannot stage {p}: {exc.strerror}") from None
+            if stat_mod.S_ISDIR(st.st_mode):
+                continue
+            if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISLNK(st.st_mode)):
+                if key in index:
+                    del index[key]
+                continue
+            try:
+                blob = normalizer.checkin_normalize(blob_from_path_and_stat(fs_path, st), key)
+            except OSError as exc:
+                raise GitError(f"cannot stage {p}: {exc.strerror}") from None
+            self.repo.object_store.add_object(blob)
+            index[key] = index_entry_from_stat(st, blob.id)
+
+    def _merge_heads(self) -> list[bytes]:
         try:
-            if present:
-                wt.stage(present)
-            if gone:
-                index = self.repo.open_index()
-                changed = False
-                for p in gone:
-                    if p.encode() in index:
-                        del index[p.encode()]
-                        changed = True
-                if changed:
-                    index.write()
+            with open(os.path.join(self.repo.controldir(), "MERGE_HEAD"), "rb") as f:
+                return [line.strip() for line in f if len(line.strip()) == 40]
+        except OSError:
+            return []
+
+    def commit(self, message: str, stage: list[str] | None = None, only: bool = False,
+               lock: IndexLock | None = None) -> str:
+        """Stage ``stage`` (work-tree paths relative to the DVX root) and commit, under
+        the index lock (``lock`` if the caller already holds it), as ``git commit``:
+
+        * the commit is built on the HEAD read under the lock and the branch (or a
+          detached HEAD) moves by compare-and-swap against it, so a concurrent commit
+          can never be overwritten;
+        * ``only``: git's ``--only`` (``git commit PATH``): the commit's tree is HEAD's
+          tree plus the staged paths; other staged changes stay staged, not committed;
+        * the reflogs of the branch and of HEAD get git's ``commit: <subject>`` entry
+          (``commit (initial)``, ``commit (merge)``);
+        * hooks: pre-commit and commit-msg run with ``GIT_INDEX_FILE`` naming the locked
+          index, post-commit after the branch moved.
+
+        The new index is installed only when the commit is made; on any failure the
+        index is left as it was. Author and committer come from GIT_AUTHOR_* /
+        GIT_COMMITTER_* or git config, as git does."""
+        if lock is None:
+            with self.index_lock() as own:
+                return self.commit(message, stage, only, own)
+        from dulwich.errors import HookError
+        from dulwich.index import ConflictedIndexEntry
+
+        merge_heads = self._merge_heads()
+        if only and merge_heads:
+            raise GitError("cannot do a partial commit during a merge",
+                           "commit without paths to conclude the merge")
+        head = self.head()
+        index = lock.read()
+        self._stage_into(index, stage or [])
+        if any(isinstance(v, ConflictedIndexEntry) for _, v in index.items()):
+            raise GitError("the index has unmerged paths", "resolve the conflicts and stage them first")
+        lock.install(index)
+        saved = {k: os.environ.get(k) for k in ("GIT_INDEX_FILE", "DVX_IN_COMMIT")}
+        os.environ["GIT_INDEX_FILE"] = lock.path  # as git: hooks see (and may change) this index
+        os.environ["DVX_IN_COMMIT"] = "1"  # DVX's own pre-commit hook: commit re-added the data
+        try:
+            try:
+                self.repo.hooks["pre-commit"].execute()
+            except KeyError:
+                pass
+            except HookError as exc:
+                raise GitError(f"commit refused by a hook: {exc}", HOOK_HINT) from None
+            index = lock.reread()  # what the hook may have staged
+            tree = self._only_tree(index, stage or [], head) if only else index.commit(self.repo.object_store)
+            if head is not None and self.commit_info(head).tree == tree and not merge_heads:
+                raise GitError("nothing to commit: the index matches HEAD", "change or add something first")
+            sha = self._make_commit(message, tree, head, merge_heads)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self._move_head(sha, head, merge_heads, lock)
+        lock.commit()  # the new index, now that HEAD names the commit built from it
+        for name in ("MERGE_MSG", "MERGE_MODE"):  # the merge is concluded, as git does
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.repo.controldir(), name))
+        try:
+            self.repo.hooks["post-commit"].execute()
+        except KeyError:
+            pass
+        except HookError as exc:  # git ignores its status too
+            import sys
+
+            sys.stderr.write(f"warning: post-commit hook failed: {exc}\n")
+        return sha.decode()
+
+    def _only_tree(self, index: Any, stage: list[str], head: str | None) -> bytes:
+        """HEAD's tree with the entries of ``stage`` taken from ``index`` (git --only)."""
+        from dulwich.index import commit_tree
+        from dulwich.object_store import iter_tree_contents
+
+        entries: dict[bytes, tuple[bytes, int]] = {}
+        if head is not None:
+            for e in iter_tree_contents(self.repo.object_store, self.commit_info(head).tree):  # type: ignore[arg-type]
+                entries[e.path] = (e.sha, e.mode)
+        for p in stage:
+            key = self._full(p).encode("utf-8", "surrogateescape")
+            if key in index:
+                entry = index[key]
+                entries[key] = (entry.sha, entry.mode)
+            else:
+                entries.pop(key, None)
+        return commit_tree(self.repo.object_store,  # type: ignore[no-any-return]
+                           [(p, sha, mode) for p, (sha, mode) in sorted(entries.items())])  # type: ignore[misc]
+
+    def _make_commit(self, message: str, tree: bytes, head: str | None, merge_heads: list[bytes]) -> bytes:
+        """The commit object (commit-msg hook, signing and signoff as configured), not yet
+        on any ref."""
+        from dulwich.errors import CommitError, HookError
+        from dulwich.repo import InvalidUserIdentity
+
+        ts = _env_date("GIT_AUTHOR_DATE")
+        cts = _env_date("GIT_COMMITTER_DATE")
+        config = self.repo.get_config_stack()
+        author = git_identity(config, "author")
+        committer = git_identity(config, "committer")
+        msg = message.encode()
+        try:
+            new = self.repo.hooks["commit-msg"].execute(msg)
+            if new is not None:
+                msg = new
+        except KeyError:
+            pass
+        except HookError as exc:
+            raise GitError(f"commit refused by a hook: {exc}", HOOK_HINT) from None
+        hooks = self.repo.hooks
+        post = hooks.pop("post-commit", None)  # run once the branch has moved
+        try:
+            return self.repo.get_worktree().commit(  # type: ignore[no-any-return]
+                message=msg, tree=tree,  # type: ignore[arg-type]
+                author=author, committer=committer,
+                author_timestamp=ts[0] if ts else None, author_timezone=ts[1] if ts else None,
+                commit_timestamp=cts[0] if cts else None, commit_timezone=cts[1] if cts else None,
+                ref=None, merge_heads=[*([head.encode()] if head else []), *merge_heads],  # type: ignore[list-item]
+                no_verify=True,
+            )
+        except InvalidUserIdentity as exc:
+            raise GitError(f"git does not know who you are: {exc}",
+                           "set user.name and user.email with `git config`") from None
+        except (CommitError, HookError) as exc:
+            raise GitError(f"commit refused by a hook: {exc}",
+                           "fix what the hook reports, then retry") from None
+        finally:
+            if post is not None:
+                hooks["post-commit"] = post
+
+    def _move_head(self, sha: bytes, head: str | None, merge_heads: list[bytes], lock: IndexLock) -> None:
+        """Move HEAD's branch (or a detached HEAD) from ``head`` to ``sha`` by
+        compare-and-swap and write git's reflog entries."""
+        from dulwich.objects import ZERO_SHA, Commit
+
+        try:
+            refnames, _ = self.repo.refs.follow(b"HEAD")  # type: ignore[arg-type]
+        except Exception as exc:  # a symref loop, an unreadable HEAD
+            raise GitError(f"cannot read HEAD: {exc}", "run `git status`") from None
+        target = refnames[-1] if refnames else b"HEAD"
+        old = head.encode() if head else ZERO_SHA
+        try:
+            ok = self.repo.refs.set_if_equals(target, old, sha)  # type: ignore[arg-type]
         except OSError as exc:
-            raise GitError(f"cannot update the git index: {exc.strerror}", "check .git permissions") from None
+            ok = False
+            why = exc.strerror or str(exc)
+        except Exception as exc:  # dulwich's FileLocked: git is updating the ref
+            ok = False
+            why = f"{target.decode('utf-8', 'replace')} is locked ({exc})"
+        else:
+            why = f"{target.decode('utf-8', 'replace')} moved during the commit"
+        if not ok:
+            if merge_heads:  # dulwich concluded the merge; it is not concluded
+                with contextlib.suppress(OSError), \
+                        open(os.path.join(self.repo.controldir(), "MERGE_HEAD"), "wb") as f:
+                    f.write(b"".join(h + b"\n" for h in merge_heads))
+            raise GitError(f"commit not recorded: {why}",
+                           "nothing was changed; check `git log` and retry")
+        c = self.repo.object_store[sha]  # type: ignore[index]
+        assert isinstance(c, Commit)
+        kind = "commit (merge)" if merge_heads else "commit (initial)" if head is None else "commit"
+        lines = c.message.decode("utf-8", "replace").strip().splitlines()
+        subject = " ".join(lines[0].split()) if lines else ""
+        tz = c.commit_timezone
+        line = (old + b" " + sha + b" " + c.committer + f" {c.commit_time} {'-' if tz < 0 else '+'}"
+                f"{abs(tz) // 3600:02d}{abs(tz) % 3600 // 60:02d}\t{kind}: {subject}\n".encode())
+        logs = [os.path.join(self.repo.controldir(), "logs", "HEAD")]
+        if target != b"HEAD":
+            logs.append(os.path.join(self.repo.commondir(), "logs", *target.decode().split("/")))
+        log_all = _config_value(self.repo.get_config_stack(), "core", "logallrefupdates")
+        for path in logs:
+            if (log_all or "true").lower() in ("false", "no", "off", "0") and not os.path.exists(path):
+                continue  # core.logAllRefUpdates=false: git appends only to existing logs
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "ab") as f:
+                    f.write(line)
+            except OSError as exc:  # the commit is made; say what is missing
+                import sys
+
+                sys.stderr.write(f"warning: cannot write the reflog {path}: {exc.strerror}\n")
 
     def modified_tracked_files(self) -> list[str]:
         """Files git tracks whose work-tree content differs from the index (for -a),
@@ -484,45 +899,6 @@ class GitRepo:
 
         index = self.repo.open_index()
         return any(isinstance(v, ConflictedIndexEntry) for _, v in index.items())
-
-    def index_tree(self) -> bytes:
-        index = self.repo.open_index()
-        return index.commit(self.repo.object_store)  # type: ignore[no-any-return]
-
-    def commit(self, message: str) -> str:
-        """Commit the index to HEAD's branch (or detached HEAD). Author and committer
-        come from GIT_AUTHOR_* / GIT_COMMITTER_* or git config, as git does."""
-        from dulwich.errors import CommitError, HookError
-        from dulwich.repo import InvalidUserIdentity
-
-        if self.has_conflicts():
-            raise GitError("the index has unmerged paths", "resolve the conflicts and stage them first")
-        tree = self.index_tree()
-        head = self.head()
-        if head is not None and self.commit_info(head).tree == tree:
-            raise GitError("nothing to commit: the index matches HEAD", "change or add something first")
-        ts = _env_date("GIT_AUTHOR_DATE")
-        cts = _env_date("GIT_COMMITTER_DATE")
-        config = self.repo.get_config_stack()
-        author = git_identity(config, "author")
-        committer = git_identity(config, "committer")
-        try:
-            sha = self.repo.get_worktree().commit(
-                message=message.encode(), tree=tree,  # type: ignore[arg-type]
-                author=author, committer=committer,
-                author_timestamp=ts[0] if ts else None, author_timezone=ts[1] if ts else None,
-                commit_timestamp=cts[0] if cts else None, commit_timezone=cts[1] if cts else None,
-            )
-        except InvalidUserIdentity as exc:
-            raise GitError(f"git does not know who you are: {exc}",
-                           "set user.name and user.email with `git config`") from None
-        except (CommitError, HookError) as exc:
-            raise GitError(f"commit refused by a hook: {exc}",
-                           "fix what the hook reports, then retry") from None
-        for name in ("MERGE_MSG", "MERGE_MODE"):  # the merge is concluded, as git does
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.repo.controldir(), name))
-        return sha.decode()
 
     def hooks_dir(self) -> str:
         return os.path.join(self.repo.controldir(), "hooks")
@@ -666,6 +1042,7 @@ class GitRepo:
         return commit.id.decode()  # type: ignore[no-any-return]
 
 
+HOOK_HINT = "fix what the hook reports, then retry"
 IDENTITY_HINT = ('run `git config --global user.email "you@example.com"` and '
                  '`git config --global user.name "Your Name"` to set your account\'s default identity '
                  '(omit --global to set it only in this repository)')

@@ -6,6 +6,7 @@ maps user paths to repository-relative paths, refusing anything outside the tree
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from functools import cached_property
@@ -57,6 +58,11 @@ class Repository:
         if not os.path.isdir(self.dvx_dir):
             raise NotARepositoryError(f"{self.root} is not a DVX repository", "run `dvx init`")
         _refuse_links(self.dvx_dir)
+        from dvx.gitio import ensure_info_exclude
+
+        # the store stays ignored on branches whose commits lack .dvx/.gitignore
+        with contextlib.suppress(OSError):  # a read-only .git must not stop a read
+            ensure_info_exclude(self.root)
         self.state_dir = os.path.join(self.dvx_dir, "state")
         self.memo = _NO_MEMO  # transitional, see _NoMemo
         self.config: RepoConfig = load_config(self.dvx_dir)
@@ -167,6 +173,14 @@ class Repository:
         if parts and parts[0] in (DVX_DIR, ".git"):
             raise PathOutsideRepoError(f"{user_path} is inside {parts[0]}/, which DVX manages",
                                        "pick a path in the work tree")
+        from dvx.gitio import nested_repo_above
+
+        nested = nested_repo_above(self.root, "/".join(parts))
+        if nested is not None:
+            raise PathOutsideRepoError(
+                f"{user_path} is in the git repository {nested} (a submodule or nested repository), "
+                "not in this one",
+                f"run dvx inside that repository (`cd {nested}`)")
         if must_exist and not os.path.lexists(full):
             raise DvxError(f"{user_path} does not exist", "check the path")
         return "/".join(parts)

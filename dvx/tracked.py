@@ -1,7 +1,8 @@
 """Finding tracked paths: every ``PATH.dvx`` pointer file in the work tree.
 
-The walk skips ``.git``, ``.dvx`` and the contents of tracked directories, so its cost
-grows with the code tree, not with the data.
+The walk skips ``.git``, ``.dvx``, the contents of tracked directories and nested git
+repositories (submodules: a directory with its own ``.git``, whose pointers belong to
+that repository), so its cost grows with the code tree, not with the data.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def find_tracked(repo: Repository) -> list[Tracked]:
         except OSError:
             continue
         names = {e.name for e in entries}
+        if prefix and ".git" in names:
+            continue  # a submodule or other nested repository: not this repository's
         for e in entries:
             if e.name.endswith(POINTER_SUFFIX) and e.is_file(follow_symlinks=False):
                 # every pointer file is listed, unsafe names too (``load`` refuses

@@ -137,6 +137,9 @@ def run_hook(repo: Repository, name: str, args: list[str]) -> int:
 def _pre_commit(repo: Repository) -> int:
     from dvx.ops.status import status
 
+    if os.environ.get("DVX_IN_COMMIT"):
+        return 0  # run by `dvx commit`, which re-added the data it commits
+
     # stale data (the pointer moved under it) is no reason to stop a commit: the pointer
     # being committed is the right one; `dvx checkout` brings the data
     dirty = [s for s in status(repo) if s.state in ("modified", "diverged", "broken-pointer")]
@@ -179,7 +182,16 @@ def _sync_data(repo: Repository, hook: str, old_head: str | None = None) -> int:
     return 0
 
 
+ZERO_SHA = "0" * 40
+
+
 def _pre_push(repo: Repository, args: list[str]) -> int:
+    """Push the data of the commits git is pushing (not the work tree's).
+
+    git passes one line per ref on stdin: ``<local ref> <local sha> <remote ref>
+    <remote sha>``. The commits pushed are those reachable from each local sha and not
+    from its remote sha when this repository has that commit; all reachable commits when
+    the remote sha is zeros (a new ref) or unknown here; a deletion pushes nothing."""
     remote = repo.config.core.default_remote
     if not remote:
         return 0  # no DVX remote configured: nothing to push
@@ -187,9 +199,52 @@ def _pre_push(repo: Repository, args: list[str]) -> int:
         from dvx.ops.push import push
     except ImportError:  # pragma: no cover - remotes not built
         return 0
+    lines = [] if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read().splitlines()
     try:
-        push(repo, remote_name=remote)
+        pointers, bad = _pushed_pointers(repo, lines)
+        if not pointers and not bad:
+            return 0
+        report = push(repo, remote_name=remote, pointers=pointers)
     except DvxError as exc:
         sys.stderr.write(f"dvx (pre-push): {exc}\n")
         return 1
+    problems = report.missing_locally + [str(e) for e in bad.values()]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        sys.stderr.write(f"dvx (pre-push): data of the pushed commits not pushed to {remote}: "
+                         f"{problems[0]}{more}; run `dvx fsck` (or `dvx fsck --repair`), or "
+                         "`git push --no-verify` to push the commits without it\n")
+        return 1
     return 0
+
+
+def _pushed_pointers(repo: Repository, lines: list[str]) -> tuple[dict, dict[str, DvxError]]:  # type: ignore[type-arg]
+    """label (``PATH@id``) -> pointer for every pointer of the commits being pushed, and
+    the malformed ones (``sha:PATH`` -> error)."""
+    from dvx.history import history_of
+
+    history = history_of(repo)
+    git = history.git
+    commits: dict[str, None] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 4:
+            continue
+        _local_ref, local_sha, _remote_ref, remote_sha = parts
+        if local_sha == ZERO_SHA:
+            continue  # a deletion pushes no commits
+        start = git.peel_commit(local_sha)
+        if start is None:
+            continue  # a tag of a tree or blob: no pointers to push
+        stop = git.peel_commit(remote_sha) if remote_sha != ZERO_SHA else None
+        for sha in git.commits_between(start, [stop] if stop else []):
+            commits.setdefault(sha)
+    pointers: dict = {}  # type: ignore[type-arg]
+    bad: dict[str, DvxError] = {}
+    for sha in commits:
+        b: dict[str, DvxError] = {}
+        for target, p in history.at(sha, bad=b, label=sha[:12]).items():
+            pointers.setdefault(f"{target}@{p.id[:12]}", p)
+        for target, exc in b.items():
+            bad.setdefault(f"{sha[:12]}:{target}", exc)
+    return pointers, bad

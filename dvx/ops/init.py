@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from dvx.repo import Repository
 
@@ -16,4 +17,21 @@ def init(path: str = ".") -> tuple[Repository, bool, bool]:
     os.makedirs(root, exist_ok=True)
     git_created = gitio.ensure_repo(root)
     repo, created = Repository.init(root)
+    gitio.ensure_info_exclude(root)  # also done by every command that opens the repository
+    if not _committed(root):
+        sys.stderr.write("hint: commit .dvx/config and .dvx/.gitignore "
+                         "(`git add .dvx/config .dvx/.gitignore`, or `dvx commit`); "
+                         ".git/info/exclude keeps the store out of git on every branch\n")
     return repo, created, git_created
+
+
+def _committed(root: str) -> bool:
+    """Whether git already tracks ``.dvx/config`` and ``.dvx/.gitignore``."""
+    from dvx.errors import DvxError
+    from dvx.gitio import GitRepo
+
+    try:
+        found = GitRepo(root).index_paths_under([".dvx/config", ".dvx/.gitignore"])
+    except (DvxError, OSError, ValueError):
+        return False
+    return len(found) == 2

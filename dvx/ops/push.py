@@ -48,14 +48,18 @@ class PushReport:
 
 def push(repo: Repository, remote_name: str | None = None, rev: str | None = None,
          all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
-         progress: Progress = NULL_PROGRESS, verify: bool = False, create: bool = False) -> PushReport:
+         progress: Progress = NULL_PROGRESS, verify: bool = False, create: bool = False,
+         pointers: dict[str, Pointer] | None = None) -> PushReport:
     """Upload what the remote lacks. A version whose data the local store lacks is
     skipped and named in ``missing_locally`` (the rest is pushed); the caller decides
-    how to fail. ``create``: start a directory remote whose directory does not exist."""
+    how to fail. ``create``: start a directory remote whose directory does not exist.
+    ``pointers`` (label -> pointer, label ``PATH@...``): push exactly these instead of
+    choosing by ``rev`` / ``all_commits`` / ``paths`` (the pre-push hook's commits)."""
     remote = open_remote(repo, remote_name, progress)
     report = PushReport(remote.name, remote.url)
     bad: dict[str, DvxError] = {}
-    pointers = select_pointers(repo, rev, all_commits, paths, bad)
+    if pointers is None:
+        pointers = select_pointers(repo, rev, all_commits, paths, bad)
     report.errors = [str(e) for e in bad.values()]
     roots: dict[str, Pointer] = {}
     labels: dict[str, str] = {}
