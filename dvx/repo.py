@@ -25,7 +25,11 @@ DVX_GITIGNORE = "/store/\n/tmp/\n/state/\n/config.local\n"
 
 
 class Repository:
-    """Paths, config and store of one DVX repository."""
+    """Paths, config and store of one DVX repository.
+
+    A context manager: ``with Repository.find() as repo:`` saves the repository's
+    caches and closes the store's open pack files at the end (:meth:`close`).
+    """
 
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
@@ -44,6 +48,20 @@ class Repository:
                 os.makedirs(self.state_dir, exist_ok=True)
             except OSError as exc:
                 raise os_error(exc, f"create {self.store.path}") from None
+
+    def close(self) -> None:
+        """Save the caches (validated pointers and config) and close the pack files
+        the store opened. The object stays usable: files are reopened on demand."""
+        try:
+            self.memo.save()
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- discovery --------------------------------------------------------------
     @classmethod
