@@ -24,6 +24,9 @@ class CommitResult:
     errors: list[str] = field(default_factory=list)  # pointers left out: one line each
     stale: list[str] = field(default_factory=list)  # not re-added: the pointer moved under the data
 
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
 
 def stage_paths_for(repo: Repository, targets: list[str]) -> list[str]:
     """Pointer files, the ``.gitignore`` files that hide their data, and DVX's config."""
@@ -64,7 +67,7 @@ def commit(repo: Repository, message: str, paths: list[str] | None = None, all_f
         elif st.state == "stale":
             stale.append(t.target)  # never re-added: that would revert what git brought
     if changed:
-        add(repo, changed, progress)
+        add(repo, [repo.abspath(t) for t in changed], progress)  # wherever the cwd is
     stage = stage_paths_for(repo, good)
     if all_files:
         stage += [p for p in git.modified_tracked_files() if p not in stage]
