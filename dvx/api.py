@@ -38,7 +38,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from dvx.errors import DvxError, PartialFailureError, UsageError
 from dvx.progress import NULL_PROGRESS, Progress
@@ -60,9 +60,10 @@ if TYPE_CHECKING:
     from dvx.ops.status import PathStatus
     from dvx.repo import Repository
 
-RepoArg = Union[str, "os.PathLike[str]", "Repository"]  # noqa: UP007 (quoted names: not `|`)
-PathsArg = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]], None]  # noqa: UP007
-ProgressArg = Progress | bool | None
+    # for type checkers only: building these unions at import costs ~1 ms
+    RepoArg = str | os.PathLike[str] | Repository
+    PathsArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+    ProgressArg = Progress | bool | None
 
 __all__ = [
     "AddReport", "CheckoutReport", "DiffReport", "HooksReport", "InitResult", "LogReport",
@@ -155,9 +156,22 @@ def raise_on_error(result: Any) -> Any:
 
 
 # -- result types the operations do not have themselves --------------------------------
+# Dataclasses that generate only __init__; _Result gives __repr__ and __eq__. (Every
+# generated method costs import time, which every `dvx` command pays.)
 
-@dataclass
-class InitResult:
+class _Result:
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass with eq
+
+
+@dataclass(repr=False, eq=False)
+class InitResult(_Result):
     """``dvx.init_repo``: where the repository is and what was created."""
 
     root: str
@@ -169,8 +183,8 @@ class InitResult:
         return dict(self.__dict__)
 
 
-@dataclass
-class AddReport:
+@dataclass(repr=False, eq=False)
+class AddReport(_Result):
     """``dvx.add``: one :class:`~dvx.ops.add.AddResult` per tracked path (iterable);
     ``target`` of each is relative to ``root``, the repository's root."""
 
@@ -187,8 +201,8 @@ class AddReport:
         return [r.to_json() for r in self.paths]
 
 
-@dataclass
-class StatusReport:
+@dataclass(repr=False, eq=False)
+class StatusReport(_Result):
     """``dvx.status``: one :class:`~dvx.ops.status.PathStatus` per tracked path
     (iterable), and notes about leftovers of interrupted commands."""
 
@@ -215,8 +229,8 @@ class StatusReport:
         return {"clean": self.clean, "paths": [r.to_json() for r in self.paths], "notes": self.notes}
 
 
-@dataclass
-class CheckoutReport:
+@dataclass(repr=False, eq=False)
+class CheckoutReport(_Result):
     """``dvx.checkout``: one :class:`~dvx.ops.checkout.CheckoutResult` per tracked
     path (iterable). ``side`` is ``"ours"``/``"theirs"`` when a merge conflict was
     settled."""
@@ -249,8 +263,8 @@ class CheckoutReport:
         return out
 
 
-@dataclass
-class DiffReport:
+@dataclass(repr=False, eq=False)
+class DiffReport(_Result):
     """``dvx.diff``: the changed files (iterable :class:`~dvx.ops.diff.DiffEntry`).
     ``errors``: pointers left out because they are malformed or refused (as
     ``REV:PATH: ...``). ``unsaved``: with ``unsaved=True`` against the work tree,
@@ -270,8 +284,8 @@ class DiffReport:
         return [e.to_json() for e in self.entries]
 
 
-@dataclass
-class LogReport:
+@dataclass(repr=False, eq=False)
+class LogReport(_Result):
     """``dvx.log``: versions of tracked data, newest first (iterable
     :class:`~dvx.ops.log.LogEntry`)."""
 
@@ -287,8 +301,8 @@ class LogReport:
         return [e.to_json() for e in self.entries]
 
 
-@dataclass
-class LsReport:
+@dataclass(repr=False, eq=False)
+class LsReport(_Result):
     """``dvx.ls``: tracked paths or files (iterable :class:`~dvx.ops.ls.LsEntry`).
     ``errors``: pointers left out because they are malformed or refused."""
 
@@ -305,8 +319,8 @@ class LsReport:
         return [e.to_json() for e in self.entries]
 
 
-@dataclass
-class HooksReport:
+@dataclass(repr=False, eq=False)
+class HooksReport(_Result):
     """``dvx.hooks_install`` / ``hooks_uninstall``: what happened to each git hook
     (``installed``, ``chained``, ``unchanged``, ``removed``, ``restored``)."""
 
@@ -322,8 +336,8 @@ class HooksReport:
         return [{"name": c.name, "action": c.action} for c in self.changes]
 
 
-@dataclass
-class RemoteChange:
+@dataclass(repr=False, eq=False)
+class RemoteChange(_Result):
     """``dvx.remote_add`` / ``remote_modify`` / ``remote_remove``."""
 
     name: str
@@ -336,8 +350,8 @@ class RemoteChange:
         return dict(self.__dict__)
 
 
-@dataclass
-class RemoteList:
+@dataclass(repr=False, eq=False)
+class RemoteList(_Result):
     """``dvx.remote_list``: the remotes, secret options masked (iterable
     :class:`~dvx.ops.remotes.RemoteInfo`)."""
 
