@@ -34,9 +34,14 @@ __all__ = [
 _WHERE = {name: ("dvx.api" if name[0].islower() else "dvx.errors") for name in __all__}
 _WHERE["Repository"] = "dvx.repo"
 del _WHERE["__version__"]
+_SUBMODULES = ("api", "errors", "progress")  # light public modules, loaded on first use
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # `import dvx` then `dvx.progress.Progress`
+        import importlib
+
+        return importlib.import_module(f"dvx.{name}")
     module = _WHERE.get(name)
     if module is None:
         if name == "init":

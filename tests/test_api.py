@@ -64,6 +64,7 @@ def test_import_dvx_is_lazy() -> None:
     assert _loaded_after("import dvx") == []
     # the verbs and errors themselves still load nothing heavy until they are called
     assert _loaded_after("import dvx; dvx.add; dvx.status; dvx.DvxError; dvx.UsageError") == []
+    assert _loaded_after("import dvx; dvx.progress.Progress; dvx.api.StatusReport") == []
     assert _loaded_after("import dvx; dvx.Repository") != []  # the store comes with it
 
 
