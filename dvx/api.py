@@ -20,7 +20,8 @@ Rules shared by every function (``docs/python.md`` has the full reference):
   ``all_commits=``; ``commit --all`` is ``all_files=``).
 * The result holds the same data as the CLI's ``--json``; ``result.to_json()`` gives
   exactly that.
-* Errors raise :class:`dvx.DvxError` subclasses (``message`` and ``hint``);
+* Errors raise :class:`dvx.DvxError` subclasses (``message`` and ``hint``; an
+  ``OSError`` no operation mapped closer to its cause becomes a ``StoreError``);
   :class:`dvx.UsageError` for arguments that cannot work together. A failure of *one
   part* (a malformed pointer, one path that cannot be checked out, a version the
   local store lacks for push) does not raise: the rest is done and the failure is in
@@ -78,15 +79,25 @@ __all__ = [
 
 @contextmanager
 def _opened(repo: RepoArg) -> Iterator[tuple[Repository, str]]:
-    """The repository and the directory relative paths start from."""
+    """The repository and the directory relative paths start from. An OSError that no
+    operation mapped closer to its cause becomes a StoreError (a DvxError)."""
     from dvx.repo import Repository
 
-    if isinstance(repo, Repository):
-        yield repo, repo.root
-        return
-    base = os.fspath(repo)
-    with Repository.find(base) as r:
-        yield r, base
+    try:
+        if isinstance(repo, Repository):
+            yield repo, repo.root
+            return
+        base = os.fspath(repo)
+        with Repository.find(base) as r:
+            yield r, base
+    except OSError as exc:
+        raise _os_error(exc) from exc
+
+
+def _os_error(exc: OSError) -> DvxError:
+    from dvx.fsutil import os_error
+
+    return os_error(exc, f"access {exc.filename if exc.filename else 'a file'}")
 
 
 def _paths(base: str, paths: PathsArg) -> list[str] | None:
@@ -374,7 +385,10 @@ def init_repo(path: str | os.PathLike[str] = ".") -> InitResult:
     DVX repository. Idempotent. (``dvx.init`` is reserved for starting a run.)"""
     from dvx.ops.init import init
 
-    repo, created, git_created = init(os.fspath(path))
+    try:
+        repo, created, git_created = init(os.fspath(path))
+    except OSError as exc:
+        raise _os_error(exc) from exc
     with repo:
         return InitResult(repo.root, repo.dvx_dir, created, git_created)
 
