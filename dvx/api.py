@@ -38,7 +38,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dvx.errors import DvxError, PartialFailureError, UsageError
@@ -167,8 +166,8 @@ def raise_on_error(result: Any) -> Any:
 
 
 # -- result types the operations do not have themselves --------------------------------
-# Dataclasses that generate only __init__; _Result gives __repr__ and __eq__. (Every
-# generated method costs import time, which every `dvx` command pays.)
+# Plain classes, not dataclasses: building ten dataclasses costs ~1.5 ms at import,
+# which every `dvx` command would pay. _Result gives them __repr__ and __eq__.
 
 class _Result:
     def __repr__(self) -> str:
@@ -178,29 +177,29 @@ class _Result:
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass with eq
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
 
-@dataclass(repr=False, eq=False)
 class InitResult(_Result):
     """``dvx.init_repo``: where the repository is and what was created."""
 
-    root: str
-    dvx_dir: str
-    created: bool  # False: it was a DVX repository already (nothing changed)
-    git_created: bool  # a git repository was created too
+    def __init__(self, root: str, dvx_dir: str, created: bool, git_created: bool) -> None:
+        self.root = root
+        self.dvx_dir = dvx_dir
+        self.created = created  # False: it was a DVX repository already (nothing changed)
+        self.git_created = git_created  # a git repository was created too
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
-@dataclass(repr=False, eq=False)
 class AddReport(_Result):
     """``dvx.add``: one :class:`~dvx.ops.add.AddResult` per tracked path (iterable);
     ``target`` of each is relative to ``root``, the repository's root."""
 
-    paths: list[AddResult]
-    root: str = ""
+    def __init__(self, paths: list[AddResult], root: str = "") -> None:
+        self.paths = paths
+        self.root = root
 
     def __iter__(self) -> Iterator[AddResult]:
         return iter(self.paths)
@@ -212,13 +211,13 @@ class AddReport(_Result):
         return [r.to_json() for r in self.paths]
 
 
-@dataclass(repr=False, eq=False)
 class StatusReport(_Result):
     """``dvx.status``: one :class:`~dvx.ops.status.PathStatus` per tracked path
     (iterable), and notes about leftovers of interrupted commands."""
 
-    paths: list[PathStatus]
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, paths: list[PathStatus], notes: list[str] | None = None) -> None:
+        self.paths = paths
+        self.notes = notes or []
 
     def __iter__(self) -> Iterator[PathStatus]:
         return iter(self.paths)
@@ -240,14 +239,14 @@ class StatusReport(_Result):
         return {"clean": self.clean, "paths": [r.to_json() for r in self.paths], "notes": self.notes}
 
 
-@dataclass(repr=False, eq=False)
 class CheckoutReport(_Result):
     """``dvx.checkout``: one :class:`~dvx.ops.checkout.CheckoutResult` per tracked
     path (iterable). ``side`` is ``"ours"``/``"theirs"`` when a merge conflict was
     settled."""
 
-    paths: list[CheckoutResult]
-    side: str | None = None
+    def __init__(self, paths: list[CheckoutResult], side: str | None = None) -> None:
+        self.paths = paths
+        self.side = side
 
     def __iter__(self) -> Iterator[CheckoutResult]:
         return iter(self.paths)
@@ -274,16 +273,17 @@ class CheckoutReport(_Result):
         return out
 
 
-@dataclass(repr=False, eq=False)
 class DiffReport(_Result):
     """``dvx.diff``: the changed files (iterable :class:`~dvx.ops.diff.DiffEntry`).
     ``errors``: pointers left out because they are malformed or refused (as
     ``REV:PATH: ...``). ``unsaved``: with ``unsaved=True`` against the work tree,
     tracked paths whose data has changes not yet added (not in the diff)."""
 
-    entries: list[DiffEntry]
-    errors: list[str] = field(default_factory=list)
-    unsaved: list[str] = field(default_factory=list)
+    def __init__(self, entries: list[DiffEntry], errors: list[str] | None = None,
+                 unsaved: list[str] | None = None) -> None:
+        self.entries = entries
+        self.errors = errors or []
+        self.unsaved = unsaved or []
 
     def __iter__(self) -> Iterator[DiffEntry]:
         return iter(self.entries)
@@ -295,12 +295,12 @@ class DiffReport(_Result):
         return [e.to_json() for e in self.entries]
 
 
-@dataclass(repr=False, eq=False)
 class LogReport(_Result):
     """``dvx.log``: versions of tracked data, newest first (iterable
     :class:`~dvx.ops.log.LogEntry`)."""
 
-    entries: list[LogEntry]
+    def __init__(self, entries: list[LogEntry]) -> None:
+        self.entries = entries
 
     def __iter__(self) -> Iterator[LogEntry]:
         return iter(self.entries)
@@ -312,13 +312,13 @@ class LogReport(_Result):
         return [e.to_json() for e in self.entries]
 
 
-@dataclass(repr=False, eq=False)
 class LsReport(_Result):
     """``dvx.ls``: tracked paths or files (iterable :class:`~dvx.ops.ls.LsEntry`).
     ``errors``: pointers left out because they are malformed or refused."""
 
-    entries: list[LsEntry]
-    errors: list[str] = field(default_factory=list)
+    def __init__(self, entries: list[LsEntry], errors: list[str] | None = None) -> None:
+        self.entries = entries
+        self.errors = errors or []
 
     def __iter__(self) -> Iterator[LsEntry]:
         return iter(self.entries)
@@ -330,12 +330,12 @@ class LsReport(_Result):
         return [e.to_json() for e in self.entries]
 
 
-@dataclass(repr=False, eq=False)
 class HooksReport(_Result):
     """``dvx.hooks_install`` / ``hooks_uninstall``: what happened to each git hook
     (``installed``, ``chained``, ``unchanged``, ``removed``, ``restored``)."""
 
-    changes: list[HookChange]
+    def __init__(self, changes: list[HookChange]) -> None:
+        self.changes = changes
 
     def __iter__(self) -> Iterator[HookChange]:
         return iter(self.changes)
@@ -347,26 +347,27 @@ class HooksReport(_Result):
         return [{"name": c.name, "action": c.action} for c in self.changes]
 
 
-@dataclass(repr=False, eq=False)
 class RemoteChange(_Result):
     """``dvx.remote_add`` / ``remote_modify`` / ``remote_remove``."""
 
-    name: str
-    action: str  # added | modified | removed
-    url: str | None = None
-    default: bool = False
-    created_directory: str | None = None  # a directory remote's directory, made now
+    def __init__(self, name: str, action: str, url: str | None = None, default: bool = False,
+                 created_directory: str | None = None) -> None:
+        self.name = name
+        self.action = action  # added | modified | removed
+        self.url = url
+        self.default = default
+        self.created_directory = created_directory  # a directory remote's directory, made now
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
-@dataclass(repr=False, eq=False)
 class RemoteList(_Result):
     """``dvx.remote_list``: the remotes, secret options masked (iterable
     :class:`~dvx.ops.remotes.RemoteInfo`)."""
 
-    remotes: list[RemoteInfo]
+    def __init__(self, remotes: list[RemoteInfo]) -> None:
+        self.remotes = remotes
 
     def __iter__(self) -> Iterator[RemoteInfo]:
         return iter(self.remotes)

@@ -15,7 +15,6 @@ written (``dvx.progress.clear_live``).
 command's string annotations on every start, ~20 ms of each command's run time.)
 """
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -289,6 +288,8 @@ def _progress() -> Progress:
 
 
 def _emit_json(data: object) -> None:
+    import json  # only here: text output need not pay for it (~1.5 ms)
+
     _write_stdout(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
