@@ -1,29 +1,34 @@
-"""The ``dvx`` command line (typer + rich). Parses arguments, calls ``dvx.ops``, renders.
+"""The ``dvx`` command line (typer): parses arguments, calls ``dvx.api``, renders.
 
-No logic lives here: every command is a thin wrapper over an operation that the Python
-API uses too. Errors become one ``error: ...`` line on stderr and a non-zero exit.
+No logic lives here: every command calls one function of the Python API
+(``dvx/api.py``) and prints its result, as text or with ``--json``. One handler turns
+errors into what git and pip print on stderr::
+
+    error: <what is wrong>
+    hint: <what to do>
+
+with exit status 2 for a usage error (a bad option or argument: nothing was done) and
+1 for a failure. Any progress bar is taken off the screen before such a line is
+written (``dvx.progress.clear_live``).
 
 (No ``from __future__ import annotations`` here: typer would then evaluate every
 command's string annotations on every start, ~20 ms of each command's run time.)
 """
 
-import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import click
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
-from dvx.errors import DvxError
-from dvx.progress import Progress
+from dvx.errors import DvxError, UsageError, error_parts
+from dvx.progress import Progress, clear_live
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None,
-                  help="DVX: git for data and experiments.")
+T = TypeVar("T")
 _state = {"verbose": False}
-
 
 EXIT_SIGPIPE = 141  # what a shell reports for git killed by SIGPIPE in `git log | head`
 
@@ -80,20 +85,153 @@ def _stderr_tty() -> bool:
         return False
 
 
-def _print_error(message: str) -> None:
+def _stderr_lines(lines: list[tuple[str, str, str]]) -> None:
+    """``(label, colour, text)`` lines on stderr, after taking progress bars off the
+    screen; the label coloured on a terminal."""
+    clear_live()
     if _stderr_tty():
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[bold red]error:[/] {escape(message)}")
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        for label, colour, text in lines:
+            console.print(f"[{colour}]{label}:[/] {escape(text)}")
     else:
-        sys.stderr.write(f"error: {message}\n")
-T = TypeVar("T")
+        sys.stderr.write("".join(f"{label}: {text}\n" for label, _, text in lines))
+        sys.stderr.flush()
+
+
+def print_error(error: object) -> None:
+    """``error: MESSAGE`` and, when there is one, ``hint: HINT`` on the next line. Takes
+    a DvxError, the text of one (``str(exc)``, as results carry them), or any string."""
+    message, hint = error_parts(error)
+    lines = [("error", "bold red", message)]
+    if hint:
+        lines.append(("hint", "bold yellow", hint))
+    _stderr_lines(lines)
 
 
 def _warn(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+    _stderr_lines([("warning", "yellow", message)])
+
+
+def _fail_if(errors: list[str]) -> None:
+    """After a command did all it could: each part that failed, and exit 1 if any."""
+    for e in errors:
+        print_error(e)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _run(fn: Callable[[], T]) -> T:
+    """Run a command's body: the one place where errors become ``error:`` lines."""
+    try:
+        return fn()
+    except DvxError as exc:
+        _traceback()
+        print_error(exc)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print_error(DvxError("interrupted", "nothing was lost; re-run the command to finish"))
+        raise typer.Exit(130) from None
+    except _StdoutClosed:
+        clear_live()
+        _drop_stdout()
+        raise typer.Exit(EXIT_SIGPIPE) from None
+    except OSError as exc:  # environment trouble not mapped closer to its cause
+        _traceback()
+        from dvx.fsutil import os_error
+
+        where = exc.filename if exc.filename else "a file"
+        print_error(os_error(exc, f"access {where}"))
+        raise typer.Exit(1) from None
+
+
+def _traceback() -> None:
+    if _state["verbose"]:
+        import traceback
+
+        clear_live()
+        traceback.print_exc()
+
+
+def _command_name(ctx: click.Context | None) -> str:
+    """``dvx remote add``, whatever the program is called (`python -m dvx`...)."""
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["dvx", *names])
+
+
+def _usage_exit(ctx: click.Context | None, message: str, hint: str | None = None) -> NoReturn:
+    print_error(UsageError(message, hint or f"see `{_command_name(ctx)} --help`"))
+    raise typer.Exit(UsageError.exit_code)
+
+
+def _click_usage(exc: click.UsageError) -> NoReturn:
+    """click's usage errors (missing argument, bad value, unknown command or option)
+    in DVX's format: exit 2, with the command's --help as the hint."""
+    text = exc.format_message().strip().rstrip(".")
+    text = text[:1].lower() + text[1:]
+    _usage_exit(exc.ctx, text)
+
+
+class DvxGroup(TyperGroup):
+    """The ``dvx`` group (and its sub-groups): usage errors in DVX's format."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _click_usage(exc)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # resolves and parses the subcommand
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _click_usage(exc)
+
+
+class DvxCommand(TyperCommand):
+    """A command whose usage errors come out in DVX's format."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _click_usage(exc)
+
+
+class PathsCommand(DvxCommand):
+    """A command that takes paths: a word that looks like an option but is none may be
+    a file whose name starts with '-', which goes after `--` (as with git and rm)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click consumes the list it parses
+        try:
+            return TyperCommand.parse_args(self, ctx, args)
+        except click.NoSuchOption as exc:
+            # click names only the first letter of `-dash.bin` (a cluster of short options)
+            words = given[:given.index("--")] if "--" in given else given
+            word = next((w for w in words if w.startswith(exc.option_name)), exc.option_name)
+            cmd = _command_name(ctx)
+            if os.path.lexists(word) or any(c in word for c in "./"):
+                what = "to add a file" if ctx.info_name == "add" else "for a path"
+                hint = f"{what} whose name starts with '-', use `{cmd} -- {word}`"
+            else:
+                hint = f"see `{cmd} --help`; a path that starts with '-' goes after `--`"
+            _usage_exit(ctx, f"no such option {word}", hint)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _click_usage(exc)
 
 
 def _warn_skipped(target: str, skipped: list[str]) -> None:
@@ -103,33 +241,6 @@ def _warn_skipped(target: str, skipped: list[str]) -> None:
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         _warn(f"{quote_path(target)}: not tracked, not regular files: {shown}{more} "
               "(DVX tracks files, symlinks and directories)")
-
-
-class PathsCommand(TyperCommand):
-    """A command that takes paths: a word that looks like an option but is none may be
-    a file whose name starts with '-', which goes after `--` (as with git and rm)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        given = list(args)  # click consumes the list it parses
-        try:
-            return super().parse_args(ctx, args)
-        except click.NoSuchOption as exc:
-            # click names only the first letter of `-dash.bin` (a cluster of short options)
-            words = given[:given.index("--")] if "--" in given else given
-            word = next((w for w in words if w.startswith(exc.option_name)), exc.option_name)
-            names: list[str] = []
-            c: click.Context | None = ctx
-            while c is not None and c.parent is not None:  # the root may be `python -m dvx`
-                names.insert(0, c.info_name or "")
-                c = c.parent
-            cmd = " ".join(["dvx", *names])
-            if os.path.lexists(word) or any(c in word for c in "./"):
-                what = "to add a file" if ctx.info_name == "add" else "for a path"
-                hint = f"{what} whose name starts with '-', use `{cmd} -- {word}`"
-            else:
-                hint = f"see `{cmd} --help`; a path that starts with '-' goes after `--`"
-            _print_error(f"no such option {word}; {hint}")
-            raise typer.Exit(2) from None
 
 
 def shell_quote(word: str) -> str:
@@ -165,119 +276,21 @@ def quote_path(name: str) -> str:
 _C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f",
               "\r": "\\r", '"': '\\"', "\\": "\\\\"}
 
+app = typer.Typer(cls=DvxGroup, add_completion=False, rich_markup_mode=None,
+                  help="DVX: git for data and experiments.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
-class RichProgress(Progress):
-    """Draws progress on a terminal; silent when stderr is not a TTY (scripts, CI)."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._task: Any = None
-        self._enabled = not os.environ.get("DVX_NO_PROGRESS")
-
-    def start(self, description: str, total: int | None = None, unit: str = "files") -> None:
-        if not self._enabled:
-            return
-        self.finish()
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-        from rich.progress import Progress as RichBar
-
-        cols: list[Any] = [TextColumn("{task.description}"), BarColumn()]
-        cols += ([DownloadColumn(), TransferSpeedColumn()] if unit == "bytes"
-                 else [MofNCompleteColumn()])
-        cols.append(TimeRemainingColumn())
-        self._bar = RichBar(*cols, console=Console(stderr=True), transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(description, total=total)
-
-    def advance(self, amount: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, amount)
-
-    def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-    def note(self, message: str) -> None:
-        if self._bar is not None:
-            from rich.markup import escape
-
-            self._bar.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
-        else:
-            _NoteOnly().note(message)
-
-
-class _NoteOnly(Progress):
-    """No bars (stderr is not a terminal), but notices still reach stderr."""
-
-    def note(self, message: str) -> None:
-        sys.stderr.write(f"note: {message}\n")
-        sys.stderr.flush()
-
-
 def _progress() -> Progress:
-    return RichProgress() if _stderr_tty() else _NoteOnly()
+    from dvx.progress import terminal
 
-
-def _run(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except DvxError as exc:
-        if _state["verbose"]:
-            import traceback
-
-            traceback.print_exc()
-        _print_error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        _print_error("interrupted; nothing was lost, re-run the command to finish")
-        raise typer.Exit(130) from None
-    except _StdoutClosed:
-        _drop_stdout()
-        raise typer.Exit(EXIT_SIGPIPE) from None
-    except OSError as exc:  # environment trouble not mapped closer to its cause
-        if _state["verbose"]:
-            import traceback
-
-            traceback.print_exc()
-        from dvx.fsutil import os_error
-
-        where = exc.filename if exc.filename else "a file"
-        _print_error(str(os_error(exc, f"access {where}")))
-        raise typer.Exit(1) from None
-
-
-def _fail_if(errors: list[str]) -> None:
-    """After a command did all it could: one ``error:`` line per part that failed, and
-    a non-zero exit if there was any."""
-    for e in errors:
-        _print_error(e)
-    if errors:
-        raise typer.Exit(1)
+    return terminal()
 
 
 def _emit_json(data: object) -> None:
+    import json  # only here: text output need not pay for it (~1.5 ms)
+
     _write_stdout(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def _repo():  # type: ignore[no-untyped-def]
-    import atexit
-
-    from dvx.repo import Repository
-
-    repo = Repository.find()
-    atexit.register(repo.memo.save)
-    return repo
 
 
 def human(n: int) -> str:
@@ -306,36 +319,42 @@ def _main(
         raise typer.Exit(0)
 
 
-@app.command()
+@app.command(cls=DvxCommand)
 def init(
     path: Annotated[str, typer.Argument(help="work tree (default: current directory)")] = ".",
+    as_json: JsonOpt = False,
 ) -> None:
     """Make a git work tree a DVX repository (creates the git repository if absent)."""
 
     def go() -> None:
-        from dvx.ops.init import init as do_init
+        from dvx.api import init_repo
 
-        repo, created, git_created = do_init(path)
-        what = "Initialized" if created else "Reinitialized existing"
-        out.print(f"{what} DVX repository in {repo.dvx_dir}"
-                  + (" (and a new git repository)" if git_created else ""))
+        res = init_repo(path)
+        if as_json:
+            _emit_json(res.to_json())
+            return
+        what = "Initialized" if res.created else "Reinitialized existing"
+        out.print(f"{what} DVX repository in {res.dvx_dir}"
+                  + (" (and a new git repository)" if res.git_created else ""))
 
     _run(go)
 
 
 @app.command(cls=PathsCommand)
-def add(paths: Annotated[list[str], typer.Argument(help="files or directories to track")]) -> None:
+def add(
+    paths: Annotated[list[str], typer.Argument(help="files or directories to track")],
+    as_json: JsonOpt = False,
+) -> None:
     """Track files and directories: store their content, write PATH.dvx pointers."""
 
     def go() -> None:
-        from dvx.ops.add import add as do_add
+        from dvx.api import add as api_add
 
-        repo = _repo()
-        results = do_add(repo, paths, _progress())
-        for r in results:
+        rep = api_add(paths, progress=_progress())
+        for r in rep:
             _warn_skipped(r.target, r.skipped)
             if r.in_git:
-                where = os.path.relpath(repo.abspath(r.target))  # as the user can type it
+                where = os.path.relpath(os.path.join(rep.root, r.target))  # as the user can type it
                 if r.in_git == [r.target]:
                     _warn(f"git also tracks {quote_path(where)}; run `git rm --cached {shell_quote(where)}` "
                           "so that only its pointer goes into git")
@@ -344,6 +363,10 @@ def add(paths: Annotated[list[str], typer.Argument(help="files or directories to
                         ", ..." if len(r.in_git) > 3 else "")
                     _warn(f"git also tracks {len(r.in_git)} files in {quote_path(where)} ({shown}); run "
                           f"`git rm -r --cached {shell_quote(where)}` so that only its pointer goes into git")
+        if as_json:
+            _emit_json(rep.to_json())
+            return
+        for r in rep:
             if not r.changed and not r.bytes_stored:
                 out.print(f"unchanged {r.target}")
             else:
@@ -360,26 +383,24 @@ def status(
 ) -> None:
     """Show tracked paths that changed, were deleted, or whose data is missing."""
 
-    def go() -> int:
-        from dvx.ops.status import leftovers
-        from dvx.ops.status import status as do_status
+    def go() -> None:
+        from dvx.api import status as api_status
 
-        repo = _repo()
-        results = do_status(repo, paths or None, _progress())
-        dirty = [r for r in results if r.state != "clean"]
-        for r in results:
+        rep = api_status(paths or None, progress=_progress())
+        for r in rep:
             _warn_skipped(r.target, r.skipped)
-        notes = leftovers(repo)
         if as_json:
-            _emit_json({"clean": not dirty, "paths": [r.to_json() for r in results], "notes": notes})
-            return 1 if any(r.state == "broken-pointer" for r in results) else 0
-        if not results:
+            _emit_json(rep.to_json())
+            if rep.errors:  # named in the JSON
+                raise typer.Exit(1)
+            return
+        if not rep.paths:
             out.print("nothing tracked yet (track data with `dvx add PATH`)")
-        elif not dirty:
+        elif rep.clean:
             out.print("data is up to date with the pointers")
-        for r in dirty:
-            if r.state == "broken-pointer":
-                continue  # on stderr below
+        for r in rep:
+            if r.state in ("clean", "broken-pointer"):
+                continue  # broken pointers: on stderr below
             extra = f" ({r.message})" if r.message else ""
             out.print(f"{r.state}: {quote_path(r.target)}{extra}")
             for name in r.added:
@@ -388,13 +409,11 @@ def status(
                 out.print(f"    modified: {quote_path(r.target + '/' + name)}")
             for name in r.deleted:
                 out.print(f"    deleted:  {quote_path(r.target + '/' + name)}")
-        for note in notes:
+        for note in rep.notes:
             out.print(f"note: {note}")
-        _fail_if([r.message or r.target for r in results if r.state == "broken-pointer"])
-        return 0
+        _fail_if(rep.errors)
 
-    if _run(go):
-        raise typer.Exit(1)
+    _run(go)
 
 
 @app.command(cls=PathsCommand)
@@ -404,45 +423,31 @@ def checkout(
     force: Annotated[bool, typer.Option("--force", "-f", help="discard unsaved changes")] = False,
     ours: Annotated[bool, typer.Option("--ours", help="pointer in merge conflict: take our side")] = False,
     theirs: Annotated[bool, typer.Option("--theirs", help="pointer in merge conflict: take theirs")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Make the work tree's data match the pointers (of REV)."""
 
     def go() -> None:
-        from dvx.ops.checkout import checkout as do_checkout
+        from dvx.api import checkout as api_checkout
 
-        repo = _repo()
-        if ours or theirs:
-            if ours and theirs or rev is not None:
-                raise DvxError("--ours, --theirs and --rev exclude each other", "pick one")
-            from dvx.ops.resolve import take_side
-
-            side = "ours" if ours else "theirs"
-            results = take_side(repo, paths or [], side, force=force, progress=_progress())
-            for r in results:
+        rep = api_checkout(paths or None, rev=rev, force=force, ours=ours, theirs=theirs,
+                           progress=_progress())
+        if as_json:
+            _emit_json(rep.to_json())
+        elif rep.side:
+            for r in rep:
                 if r.error:
                     continue
-                out.print(f"took {side} version of {r.target} ({len(r.restored)} restored, "
+                out.print(f"took {rep.side} version of {r.target} ({len(r.restored)} restored, "
                           f"{len(r.removed)} removed); `git add {r.target}.dvx` or `dvx commit` "
                           "marks it resolved")
-            _fail_if([r.error for r in results if r.error])
-            return
-        pointers = None
-        bad: dict[str, DvxError] = {}
-        if rev is not None:
-            from dvx.ops.revs import pointers_at_rev_for_paths
-
-            pointers = pointers_at_rev_for_paths(repo, rev, paths or None, bad)
-        results = do_checkout(repo, paths or None, force=force, pointers=pointers, bad=bad,
-                              progress=_progress())
-        restored = sum(len(r.restored) for r in results)
-        removed = sum(len(r.removed) for r in results)
-        for r in results:
-            if r.restored or r.removed:
-                out.print(f"{r.target}: {len(r.restored)} restored, {len(r.removed)} removed")
-        errors = [r.error for r in results if r.error]
-        if not restored and not removed and not errors:
-            out.print("data already matches the pointers")
-        _fail_if(errors)
+        else:
+            for r in rep:
+                if r.restored or r.removed:
+                    out.print(f"{r.target}: {len(r.restored)} restored, {len(r.removed)} removed")
+            if not rep.restored and not rep.removed and not rep.errors:
+                out.print("data already matches the pointers")
+        _fail_if(rep.errors)
 
     _run(go)
 
@@ -456,31 +461,23 @@ def ls_cmd(
     """List tracked data, or the files of a tracked directory."""
 
     def go() -> None:
-        from dvx.ops.ls import ls as do_ls
+        from dvx.api import ls as api_ls
 
-        repo = _repo()
-        pointers = None
-        bad: dict[str, DvxError] = {}
-        if rev is not None:
-            from dvx.ops.revs import pointers_at_rev
-
-            pointers = pointers_at_rev(repo, rev, bad)
-        entries = do_ls(repo, path, pointers, bad=bad)
+        rep = api_ls(path, rev=rev)
         if as_json:
-            _emit_json([e.to_json() for e in entries])
-            _fail_if([str(e) for e in bad.values()])
-            return
-        for e in entries:
-            extra = f" -> {quote_path(e.target or '')}" if e.kind == "link" else ""
-            files = f"{e.files} files" if e.kind == "tree" else ""
-            ident = (e.id or "")[:12]
-            out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {quote_path(e.path)}{extra}")
-        _fail_if([str(e) for e in bad.values()])
+            _emit_json(rep.to_json())
+        else:
+            for e in rep:
+                extra = f" -> {quote_path(e.target or '')}" if e.kind == "link" else ""
+                files = f"{e.files} files" if e.kind == "tree" else ""
+                ident = (e.id or "")[:12]
+                out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {quote_path(e.path)}{extra}")
+        _fail_if(rep.errors)
 
     _run(go)
 
 
-@app.command()
+@app.command(cls=DvxCommand)
 def fsck(
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="verify this remote instead")] = None,
     download: Annotated[bool, typer.Option(
@@ -495,44 +492,49 @@ def fsck(
 ) -> None:
     """Verify every object, pack and pointer; exits non-zero if anything is wrong."""
 
-    def go() -> int:
-        from dvx.ops.fsck import fsck as do_fsck
+    def go() -> bool:
+        from dvx.api import fsck as api_fsck
 
-        if remote is not None:
-            from dvx.ops.remote_maint import fsck_remote
-
-            rrep = fsck_remote(_repo(), remote, download, _progress())
-            if as_json:
-                _emit_json(rrep.to_json())
-            else:
-                for p in rrep.problems:
-                    out.print(f"bad {p.what} {p.name}: {p.message}")
-                for note in rrep.notes:
-                    out.print(f"note: {note}")
-                verdict = "ok" if rrep.ok else f"{len(rrep.problems)} problem(s)"
-                out.print(f"remote {rrep.remote}: checked {rrep.roots} versions, {rrep.packs} packs, "
-                          f"{rrep.objects} objects: {verdict}")
-            return 0 if rrep.ok else 1
-        repo = _repo()
-        report = do_fsck(repo, _progress())
-        fixed = None
-        if repair and not report.ok:
-            fixed = _repair(repo, repair_from, report, as_json)
-            report = do_fsck(repo, _progress())
+        rep = api_fsck(remote=remote, download=download, repair=repair, repair_from=repair_from,
+                       progress=_progress())
         if as_json:
-            _emit_json(report.to_json() if fixed is None else {**report.to_json(), "repair": fixed.to_json()})
-        else:
-            _print_fsck_problems(report.problems, verbose or _state["verbose"])
-            for note in report.notes:
-                out.print(f"note: {note}")
-            verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-            out.print(f"checked {report.packs} packs, {report.objects} objects, "
-                      f"{report.pointers} pointers: {verdict}")
-        return 0 if report.ok else 1
+            _emit_json(rep.to_json())
+            return rep.ok
+        if remote is not None:
+            from dvx.ops.remote_maint import RemoteFsckReport
 
-    code = _run(go)
-    if code:
-        raise typer.Exit(code)
+            assert isinstance(rep, RemoteFsckReport)
+            for p in rep.problems:
+                out.print(f"bad {p.what} {p.name}: {p.message}")
+            for note in rep.notes:
+                out.print(f"note: {note}")
+            verdict = "ok" if rep.ok else f"{len(rep.problems)} problem(s)"
+            out.print(f"remote {rep.remote}: checked {rep.roots} versions, {rep.packs} packs, "
+                      f"{rep.objects} objects: {verdict}")
+            return rep.ok
+        from dvx.ops.fsck import FsckReport
+
+        assert isinstance(rep, FsckReport)
+        fixed = rep.repair
+        if fixed is not None:
+            if fixed.packs_set_aside:
+                out.print(f"repair: moved {len(fixed.packs_set_aside)} damaged packs to .dvx/store/damaged/ "
+                          f"({fixed.objects_unsaved} objects could not be read back)")
+            if fixed.remote is not None:
+                out.print(f"repair: restored {fixed.versions_restored} versions from {fixed.remote} "
+                          f"({fixed.objects_fetched} objects, {human(fixed.bytes_downloaded)})")
+            for line in fixed.not_restored:
+                out.print(f"repair: not restored: {line}")
+        _print_fsck_problems(rep.problems, verbose or _state["verbose"])
+        for note in rep.notes:
+            out.print(f"note: {note}")
+        verdict = "ok" if rep.ok else f"{len(rep.problems)} problem(s)"
+        out.print(f"checked {rep.packs} packs, {rep.objects} objects, "
+                  f"{rep.pointers} pointers: {verdict}")
+        return rep.ok
+
+    if not _run(go):
+        raise typer.Exit(1)
 
 
 FSCK_LIST_UP_TO = 10  # object problems listed one per line; more are summed up per path
@@ -568,49 +570,34 @@ def _print_fsck_problems(problems, verbose: bool) -> None:  # type: ignore[no-un
     out.print(f"({len(objects)} bad or missing objects in all; `dvx fsck --verbose` lists each one)")
 
 
-def _repair(repo, remote, report, as_json: bool):  # type: ignore[no-untyped-def]
-    """``fsck --repair``: set damaged packs aside (keeping what is sound in them) and
-    fetch what the work tree's pointers lack (``dvx.ops.fetch.repair``)."""
-    from dvx.ops.fetch import repair
-    from dvx.ops.revs import workspace_pointers
-
-    fixed = repair(repo, remote, report.problems, workspace_pointers(repo, strict=False), progress=_progress())
-    if not as_json:
-        if fixed.packs_set_aside:
-            out.print(f"repair: moved {len(fixed.packs_set_aside)} damaged packs to .dvx/store/damaged/ "
-                      f"({fixed.objects_unsaved} objects could not be read back)")
-        if fixed.remote is not None:
-            out.print(f"repair: restored {fixed.versions_restored} versions from {fixed.remote} "
-                      f"({fixed.objects_fetched} objects, {human(fixed.bytes_downloaded)})")
-        for line in fixed.not_restored:
-            out.print(f"repair: not restored: {line}")
-    return fixed
-
-
 @app.command(cls=PathsCommand)
 def commit(
     message: Annotated[str, typer.Option("--message", "-m", help="commit message")],
     paths: Annotated[list[str] | None, typer.Argument(help="limit to these tracked paths")] = None,
     all_files: Annotated[bool, typer.Option("--all", "-a", help="also stage modified code files")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-add changed data, stage pointers and .gitignore, and make a git commit."""
 
     def go() -> None:
-        from dvx.ops.commit import commit as do_commit
+        from dvx.api import commit as api_commit
 
-        res = do_commit(_repo(), message, paths or None, all_files, _progress())
-        for t in res.readded:
-            out.print(f"re-added {t}")
-        for t in res.stale:
-            out.print(f"not re-added {t}: its data is older than {t}.dvx (changed in git); "
-                      f"run `dvx checkout {t}`")
-        out.print(f"committed {res.sha[:12]}: {message.splitlines()[0]}")
+        res = api_commit(message, paths or None, all_files=all_files, progress=_progress())
+        if as_json:
+            _emit_json(res.to_json())
+        else:
+            for t in res.readded:
+                out.print(f"re-added {t}")
+            for t in res.stale:
+                out.print(f"not re-added {t}: its data is older than {t}.dvx (changed in git); "
+                          f"run `dvx checkout {t}`")
+            out.print(f"committed {res.sha[:12]}: {message.splitlines()[0]}")
         _fail_if(res.errors)
 
     _run(go)
 
 
-@app.command()
+@app.command(cls=DvxCommand)
 def diff(
     rev_a: Annotated[str | None, typer.Argument(metavar="[REV]", help="old side (default HEAD)")] = None,
     rev_b: Annotated[str | None, typer.Argument(metavar="[REV]", help="new side (default: work tree)")] = None,
@@ -619,25 +606,18 @@ def diff(
     """Per-file changes of tracked data between revisions (or a revision and the work tree)."""
 
     def go() -> None:
-        from dvx.ops.diff import diff as do_diff
+        from dvx.api import diff as api_diff
 
-        repo = _repo()
-        bad: dict[str, DvxError] = {}
-        entries = do_diff(repo, rev_a, rev_b, bad)
-        errors = [str(e) for e in bad.values()]
+        rep = api_diff(rev_a, rev_b, unsaved=not as_json)
         if as_json:
-            _emit_json([e.to_json() for e in entries])
-            _fail_if(errors)
+            _emit_json(rep.to_json())
+            _fail_if(rep.errors)
             return
-        if not entries:
+        if not rep.entries:
             out.print("no changes in tracked data")
-        if rev_b is None:
-            from dvx.ops.status import status as do_status
-
-            dirty = [r.target for r in do_status(repo) if r.state in ("modified", "diverged")]
-            if dirty:
-                out.print(f"(not included: unsaved changes in {', '.join(dirty)}; see `dvx status`)")
-        for e in entries:
+        if rep.unsaved:
+            out.print(f"(not included: unsaved changes in {', '.join(rep.unsaved)}; see `dvx status`)")
+        for e in rep:
             if e.status == "renamed":
                 out.print(f"renamed:  {quote_path(e.old_path or '')} -> {quote_path(e.path)} "
                           f"({human(e.new_size or 0)})")
@@ -648,7 +628,7 @@ def diff(
                 out.print(f"added:    {quote_path(e.path)} ({human(e.new_size or 0)})")
             else:
                 out.print(f"deleted:  {quote_path(e.path)} ({human(e.old_size or 0)})")
-        _fail_if(errors)
+        _fail_if(rep.errors)
 
     _run(go)
 
@@ -663,13 +643,13 @@ def log(
     """The versions of tracked data through git history."""
 
     def go() -> None:
-        from dvx.ops.log import log as do_log
+        from dvx.api import log as api_log
 
-        entries = do_log(_repo(), path, max_count, rev)
+        rep = api_log(path, max_count=max_count, rev=rev)
         if as_json:
-            _emit_json([e.to_json() for e in entries])
+            _emit_json(rep.to_json())
             return
-        for e in entries:
+        for e in rep:
             counts = ""
             if e.added is not None or e.modified is not None or e.deleted is not None:
                 counts = f" +{e.added or 0} ~{e.modified or 0} -{e.deleted or 0}"
@@ -679,57 +659,57 @@ def log(
     _run(go)
 
 
-hooks_app = typer.Typer(help="Install or remove DVX's git hooks.", add_completion=False)
+hooks_app = typer.Typer(cls=DvxGroup, help="Install or remove DVX's git hooks.", add_completion=False)
 app.add_typer(hooks_app, name="hooks")
 
 
-@hooks_app.command("install")
+@hooks_app.command("install", cls=DvxCommand)
 def hooks_install() -> None:
     """Install pre-commit, post-checkout, post-merge and pre-push hooks (chaining yours)."""
 
     def go() -> None:
-        from dvx.ops.hooks import install
+        from dvx.api import hooks_install as api_install
 
-        for ch in install(_repo()):
+        for ch in api_install():
             extra = " (your existing hook runs first)" if ch.action == "chained" else ""
             out.print(f"{ch.action}: {ch.name}{extra}")
 
     _run(go)
 
 
-@hooks_app.command("uninstall")
+@hooks_app.command("uninstall", cls=DvxCommand)
 def hooks_uninstall() -> None:
     """Remove DVX's hooks and restore the ones they chained."""
 
     def go() -> None:
-        from dvx.ops.hooks import uninstall
+        from dvx.api import hooks_uninstall as api_uninstall
 
-        changes = uninstall(_repo())
-        for ch in changes:
+        rep = api_uninstall()
+        for ch in rep:
             out.print(f"{ch.action}: {ch.name}")
-        if not changes:
+        if not rep.changes:
             out.print("no DVX hooks were installed")
 
     _run(go)
 
 
-@hooks_app.command("run", hidden=True)
+@hooks_app.command("run", hidden=True, cls=DvxCommand)
 def hooks_run(name: str, args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
     """Run one hook (called by the installed scripts)."""
-    import os as _os
-
     from dvx.repo import Repository
 
     try:
-        repo = Repository.find(_os.getcwd())
+        repo = Repository.find(os.getcwd())
     except DvxError:
         raise typer.Exit(0) from None  # not a DVX work tree: nothing to do
-    code = _run(lambda: __import__("dvx.ops.hooks", fromlist=["run_hook"]).run_hook(repo, name, args or []))
-    repo.memo.save()
+    from dvx.api import _run_hook
+
+    with repo:
+        code = _run(lambda: _run_hook(name, args or [], repo=repo))
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=DvxCommand)
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="report, delete nothing")] = False,
     workspace_only: Annotated[bool, typer.Option("--workspace-only",
@@ -744,55 +724,59 @@ def gc(
     """Delete stored objects that no commit or pointer refers to."""
 
     def go() -> None:
-        from dvx.ops.gc import gc as do_gc
+        from dvx.api import gc as api_gc
 
-        repo = _repo()
-        if remote is not None:
-            from dvx.ops.remote_maint import REMOTE_GRACE_SECONDS, gc_remote
-
-            rrep = gc_remote(repo, remote, dry_run, REMOTE_GRACE_SECONDS if grace is None else grace)
-            if as_json:
-                _emit_json(rrep.to_json())
-            else:
-                verb = "would delete" if dry_run else "deleted"
-                out.print(f"remote {rrep.remote}: {verb} {len(rrep.packs_deleted)} unreferenced packs "
-                          f"({human(rrep.bytes_reclaimed)}); {rrep.packs_live} packs in use by "
-                          f"{rrep.roots} versions; {rrep.packs_kept_young} young packs kept")
-                if rrep.temporary_deleted or rrep.temporary_kept_young:
-                    out.print(f"remote {rrep.remote}: {verb} {rrep.temporary_deleted} temporary files of "
-                              f"interrupted uploads; {rrep.temporary_kept_young} young ones kept")
-            return
-        if workspace_only and not dry_run and not yes:
+        if workspace_only and remote is None and not dry_run and not yes:
             if not sys.stdin.isatty():
-                raise DvxError("--workspace-only deletes every version not checked out now",
-                               "re-run with --yes to confirm")
+                raise UsageError("--workspace-only deletes every version not checked out now",
+                                 "re-run with --yes to confirm")
             if not typer.confirm("Delete every data version except the ones checked out now?"):
                 raise typer.Exit(1)
-        grace_s = 3600 if grace is None else grace
-        rep = do_gc(repo, dry_run=dry_run, workspace_only=workspace_only, grace_seconds=grace_s,
-                    progress=_progress())
+        rep = api_gc(dry_run=dry_run, workspace_only=workspace_only, grace=grace, remote=remote,
+                     progress=_progress())
         if as_json:
             _emit_json(rep.to_json())
             return
+        if remote is not None:
+            from dvx.ops.remote_maint import RemoteGcReport
+
+            assert isinstance(rep, RemoteGcReport)
+            verb = "would delete" if dry_run else "deleted"
+            out.print(f"remote {rep.remote}: {verb} {len(rep.packs_deleted)} unreferenced packs "
+                      f"({human(rep.bytes_reclaimed)}); {rep.packs_live} packs in use by "
+                      f"{rep.roots} versions; {rep.packs_kept_young} young packs kept")
+            if rep.temporary_deleted or rep.temporary_kept_young:
+                out.print(f"remote {rep.remote}: {verb} {rep.temporary_deleted} temporary files of "
+                          f"interrupted uploads; {rep.temporary_kept_young} young ones kept")
+            return
+        from dvx.ops.gc import GRACE_SECONDS, GcReport
+
+        assert isinstance(rep, GcReport)
         verb = "would reclaim" if dry_run else "reclaimed"
         out.print(f"{verb} {human(rep.bytes_reclaimed)}: {rep.dead_objects} unreferenced objects, "
                   f"{len(rep.packs_deleted)} packs deleted, {len(rep.packs_rewritten)} rewritten "
                   f"({rep.live_objects} live objects from {rep.pointers} pointers in "
                   f"{rep.commits} commits)")
         if rep.packs_kept_young:
-            out.print(f"kept {rep.packs_kept_young} packs younger than the {grace_s} s grace period")
+            out.print(f"kept {rep.packs_kept_young} packs younger than the "
+                      f"{GRACE_SECONDS if grace is None else grace} s grace period")
 
     _run(go)
 
 
-remote_app = typer.Typer(help="Manage remotes (directories, S3, GCS, Azure).", add_completion=False)
+remote_app = typer.Typer(cls=DvxGroup, help="Manage remotes (directories, S3, GCS, Azure).",
+                         add_completion=False)
 app.add_typer(remote_app, name="remote")
+
+from dvx.cli_runs import runs_app  # noqa: E402  (a typer app; the runs code loads on use)
+
+app.add_typer(runs_app, name="runs")
 OptionsOpt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
                                                       help="fsspec option, e.g. endpoint_url=...")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="keep in .dvx/config.local (not committed)")]
 
 
-@remote_app.command("add")
+@remote_app.command("add", cls=DvxCommand)
 def remote_add(
     name: str, url: str,
     default: Annotated[bool, typer.Option("--default", "-d", help="make it the default remote")] = False,
@@ -801,49 +785,48 @@ def remote_add(
     """Add a remote: a directory, file://, s3://, gs://, az:// or abfs:// URL."""
 
     def go() -> None:
-        from dvx.ops.remotes import parse_options
-        from dvx.ops.remotes import remote_add as do
+        from dvx.api import remote_add as api_remote_add
 
-        created = do(_repo(), name, url, parse_options(option or []), default=default, local=local)
+        res = api_remote_add(name, url, options=option or [], default=default, local=local)
         out.print(f"added remote {name} -> {url}" + (" (default)" if default else ""))
-        if created:
-            out.print(f"created directory {created}")
+        if res.created_directory:
+            out.print(f"created directory {res.created_directory}")
 
     _run(go)
 
 
-@remote_app.command("list")
+@remote_app.command("list", cls=DvxCommand)
 def remote_list(as_json: JsonOpt = False) -> None:
     """List remotes (secret options are masked)."""
 
     def go() -> None:
-        from dvx.ops.remotes import remote_list as do
+        from dvx.api import remote_list as api_remote_list
 
-        items = do(_repo())
+        rep = api_remote_list()
         if as_json:
-            _emit_json([r.to_json() for r in items])
+            _emit_json(rep.to_json())
             return
-        for r in items:
+        for r in rep:
             opts = " ".join(f"{k}={v}" for k, v in r.options.items())
             out.print(f"{r.name}{' (default)' if r.default else ''}\t{r.url}\t{opts}".rstrip())
 
     _run(go)
 
 
-@remote_app.command("remove")
+@remote_app.command("remove", cls=DvxCommand)
 def remote_remove(name: str) -> None:
     """Remove a remote from the config (the data on it is not touched)."""
 
     def go() -> None:
-        from dvx.ops.remotes import remote_remove as do
+        from dvx.api import remote_remove as api_remote_remove
 
-        do(_repo(), name)
+        api_remote_remove(name)
         out.print(f"removed remote {name}")
 
     _run(go)
 
 
-@remote_app.command("modify")
+@remote_app.command("modify", cls=DvxCommand)
 def remote_modify(
     name: str,
     url: Annotated[str | None, typer.Option("--url", help="new URL")] = None,
@@ -855,20 +838,20 @@ def remote_modify(
     """Change a remote's URL or options, or make it the default."""
 
     def go() -> None:
-        from dvx.ops.remotes import parse_options
-        from dvx.ops.remotes import remote_modify as do
+        from dvx.api import remote_modify as api_remote_modify
 
-        created = do(_repo(), name, url, parse_options(option or []), unset or [], default=default, local=local)
+        res = api_remote_modify(name, url=url, options=option or [], unset=unset or [],
+                                default=default, local=local)
         out.print(f"modified remote {name}")
-        if created:
-            out.print(f"created directory {created}")
+        if res.created_directory:
+            out.print(f"created directory {res.created_directory}")
 
     _run(go)
 
 
 RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r",
                                                help="remote name (default: the default remote)")]
-JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="parallel transfers")]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, help="parallel transfers")]
 RevOpt = Annotated[str | None, typer.Option("--rev", help="the pointers of this git revision")]
 AllCommitsOpt = Annotated[bool, typer.Option("--all-commits", help="every commit of every branch and tag")]
 
@@ -887,10 +870,11 @@ def push(
     """Upload the data the remote lacks (packed, parallel, resumable)."""
 
     def go() -> None:
-        from dvx.errors import MissingObjectError
-        from dvx.ops.push import push as do
+        from dvx.api import failures
+        from dvx.api import push as api_push
 
-        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress(), verify, create)
+        rep = api_push(paths or None, remote=remote, rev=rev, all_commits=all_commits, jobs=jobs,
+                       verify=verify, create=create, progress=_progress())
         if as_json:
             _emit_json(rep.to_json())
         elif rep.roots == rep.roots_already_there:
@@ -901,16 +885,7 @@ def push(
             out.print(f"{rep.remote}: uploaded {human(rep.bytes_uploaded)} in {rep.packs_uploaded} packs "
                       f"({rep.objects_uploaded} objects, {pushed} new versions, "
                       f"{rep.requests} requests)")
-        for e in rep.errors:
-            _print_error(e)
-        if rep.errors and not rep.missing_locally:
-            raise typer.Exit(1)
-        if rep.missing_locally:
-            more = f" and {len(rep.missing_locally) - 1} more" if len(rep.missing_locally) > 1 else ""
-            raise MissingObjectError(
-                f"not pushed: {rep.missing_locally[0]}{more} (the rest was pushed)",
-                "the local store lacks that data; run `dvx fsck`, or `dvx fsck --repair` to "
-                "restore it from a remote")
+        _fail_if(failures(rep))
 
     _run(go)
 
@@ -931,9 +906,10 @@ def fetch(
     """Download the data the local store lacks (verified), without touching the work tree."""
 
     def go() -> None:
-        from dvx.ops.fetch import fetch as do
+        from dvx.api import fetch as api_fetch
 
-        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, _progress())
+        rep = api_fetch(paths or None, remote=remote, rev=rev, all_commits=all_commits, jobs=jobs,
+                        progress=_progress())
         if as_json:
             _emit_json(rep.to_json())
         else:
@@ -954,9 +930,10 @@ def pull(
     """fetch + checkout."""
 
     def go() -> None:
-        from dvx.ops.fetch import pull as do
+        from dvx.api import pull as api_pull
 
-        rep = do(_repo(), remote, rev, all_commits, paths or None, jobs, force, _progress())
+        rep = api_pull(paths or None, remote=remote, rev=rev, all_commits=all_commits, jobs=jobs,
+                       force=force, progress=_progress())
         if as_json:
             _emit_json(rep.to_json())
         else:

@@ -62,12 +62,13 @@ def list_cmd(
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="show at most N runs")] = None,
 ) -> None:
     """Runs, newest first (a run whose process died is committed as crashed first)."""
-    from dvx.cli import _emit_json, _repo, _run, out
+    from dvx.cli import _emit_json, _run, out
+    from dvx.repo import Repository
 
     def go() -> None:
         from dvx.runs.catalog import list_runs
 
-        runs = list_runs(_repo(), limit)
+        runs = list_runs(Repository.find(), limit)
         if as_json:
             _emit_json([_json_safe({k: r.get(k) for k in (
                 "id", "name", "project", "group", "tags", "state", "exit_code", "start_time", "end_time",
@@ -93,12 +94,13 @@ def show_cmd(
     as_json: _JsonOpt = False,
 ) -> None:
     """A run's record: state, code, config, summary, metrics, inputs and outputs."""
-    from dvx.cli import _emit_json, _repo, _run, out
+    from dvx.cli import _emit_json, _run, out
+    from dvx.repo import Repository
 
     def go() -> None:
         from dvx.runs.catalog import find_run
 
-        r = find_run(_repo(), run_id)
+        r = find_run(Repository.find(), run_id)
         if as_json:
             _emit_json(_json_safe(r))
             return

@@ -1,11 +1,45 @@
 """DVX's error hierarchy: one root, each error says what is wrong and what to do.
 
-Every message is one line meant for a person: what happened, the object/path/remote
-involved, and a hint. The CLI prints ``error: <message>`` and exits non-zero; a
-traceback appears only with ``--verbose`` or for real bugs.
+An error has a ``message`` (what happened, naming the object, path or remote) and an
+optional ``hint`` (what to do). The CLI prints them as git and pip do, each on its own
+line on stderr, and exits with ``exit_code`` (2 for a usage error, 1 for a failure)::
+
+    error: remote 'origin' already exists
+    hint: change it with `dvx remote modify origin`
+
+``str(error)`` is the one-line form ``"message; hint"``, which is what results carry
+for the parts of an operation that failed (``CheckoutResult.error``,
+``FetchReport.errors``...) and what ``--json`` shows. That string is an
+:class:`ErrorText`: it still knows its ``message`` and ``hint``, so the CLI prints
+such a collected error on two lines as well. A traceback appears only with
+``dvx --verbose`` or for real bugs.
 """
 
 from __future__ import annotations
+
+
+class ErrorText(str):
+    """``"message; hint"`` that remembers its two parts (``str(DvxError)``). It is a
+    plain ``str`` everywhere else: compares, formats and serializes as one."""
+
+    message: str
+    hint: str | None
+
+    def __new__(cls, message: str, hint: str | None = None) -> ErrorText:
+        self = super().__new__(cls, message if hint is None else f"{message}; {hint}")
+        self.message = message
+        self.hint = hint
+        return self
+
+
+def error_parts(error: object) -> tuple[str, str | None]:
+    """``(message, hint)`` of an error or of an error's text; a plain string (or any
+    other exception) is all message."""
+    if isinstance(error, DvxError):
+        return error.message, error.hint
+    if isinstance(error, ErrorText):
+        return error.message, error.hint
+    return str(error), None
 
 
 class DvxError(Exception):
@@ -19,7 +53,25 @@ class DvxError(Exception):
         super().__init__(message if hint is None else f"{message} ({hint})")
 
     def __str__(self) -> str:
-        return self.message if self.hint is None else f"{self.message}; {self.hint}"
+        return ErrorText(self.message, self.hint)
+
+
+class UsageError(DvxError):
+    """The command was called wrongly: options that exclude each other, a missing or
+    malformed argument. Nothing was done. The CLI exits with 2, as for a bad option."""
+
+    exit_code = 2
+
+
+class PartialFailureError(DvxError):
+    """Raised by :func:`dvx.raise_on_error` when an operation did what it could but
+    some of its parts failed; ``errors`` lists every failure, one line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        first, hint = error_parts(errors[0]) if errors else ("the operation failed", None)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first + more, hint)
 
 
 class NotARepositoryError(DvxError):

@@ -12,9 +12,9 @@ import stat
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from dvx.config import ChunkerConfig, RepoConfig, load_config, write_initial_config
 from dvx.errors import DvxError, NotARepositoryError, PathOutsideRepoError
 from dvx.fsutil import atomic_write_bytes, os_error
+from dvx.settings import ChunkerConfig, RepoConfig, load_config, write_initial_config
 from dvx.store.local import Store
 
 if TYPE_CHECKING:
@@ -36,21 +36,16 @@ def _refuse_links(dvx_dir: str) -> None:
                 f"{rel} is a symbolic link (to {os.readlink(path)}); DVX uses only a store it owns",
                 "replace the link with a directory (to share data between repositories, push to "
                 "and pull from a common remote; to use another disk, mount it there)")
-class _NoMemo:
-    """Transitional: there is no validation memo any more (pointers and config are
-    checked by hand-written code, fast enough for every command), but ``dvx/cli.py``,
-    being rewritten on another branch, still calls ``repo.memo.save()``. Delete this
-    class and ``Repository.memo`` once it no longer does."""
-
-    def save(self) -> None:
-        pass
 
 
-_NO_MEMO = _NoMemo()
 
 
 class Repository:
-    """Paths, config and store of one DVX repository."""
+    """Paths, config and store of one DVX repository.
+
+    A context manager: ``with Repository.find() as repo:`` saves the repository's
+    caches and closes the store's open pack files at the end (:meth:`close`).
+    """
 
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
@@ -64,7 +59,6 @@ class Repository:
         with contextlib.suppress(OSError):  # a read-only .git must not stop a read
             ensure_info_exclude(self.root)
         self.state_dir = os.path.join(self.dvx_dir, "state")
-        self.memo = _NO_MEMO  # transitional, see _NoMemo
         self.config: RepoConfig = load_config(self.dvx_dir)
         self.store = Store(os.path.join(self.dvx_dir, "store"), fsync=self.config.core.fsync,
                            direct_io=self.config.core.direct_io)
@@ -75,6 +69,17 @@ class Repository:
                 os.makedirs(self.state_dir, exist_ok=True)
             except OSError as exc:
                 raise os_error(exc, f"create {self.store.path}") from None
+
+    def close(self) -> None:
+        """Close the pack files the store opened (caches are written as they change).
+        The object stays usable: files are reopened on demand."""
+        self.store.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- discovery --------------------------------------------------------------
     @classmethod

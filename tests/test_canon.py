@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dvx
-from dvx.config import RepoConfig
 from dvx.errors import ConfigError, FormatVersionError, PointerError
 from dvx.ini import IniFile
 from dvx.pointer import Pointer, parse_pointer
+from dvx.settings import RepoConfig
 from tests.conftest import Cli
 
 DVX_DIR = Path(dvx.__file__).resolve().parent
@@ -72,7 +72,7 @@ def test_chunker_defaults_are_defined_once() -> None:
     import re
 
     from dvx.chunking import Chunker, params
-    from dvx.config import ChunkerConfig
+    from dvx.settings import ChunkerConfig
 
     assert (params.DEFAULT_MIN_SIZE, params.DEFAULT_AVG_SIZE, params.DEFAULT_MAX_SIZE) == (16384, 65536, 262144)
     c = ChunkerConfig()
@@ -261,7 +261,7 @@ _CONFIG_LINES = [
        st.lists(st.sampled_from(_CONFIG_LINES), max_size=6), st.text(max_size=60))
 def test_garbage_config_raises_only_config_errors(tmp_path_factory: pytest.TempPathFactory, shared: list[str],
                                                   local: list[str], noise: str) -> None:
-    from dvx.config import RepoConfig, load_config
+    from dvx.settings import RepoConfig, load_config
 
     d = tmp_path_factory.mktemp("cfg")
     (d / "config").write_text("\n".join(shared) + "\n" + noise, encoding="utf-8", errors="surrogateescape")
@@ -282,7 +282,7 @@ _plain = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_
 @st.composite
 def valid_configs(draw: st.DrawFn) -> RepoConfig:
     from dvx.chunking.params import check_settings
-    from dvx.config import ChunkerConfig, CoreConfig, GcConfig, RemoteConfig, RepoConfig
+    from dvx.settings import ChunkerConfig, CoreConfig, GcConfig, RemoteConfig, RepoConfig
 
     while True:
         mn = draw(st.integers(64, 1 << 20))
@@ -311,7 +311,7 @@ def valid_configs(draw: st.DrawFn) -> RepoConfig:
 def test_valid_configs_round_trip(tmp_path_factory: pytest.TempPathFactory, config: RepoConfig,
                                   split: bool) -> None:
     """What ``dvx init`` and the config editor write, ``load_config`` reads back as it was."""
-    from dvx.config import edit_config, load_config, write_initial_config
+    from dvx.settings import edit_config, load_config, write_initial_config
 
     d = str(tmp_path_factory.mktemp("cfg"))
     write_initial_config(d, config.chunker)

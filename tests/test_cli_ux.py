@@ -85,8 +85,8 @@ def test_full_disk_read_only_commands_work_and_exit_status_is_real(small_fs: Pat
     assert_clean_stderr(add)
     assert add.returncode == 1
     assert add.stderr.splitlines() == [
-        "error: cannot write to the DVX store: no space left on device; "
-        "free some disk space and re-run; nothing was lost"]
+        "error: cannot write to the DVX store: no space left on device",
+        "hint: free some disk space and re-run; nothing was lost"]
     assert (repo / "one.txt.dvx").read_bytes() == before
     (small_fs / "filler").unlink()
     run_dvx("add", "one.txt", cwd=repo)
@@ -125,19 +125,20 @@ def test_dash_file_gets_a_hint_about_double_dash(repo_dir: Path) -> None:
     bad = run_dvx("add", "-dash.bin", cwd=repo_dir, check=False)
     assert bad.returncode == 2
     assert bad.stderr.splitlines() == [
-        "error: no such option -dash.bin; to add a file whose name starts with '-', "
-        "use `dvx add -- -dash.bin`"]
+        "error: no such option -dash.bin",
+        "hint: to add a file whose name starts with '-', use `dvx add -- -dash.bin`"]
     assert not (repo_dir / "-dash.bin.dvx").exists()
     run_dvx("add", "--", "-dash.bin", cwd=repo_dir)
     assert (repo_dir / "-dash.bin.dvx").exists()
     st = run_dvx("status", "-dash.bin", cwd=repo_dir, check=False)
-    assert st.stderr == ("error: no such option -dash.bin; for a path whose name starts with '-', "
-                         "use `dvx status -- -dash.bin`\n")
+    assert st.returncode == 2 and st.stderr == (
+        "error: no such option -dash.bin\n"
+        "hint: for a path whose name starts with '-', use `dvx status -- -dash.bin`\n")
     assert "up to date" in run_dvx("status", "--", "-dash.bin", cwd=repo_dir).stdout
     typo = run_dvx("add", "--forse", cwd=repo_dir, check=False)
     assert typo.returncode == 2 and typo.stderr == (
-        "error: no such option --forse; see `dvx add --help`; "
-        "a path that starts with '-' goes after `--`\n")
+        "error: no such option --forse\n"
+        "hint: see `dvx add --help`; a path that starts with '-' goes after `--`\n")
 
 
 def test_ls_and_status_quote_odd_names_like_git(repo_dir: Path) -> None:

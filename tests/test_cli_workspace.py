@@ -204,8 +204,9 @@ def test_b3_in_pointer_matches_plain_blake3(repo_dir: Path, cli: Cli) -> None:
 def test_paths_outside_repository_refused(repo_dir: Path, cli: Cli, bad: str) -> None:
     write(repo_dir.parent / "outside.txt", "x")
     res = cli("add", bad, ok=False)
-    assert res.output.startswith("error:") and "Traceback" not in res.output
-    assert len(res.output.strip().splitlines()) == 1
+    error, hint = res.output.strip().splitlines()
+    assert error.startswith(f"error: {bad} is ") and "Traceback" not in res.output
+    assert hint in ("hint: move the data into the repository first", "hint: pick a path in the work tree")
 
 
 def test_symlinked_parent_escaping_repo_refused(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
@@ -248,7 +249,9 @@ def test_garbage_pointer_is_a_clean_error(repo_dir: Path, cli: Cli) -> None:
     cli("add", "x.txt")
     (repo_dir / "x.txt.dvx").write_bytes(b"\x00\x01garbage")
     res = cli("checkout", ok=False)
-    assert res.output.startswith("error: x.txt.dvx") and len(res.output.splitlines()) == 1
+    error, hint = res.output.splitlines()
+    assert error.startswith("error: x.txt.dvx:1: expected 'key: value'")
+    assert hint == "hint: restore it with `git checkout -- x.txt.dvx` or re-add the data with `dvx add`"
     st = json.loads(cli("status", "--json", ok=False).output)
     assert st["paths"][0]["state"] == "broken-pointer"
     assert cli("fsck", ok=False).exit_code == 1
@@ -329,7 +332,7 @@ def test_real_cli_subprocess(repo_dir: Path) -> None:
     out = run_dvx("add", "data", cwd=repo_dir).stdout
     assert "added data" in out
     bad = run_dvx("add", "nope", cwd=repo_dir, check=False)
-    assert bad.returncode != 0 and bad.stderr.strip() == "error: nope does not exist; check the path"
+    assert bad.returncode == 1 and bad.stderr == "error: nope does not exist\nhint: check the path\n"
 
 
 def test_fsck_flags_corrupted_store(repo_dir: Path, cli: Cli) -> None:

@@ -26,8 +26,8 @@ def test_init_refuses_a_bare_repository(tmp_path: Path) -> None:
         proc = run_dvx(*args, cwd=cwd, check=False)
         assert proc.returncode != 0
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "a bare repository has no work tree" in lines[0], proc.stderr
-        assert "git clone" in lines[0]
+        assert len(lines) == 2 and "a bare repository has no work tree" in lines[0], proc.stderr
+        assert lines[0].startswith("error: ") and lines[1].startswith("hint: clone it (`git clone ")
     assert sorted(os.listdir(bare)) == before  # no nested .git or .dvx
     git("fsck", cwd=bare)
     # the team's bare repository still receives pushes and serves clones
@@ -50,8 +50,9 @@ def test_commands_refuse_inside_dot_git(repo_dir: Path) -> None:
     for args in (("init",), ("status",), ("add", "../f.txt"), ("checkout",)):
         proc = run_dvx(*args, cwd=inside, check=False)
         assert proc.returncode != 0, args
-        assert "not in a work tree" in proc.stderr and str(repo_dir) in proc.stderr, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        error, hint = proc.stderr.strip().splitlines()
+        assert error.startswith("error: ") and "not in a work tree" in error, proc.stderr
+        assert hint == f"hint: run dvx in the work tree {repo_dir}"
     proc = run_dvx("status", cwd=inside / "refs", check=False)
     assert proc.returncode != 0 and "not in a work tree" in proc.stderr
     assert not (inside / ".dvx").exists() and not (inside / ".git").exists()
@@ -98,9 +99,9 @@ def test_commit_without_identity_does_what_git_does(repo_dir: Path, cli: Cli, mo
     git_reason = git_try.stderr.strip().splitlines()[-1].removeprefix("fatal: ")
     res = cli("commit", "-m", "data", ok=False)
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1, res.output
-    assert "Author identity unknown" in lines[0] and git_reason in lines[0]
-    assert 'git config --global user.email "you@example.com"' in lines[0]
+    assert len(lines) == 2, res.output
+    assert lines[0].startswith("error: Author identity unknown") and git_reason in lines[0]
+    assert lines[1].startswith('hint: run `git config --global user.email "you@example.com"`')
     assert subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=repo_dir,
                           capture_output=True).returncode != 0  # no commit was made
     assert (repo_dir / "f.txt").read_text() == "data"
@@ -191,7 +192,8 @@ def test_gc_reflog_expiry_is_configurable(repo_dir: Path, cli: Cli, monkeypatch:
     assert "not in the local store" in res.output
     cfg.write_text(cfg.read_text().replace("reflog_expire_days = 0", "reflog_expire_days = -1"))
     res = cli("status", ok=False)
-    assert "reflog_expire_days" in res.output and len(res.output.strip().splitlines()) == 1
+    error, hint = res.output.strip().splitlines()
+    assert error.startswith("error: ") and "reflog_expire_days" in error and hint == "hint: fix the config file"
 
 
 def test_gc_forgets_reflog_entries_older_than_the_limit(repo_dir: Path, cli: Cli,
@@ -351,7 +353,9 @@ def test_checkout_theirs_and_ours_resolve_a_conflicted_pointer(repo_dir: Path, c
     # unsaved data in the way: refused before anything changes
     write(repo_dir / "a" / "f", "unsaved")
     res = cli("checkout", "--theirs", "a", ok=False)
-    assert "unsaved" in res.output and len(res.output.strip().splitlines()) == 1
+    error, hint = res.output.strip().splitlines()
+    assert error == "error: checkout would overwrite unsaved data: a/f"
+    assert hint == "hint: save it with `dvx add`, or re-run with --force to discard it"
     assert "<<<<<<<" in (repo_dir / "a.dvx").read_text()
     assert (repo_dir / "a" / "f").read_text() == "unsaved"
     write(repo_dir / "a" / "f", "ours")  # back to what main committed (saved in the store)

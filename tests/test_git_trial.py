@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tests.conftest import Cli, git, pseudo_random, run_dvx, write
 
-LOCKED = ("another git process seems to be running in this repository (.git/index.lock exists); "
-          "wait for it or remove the lock if it crashed")
+LOCKED = ("another git process seems to be running in this repository (.git/index.lock exists)\n"
+          "hint: wait for it or remove the lock if it crashed")
 
 
 def sh(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:

@@ -263,9 +263,9 @@ def test_a_forked_child_reads_restores_and_hashes_after_the_pools_were_used(repo
 # -- 4. the remote keeps its write order; the store verifies what it adopts --------------
 
 def test_remote_writes_a_root_record_only_after_its_packs(repo_dir: Path, tmp_path: Path) -> None:
-    from dvx.config import RemoteConfig
     from dvx.errors import RemoteError
     from dvx.remote.layout import Remote, RootRecord
+    from dvx.settings import RemoteConfig
 
     repo, data, mid = _big(repo_dir, 2_000_000)
     (tmp_path / "r").mkdir()

@@ -23,11 +23,13 @@ def s3_remote(s3_server, port: int | None = None):  # type: ignore[no-untyped-de
     return f"s3://{bucket}/p", servers.options_for(s3_server, port)
 
 
-def one_line_error(output: str) -> str:
-    """The one ``error:`` line (``note:`` lines, e.g. retry notices, may come before it)."""
+def error_and_hint(output: str) -> str:
+    """The one ``error:`` line and the ``hint:`` line after it, if any, as one text
+    (``note:`` lines, e.g. retry notices, may come before them)."""
     lines = [x for x in output.strip().splitlines() if x.strip() and not x.startswith("note:")]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in output, output
-    return lines[0]
+    assert lines and lines[0].startswith("error:") and "Traceback" not in output, output
+    assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")), output
+    return "\n".join(lines)
 
 
 def test_connection_cut_mid_transfer_then_rerun_completes(s3_server, repo_dir: Path, cli: Cli,
@@ -41,7 +43,7 @@ def test_connection_cut_mid_transfer_then_rerun_completes(s3_server, repo_dir: P
         add_remote(cli, (url, opts))
         cli("commit", "-m", "v1")
         proxy.cut_after = 1_000_000
-        line = one_line_error(cli("push", ok=False).output)
+        line = error_and_hint(cli("push", ok=False).output)
         assert "origin" in line and url in line and "re-running" in line
         assert proxy.cuts > 0
         proxy.cut_after = None
@@ -54,7 +56,7 @@ def test_connection_cut_mid_transfer_then_rerun_completes(s3_server, repo_dir: P
         os.chdir(clone)
         add_remote(cli, (url, opts))
         proxy.cut_after = 0
-        one_line_error(cli("pull", ok=False).output)
+        error_and_hint(cli("pull", ok=False).output)
         assert not (clone / "data").exists()
         assert [n for n in os.listdir(clone / ".dvx" / "store" / "tmp") if not n.startswith(".")] == []
         proxy.cut_after = None
@@ -70,7 +72,7 @@ def test_dead_endpoint_fails_fast_with_a_clean_error(repo_dir: Path, cli: Cli) -
     cli("add", "x.txt")
     add_remote(cli, ("s3://bucket/p", {"endpoint_url": f"http://127.0.0.1:{port}",
                                         "key": "a", "secret": "b"}))
-    line = one_line_error(cli("push", ok=False).output)
+    line = error_and_hint(cli("push", ok=False).output)
     assert "cannot connect" in line and f"127.0.0.1:{port}" in line and "origin" in line
 
 
@@ -78,7 +80,7 @@ def test_missing_bucket(s3_server, repo_dir: Path, cli: Cli) -> None:  # type: i
     write(repo_dir / "x.txt", "x")
     cli("add", "x.txt")
     add_remote(cli, ("s3://no-such-bucket-dvx/p", servers.options_for(s3_server)))
-    line = one_line_error(cli("push", ok=False).output)
+    line = error_and_hint(cli("push", ok=False).output)
     assert "'no-such-bucket-dvx' does not exist" in line
 
 
@@ -88,7 +90,7 @@ def test_wrong_credentials(az_server, repo_dir: Path, cli: Cli) -> None:  # type
     write(repo_dir / "x.txt", "x")
     cli("add", "x.txt")
     add_remote(cli, ("az://creds/p", {"connection_string": cs}))
-    line = one_line_error(cli("push", ok=False).output)
+    line = error_and_hint(cli("push", ok=False).output)
     assert "credentials were refused" in line or "permission denied" in line
 
 
@@ -177,7 +179,7 @@ def test_corrupted_pack_detected_on_pull(backend: str, s3_server, repo_dir: Path
     git("clone", "-q", str(repo_dir), str(clone), cwd=tmp_path)
     os.chdir(clone)
     add_remote(cli, remote)
-    line = one_line_error(cli("pull", ok=False).output)
+    line = error_and_hint(cli("pull", ok=False).output)
     assert "corrupted" in line
     assert not (clone / "m.bin").exists()
     local = json.loads(cli("fsck", "--json", ok=None).output)  # data is missing, as it should be...

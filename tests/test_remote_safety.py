@@ -17,7 +17,7 @@ import pytest
 from tests import servers
 from tests.conftest import Cli, git, pseudo_random, write
 from tests.test_remote_conformance import add_remote
-from tests.test_remote_faults import one_line_error, s3_remote
+from tests.test_remote_faults import error_and_hint, s3_remote
 
 
 def _dvx(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -56,8 +56,7 @@ def test_silent_server_fails_with_a_clear_error_after_retrying(kind: str, repo_d
         lines = proc.stderr.strip().splitlines()
         # progress while retrying, then one error line naming the remote and what to do
         assert any(x.startswith("note:") and "retrying" in x and "attempt 2 of 2" in x for x in lines), lines
-        error = lines[-1]
-        assert error.startswith("error:") and "Traceback" not in proc.stderr
+        error = error_and_hint(proc.stderr)
         assert "'origin'" in error and "no answer within 1 s" in error and "read_timeout" in error
         assert "2 attempts" in error
         assert silent.accepted >= 2  # it really was asked (connection check + attempts)
@@ -71,9 +70,9 @@ def test_silent_server_fails_with_a_clear_error_after_retrying(kind: str, repo_d
 def test_timeout_options_are_validated_and_not_passed_to_fsspec(s3_server, repo_dir: Path, cli: Cli,
                                                                 tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     res = cli("remote", "add", "bad", str(tmp_path / "r"), "-o", "read_timeout=soon", ok=False)
-    assert "read_timeout='soon' is not valid" in one_line_error(res.output)
+    assert "read_timeout='soon' is not valid" in error_and_hint(res.output)
     res = cli("remote", "add", "bad", str(tmp_path / "r"), "-o", "retries=1.5", ok=False)
-    assert "retries='1.5' is not valid" in one_line_error(res.output)
+    assert "retries='1.5' is not valid" in error_and_hint(res.output)
     url, opts = s3_remote(s3_server)
     write(repo_dir / "x.bin", pseudo_random(300_000, 2))
     cli("add", "x.bin")
@@ -178,7 +177,7 @@ def test_fsck_repair_restores_a_corrupted_pack_from_the_remote(repo_dir: Path, c
     big = max(entries, key=lambda e: e.length)  # a chunk of pushed.bin
     _flip_byte_of(pack, big.offset + big.length // 2)
     (repo_dir / "pushed.bin").unlink()
-    assert "corrupted" in one_line_error(cli("checkout", ok=False).output)
+    assert "corrupted" in error_and_hint(cli("checkout", ok=False).output)
     bad = json.loads(cli("fsck", "--json", ok=False).output)
     assert not bad["ok"] and "corrupted" in bad["problems"][0]["message"]
     assert "nothing to fetch" in cli("fetch").output  # what the issue saw: fetch cannot help
@@ -219,7 +218,7 @@ def test_fsck_repair_restores_a_missing_pack_and_reports_what_it_cannot(repo_dir
 
 def test_missing_remote_directory_is_never_created_silently(repo_dir: Path, cli: Cli, tmp_path: Path) -> None:
     # remote add: creates the directory (a new remote), but not a missing parent
-    line = one_line_error(cli("remote", "add", "nas", str(tmp_path / "unmounted" / "proj"), ok=False).output)
+    line = error_and_hint(cli("remote", "add", "nas", str(tmp_path / "unmounted" / "proj"), ok=False).output)
     assert "unmounted does not exist" in line and "mounted" in line
     assert not (tmp_path / "unmounted").exists()
     remote = tmp_path / "r"
@@ -230,19 +229,19 @@ def test_missing_remote_directory_is_never_created_silently(repo_dir: Path, cli:
     cli("push")
     # the drive is unmounted (or the path was a typo in a teammate's config)
     shutil.rmtree(remote)
-    line = one_line_error(cli("push", ok=False).output)  # not "everything is already there"
+    line = error_and_hint(cli("push", ok=False).output)  # not "everything is already there"
     assert f"directory {remote} does not exist" in line
     write(repo_dir / "d.txt", "v2")
     cli("add", "d.txt")
-    line = one_line_error(cli("push", ok=False).output)
+    line = error_and_hint(cli("push", ok=False).output)
     assert f"directory {remote} does not exist" in line and "--create" in line and "'origin'" in line
     assert not remote.exists()
-    line = one_line_error(cli("fsck", "--remote", "origin", ok=False).output)
+    line = error_and_hint(cli("fsck", "--remote", "origin", ok=False).output)
     assert f"directory {remote} does not exist" in line
-    line = one_line_error(cli("gc", "--remote", "origin", ok=False).output)
+    line = error_and_hint(cli("gc", "--remote", "origin", ok=False).output)
     assert f"directory {remote} does not exist" in line
     shutil.rmtree(repo_dir / ".dvx" / "store")
-    line = one_line_error(cli("pull", ok=False).output)
+    line = error_and_hint(cli("pull", ok=False).output)
     assert f"directory {remote} does not exist" in line
     # --create: the user says it is a new remote
     write(repo_dir / "d.txt", "v3")

@@ -211,7 +211,9 @@ def test_fuzzed_pointer_names_never_touch_anything_else(tmp_path_factory: pytest
 def test_newline_in_a_top_level_name_is_refused(repo_dir: Path, cli: Cli) -> None:
     write(repo_dir / "top\nnl.bin", "x")
     res = cli("add", "top\nnl.bin", ok=False)
-    assert "newline" in res.output and len(res.output.strip().splitlines()) == 1
+    error, hint = res.output.strip().splitlines()
+    assert error.startswith("error: ") and "cannot hold a newline" in error
+    assert hint == "hint: rename it, or track the directory that holds it"
     assert not (repo_dir / ".gitignore").exists()
     assert not (repo_dir / "top\nnl.bin.dvx").exists()
     # inside a tracked directory such a name needs no ignore line: it is fine

@@ -54,6 +54,11 @@ class AddResult:
     skipped: list[str] = field(default_factory=list)  # FIFOs, sockets, devices inside: not data
     in_git: list[str] = field(default_factory=list)  # files git's index also holds (should not)
 
+    def to_json(self) -> dict[str, object]:
+        return {"path": self.target, "pointer": self.pointer.to_json(), "changed": self.changed,
+                "hashed_files": self.hashed_files, "bytes_stored": self.bytes_stored,
+                "skipped": self.skipped, "in_git": self.in_git}
+
 
 def _validate_target(repo: Repository, user_path: str) -> str:
     rel = repo.relpath(user_path, must_exist=True)

@@ -24,6 +24,9 @@ class CommitResult:
     errors: list[str] = field(default_factory=list)  # pointers left out: one line each
     stale: list[str] = field(default_factory=list)  # not re-added: the pointer moved under the data
 
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
 
 def stage_paths_for(repo: Repository, targets: list[str], config: bool = True) -> list[str]:
     """Pointer files, the ``.gitignore`` files that hide their data, and (``config``)
@@ -79,7 +82,7 @@ def _commit_locked(repo: Repository, git: GitRepo, lock: IndexLock, message: str
         elif st.state == "stale":
             stale.append(t.target)  # never re-added: that would revert what git brought
     if changed:
-        add(repo, changed, progress)
+        add(repo, [repo.abspath(t) for t in changed], progress)  # wherever the cwd is
     if paths:
         head = git.head()
         info = git.commit_info(head) if head else None

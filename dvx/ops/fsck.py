@@ -8,6 +8,7 @@ and sound. Problems are collected, never raised, so one run reports them all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dvx.errors import DvxError
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, id_matches
@@ -17,6 +18,9 @@ from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
 from dvx.store.pack import COMP_DELTA
 from dvx.tracked import find_tracked
+
+if TYPE_CHECKING:
+    from dvx.ops.fetch import RepairReport
 
 
 @dataclass
@@ -46,15 +50,19 @@ class FsckReport:
     pointers: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # harmless leftovers, not failures
+    repair: RepairReport | None = None  # what `fsck --repair` did before this check
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_json(self) -> dict[str, object]:
-        return {"ok": self.ok, "packs": self.packs, "objects": self.objects,
-                "pointers": self.pointers, "problems": [p.to_json() for p in self.problems],
-                "notes": self.notes}
+        out: dict[str, object] = {"ok": self.ok, "packs": self.packs, "objects": self.objects,
+               "pointers": self.pointers, "problems": [p.to_json() for p in self.problems],
+               "notes": self.notes}
+        if self.repair is not None:
+            out["repair"] = self.repair.to_json()
+        return out
 
 
 def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,

@@ -8,13 +8,13 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
-from dvx.config import edit_config
 from dvx.errors import ConfigError, DvxError
 from dvx.ini import IniFile, check_setting
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.remote.layout import Remote
 from dvx.remote.storage import looks_secret, parse_url, timeout_settings
 from dvx.repo import Repository
+from dvx.settings import edit_config
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dvx.config import RemoteConfig
 from dvx.errors import CorruptObjectError, FormatVersionError, RemoteError
 from dvx.fsutil import random_token, write_cache_file
 from dvx.hashing import is_hex_id
 from dvx.remote.storage import TEMP_PREFIX, KeyNotFound, RemoteStorage, parse_url
+from dvx.settings import RemoteConfig
 from dvx.store.pack import IdxFile, PackFile
 
 REMOTE_FORMAT = 1
