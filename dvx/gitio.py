@@ -1067,7 +1067,8 @@ class GitRepo:
         from dulwich.client import get_transport_and_path
 
         try:
-            return get_transport_and_path(location, config=self.repo.get_config_stack())  # type: ignore[no-any-return]
+            config = self.repo.get_config_stack()
+            return get_transport_and_path(location, config=config)  # type: ignore[no-any-return]
         except (ValueError, KeyError) as exc:
             raise GitError(f"cannot reach git remote {location}: {exc}", "check `git remote -v`") from None
 
@@ -1091,7 +1092,8 @@ class GitRepo:
         return {k.decode("utf-8", "replace"): v.decode() for k, v in refs.items()
                 if v and k.startswith(prefix.encode())}
 
-    def push_refs(self, location: str, updates: dict[str, tuple[str | None, str | None]]) -> dict[str, str | None]:
+    def push_refs(self, location: str,
+                  updates: dict[str, tuple[str | None, str | None]]) -> dict[str, str | None]:
         """Set refs on a git remote with dulwich's client (no hooks run here, so a
         pre-push hook may call it without recursing). ``updates``: ref -> (the value
         the remote must have now, None for absent; the new value, None to delete).
@@ -1119,8 +1121,8 @@ class GitRepo:
         def generate(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None) -> Any:
             return self.repo.generate_pack_data(set(have), set(want), progress=progress, ofs_delta=ofs_delta)
 
-        result = self._remote_call(location, "push to",
-                                   lambda: client.send_pack(path.encode(), update_refs, generate_pack_data=generate))
+        result = self._remote_call(location, "push to", lambda: client.send_pack(
+            path.encode(), update_refs, generate_pack_data=generate))
         for ref, error in (getattr(result, "ref_status", None) or {}).items():
             if error is not None:
                 status[ref.decode("utf-8", "replace")] = str(error)
@@ -1135,10 +1137,11 @@ class GitRepo:
         store = self.repo.object_store
 
         def determine_wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
-            return sorted({sha for name, sha in refs.items() if name.startswith(p) and sha and sha not in store})
+            return sorted({sha for name, sha in refs.items()
+                           if name.startswith(p) and sha and sha not in store})  # type: ignore[operator]
 
-        got = self._remote_call(location, "fetch from",
-                                lambda: client.fetch(path, self.repo, determine_wants=determine_wants, ref_prefix=[p]))
+        got = self._remote_call(location, "fetch from", lambda: client.fetch(
+            path, self.repo, determine_wants=determine_wants, ref_prefix=[p]))
         return {k.decode("utf-8", "replace"): v.decode() for k, v in (got.refs or {}).items()
                 if v and k.startswith(p)}
 
@@ -1170,7 +1173,7 @@ class GitRepo:
     def set_ref(self, ref: str, new: str | None, old: str | None) -> bool:
         """Compare-and-swap a local ref from ``old`` (None: must be absent) to ``new``
         (None: delete it). False when the ref held something else."""
-        refs = self.repo.refs
+        refs: Any = self.repo.refs
         try:
             if new is None:
                 return bool(refs.remove_if_equals(ref.encode(), old.encode() if old else None))

@@ -101,7 +101,8 @@ def test_git_push_hook_sends_runs(machine_a: tuple[Path, Path, Path], tmp_path: 
     sha = git("rev-parse", "refs/dvx/runs/hooked", cwd=a).strip()
     assert sha in git("ls-remote", str(bare), cwd=a)
     # the branch went too, and git push itself was not disturbed
-    assert git("rev-parse", "main", cwd=a) == git("ls-remote", str(bare), "refs/heads/main", cwd=a).split()[0] + "\n"
+    head = git("ls-remote", str(bare), "refs/heads/main", cwd=a).split()[0]
+    assert git("rev-parse", "main", cwd=a).strip() == head
     b = clone(bare, tmp_path / "b")
     run_dvx("fetch", cwd=b)
     assert json.loads(run_dvx("runs", "show", "hooked", "--json", cwd=b).stdout)["history"]["points"] == 50
@@ -125,7 +126,7 @@ def test_concurrent_pushes_of_different_runs_both_succeed(machine_a: tuple[Path,
     procs = [subprocess.Popen([sys.executable, "-m", "dvx", "push", "--json"], cwd=m, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for m in (a, b)]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     assert json.loads(outs[0][0])["runs_pushed"] == ["froma"]
     assert json.loads(outs[1][0])["runs_pushed"] == ["fromb"]

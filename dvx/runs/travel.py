@@ -229,11 +229,11 @@ def fetch_refs(repo: Repository, name: str | None = None) -> FetchedRuns:
                 got.changed.append(ref[len(REF_PREFIX):])
     local = git.refs_under(REF_PREFIX)
     for run_id in sorted(set(got.changed) | pending):
-        sha = local.get(REF_PREFIX + run_id)
-        if sha is None:
+        run_sha = local.get(REF_PREFIX + run_id)
+        if run_sha is None:
             continue
         bad: dict[str, DvxError] = {}
-        pointers = run_pointers(git, run_id, sha, bad)
+        pointers = run_pointers(git, run_id, run_sha, bad)
         got.errors += [f"run {run_id}: {e}" for e in bad.values()]
         got.pointers.update(pointers)
         got.by_run[run_id] = {p.id for p in pointers.values()}
