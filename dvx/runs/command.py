@@ -76,7 +76,7 @@ def _pump(fd: int, stream: TextIO, done: threading.Event) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     try:
         while True:
-            data = os.read(fd, 65536)
+            data = os.read(fd, 1 << 16)
             if not data:
                 break
             text = decoder.decode(data)
