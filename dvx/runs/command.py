@@ -27,6 +27,8 @@ from typing import Any, TextIO
 from dvx.errors import DvxError, UsageError
 from dvx.repo import Repository
 
+PIPE_READ = 32 * 1024  # bytes per read of the command's output
+
 
 @dataclass
 class CommandRun:
@@ -76,7 +78,7 @@ def _pump(fd: int, stream: TextIO, done: threading.Event) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     try:
         while True:
-            data = os.read(fd, 1 << 16)
+            data = os.read(fd, PIPE_READ)
             if not data:
                 break
             text = decoder.decode(data)
