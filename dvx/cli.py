@@ -771,6 +771,9 @@ app.add_typer(remote_app, name="remote")
 from dvx.cli_runs import runs_app  # noqa: E402  (a typer app; the runs code loads on use)
 
 app.add_typer(runs_app, name="runs")
+from dvx.cli_runs import RUN_CONTEXT, run_cmd  # noqa: E402
+
+app.command("run", cls=DvxCommand, context_settings=RUN_CONTEXT)(run_cmd)
 OptionsOpt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
                                                       help="fsspec option, e.g. endpoint_url=...")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="keep in .dvx/config.local (not committed)")]
