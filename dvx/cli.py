@@ -888,16 +888,20 @@ def push(
             out.print(f"{rep.remote}: uploaded {human(rep.bytes_uploaded)} in {rep.packs_uploaded} packs "
                       f"({rep.objects_uploaded} objects, {pushed} new versions, "
                       f"{rep.requests} requests)")
+        if not as_json and rep.runs_pushed:
+            out.print(f"{rep.runs_git_remote}: sent {len(rep.runs_pushed)} run(s) (refs/dvx/runs/)")
         _fail_if(failures(rep))
 
     _run(go)
 
 
 def _fetch_summary(rep) -> str:  # type: ignore[no-untyped-def]
+    runs = (f"\n{rep.runs_git_remote}: received {len(rep.runs_fetched)} run(s) (refs/dvx/runs/)"
+            if rep.runs_fetched else "")
     if not rep.roots or rep.roots == rep.roots_already_local:
-        return f"{rep.remote}: nothing to fetch, all {rep.roots} versions are local"
+        return f"{rep.remote}: nothing to fetch, all {rep.roots} versions are local" + runs
     return (f"{rep.remote}: downloaded {human(rep.bytes_downloaded)} ({rep.packs_downloaded} packs, "
-            f"{rep.ranges_downloaded} ranges, {rep.requests} requests)")
+            f"{rep.ranges_downloaded} ranges, {rep.requests} requests)" + runs)
 
 
 @app.command(cls=PathsCommand)
