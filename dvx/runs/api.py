@@ -76,11 +76,24 @@ class Run:
     """One run, read-only: its record's fields as attributes, and its points."""
 
     def __init__(self, api: Api, table: Any, row: int) -> None:
-        from dvx.runs.index import COMMIT, record_at
-
         self._api = api
-        self._record = record_at(table, row)
-        self._commit: str | None = table.column(COMMIT)[row].as_py()
+        self._table: Any = table
+        self._row = row
+        self._rec: dict[str, Any] | None = None
+
+    @property
+    def _record(self) -> dict[str, Any]:  # decoded on first use: a query may return 10,000 runs
+        if self._rec is None:
+            from dvx.runs.index import record_at
+
+            self._rec = record_at(self._table, self._row)
+        return self._rec
+
+    @property
+    def _commit(self) -> str | None:
+        from dvx.runs.index import COMMIT
+
+        return self._table.column(COMMIT)[self._row].as_py()  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.name!r} ({self.state})>"
@@ -324,11 +337,9 @@ def diff_runs(a: Run, b: Run, all_keys: bool = False) -> dict[str, Any]:
     ca, cb = a.code, b.code
     code_a = {"commit": ca.get("commit"), "branch": ca.get("branch"), "dirty": bool(ca.get("dirty"))}
     code_b = {"commit": cb.get("commit"), "branch": cb.get("branch"), "dirty": bool(cb.get("dirty"))}
-    diff_a = _code_diff(a) if ca.get("diff") else None
-    diff_b = _code_diff(b) if cb.get("diff") else None
-    code_a["diff"] = diff_a is not None
-    code_b["diff"] = diff_b is not None
-    code_a["same_diff"] = code_b["same_diff"] = diff_a == diff_b
+    # the uncommitted changes each ran with, named by their git blob id (None: none)
+    code_a["diff"] = _code_diff(a) if ca.get("diff") else None
+    code_b["diff"] = _code_diff(b) if cb.get("diff") else None
     fields: tuple[str, ...] = ("name", "state", "project", "group", "exit_code")
     fields += ("start_time", "end_time") if all_keys else ()
     plain = {k: getattr(a, k) for k in fields}
@@ -336,6 +347,7 @@ def diff_runs(a: Run, b: Run, all_keys: bool = False) -> dict[str, Any]:
     plain["tags"], plain_b["tags"] = a.tags, b.tags
     return {
         "a": a.id, "b": b.id,
+        "code_differs": code_a["commit"] != code_b["commit"] or code_a["diff"] != code_b["diff"],
         "run": side(plain, plain_b),
         "config": side(flat("c", a.config), flat("c", b.config)),
         "summary": side(flat("s", a.summary), flat("s", b.summary)),
@@ -363,8 +375,8 @@ def _show(v: Any) -> Any:
     return None if v is _MISSING else v
 
 
-def _code_diff(run: Run) -> bytes | None:
-    """The run's ``code.diff`` blob (None without one)."""
+def _code_diff(run: Run) -> str | None:
+    """The git blob id of the run's ``code.diff`` (None without one)."""
     commit = run.commit
     if commit is None:
         return None
@@ -372,8 +384,8 @@ def _code_diff(run: Run) -> bytes | None:
     from dvx.runs.record import RUN_DIR
 
     git = GitRepo(run._api.repo.root)
-    found = git.blob_at(git.commit_info(commit), f"{RUN_DIR}/code.diff")
-    return found[1] if found is not None else None
+    found = git.blob_id_at(git.commit_info(commit), f"{RUN_DIR}/code.diff")
+    return found.decode() if found is not None else None
 
 
 def export_points(run: Run, fmt: str, path: str) -> int:
