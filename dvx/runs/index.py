@@ -172,6 +172,61 @@ class _Objects:
         return self.raw(tree) if tree is not None else None
 
 
+def _without_packages(data: bytes) -> bytes:
+    """A canonical record (runs.md §3: two-space indent) without the body of
+    ``environment.packages``, most of its bytes, which the index leaves out anyway.
+    Strings are JSON-escaped, so a raw newline only ever comes from the indentation."""
+    env = data.find(b'\n  "environment": {\n')
+    if env < 0:
+        return data
+    start = data.find(b'\n    "packages": {\n', env)
+    top = data.find(b'\n  "', env + 4)  # the next top-level key
+    if start < 0 or (0 <= top < start):
+        return data
+    end = data.find(b"\n    }", start + 18)
+    if end < 0:
+        return data
+    return data[:start + 18] + data[end + 5:]  # "packages": {}
+
+
+def run_refs(repo: Repository) -> dict[str, str]:
+    """``run id -> commit`` of every ``refs/dvx/runs/*``: loose ref files, else
+    ``packed-refs`` (dulwich for anything unusual, e.g. a symbolic ref)."""
+    git_dir = _git_dir(repo)
+    if git_dir is None:
+        return {}
+    refs: dict[str, str] = {}
+    prefix = REF_PREFIX.encode()
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as f:
+            for line in f:
+                if line[:1] in (b"#", b"^"):
+                    continue
+                sha, _, name = line.rstrip(b"\n").partition(b" ")
+                if name.startswith(prefix) and len(sha) == 40:
+                    refs[name[len(prefix):].decode("utf-8", "replace")] = sha.decode()
+    except FileNotFoundError:
+        pass
+    try:
+        entries = list(os.scandir(os.path.join(git_dir, REF_PREFIX.rstrip("/"))))
+    except (FileNotFoundError, NotADirectoryError):
+        entries = []
+    for entry in entries:
+        if entry.name.endswith(".lock"):
+            continue
+        try:
+            with open(entry.path, "rb") as f:
+                sha = f.read(100).strip()
+        except (IsADirectoryError, OSError):
+            sha = b""
+        if len(sha) != 40 or not all(c in b"0123456789abcdef" for c in sha):  # unusual: ask dulwich
+            from dvx.gitio import GitRepo
+
+            return {r[len(REF_PREFIX):]: v for r, v in GitRepo(repo.root).refs_under(REF_PREFIX).items()}
+        refs[entry.name] = sha.decode()
+    return refs
+
+
 def read_records(repo: Repository, shas: dict[str, str]) -> dict[str, dict[str, Any]]:
     """``run id -> record`` of the commits ``shas`` (run id -> commit)."""
     from dvx.runs.record import RUN_FORMAT, decode_record
@@ -184,7 +239,7 @@ def read_records(repo: Repository, shas: dict[str, str]) -> dict[str, dict[str, 
         if data is None:
             continue
         try:  # the common case without the (slow) object hook: no $float in the record
-            record = None if b'"$float"' in data else loads(data)
+            record = None if b'"$float"' in data else loads(_without_packages(data))
         except ValueError:
             record = None
         if not isinstance(record, dict) or record.get("dvx_run") != RUN_FORMAT:
@@ -204,9 +259,7 @@ def load(repo: Repository, rebuild: bool = False) -> Any:
     old, old_sig = (None, None) if rebuild else _read(path)
     if old is not None and old_sig == sig:
         return old
-    from dvx.gitio import GitRepo
-
-    refs = {ref[len(REF_PREFIX):]: sha for ref, sha in GitRepo(repo.root).refs_under(REF_PREFIX).items()}
+    refs = run_refs(repo)
     keep: list[int] = []
     todo = refs
     if old is not None and old.num_rows and REF in old.column_names:
