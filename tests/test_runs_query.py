@@ -17,9 +17,27 @@ import pytest
 import dvx
 import dvx.runs as dr
 from dvx.runs import index
-from dvx.runs.api import Api
+from dvx.runs.api import Api as _Api
 from dvx.runs.query import QueryError, from_dict, parse_filter, parse_order
 from tests.conftest import git, run_dvx, write
+
+
+class Api(_Api):
+    """``dvx.runs.api.Api`` whose store files every test closes (pack fds are per process)."""
+
+    made: list[_Api] = []
+
+    def __init__(self, *args, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kw)
+        Api.made.append(self)
+
+
+@pytest.fixture(autouse=True)
+def _close_apis():
+    yield
+    for api in Api.made:
+        api.close()
+    Api.made.clear()
 
 
 # -- the language ---------------------------------------------------------------------------
@@ -110,8 +128,8 @@ def names(runs: list) -> list[str]:  # type: ignore[type-arg]
 
 def test_filters_and_sorting(runs_repo: tuple[Path, dict[str, str]]) -> None:
     repo, ids = runs_repo
-    api = dvx.Api(repo=str(repo))
-    assert isinstance(api, Api)
+    assert dvx.Api is _Api
+    api = Api(repo=str(repo))
     example = 'config.lr < 1e-3 and (summary.acc >= 0.9 or tags contains "baseline") and name ~ "^resnet"'
     assert names(api.runs(example)) == ["resnet-a"]
     as_dict = {"$and": [{"config.lr": {"$lt": 1e-3}},
@@ -165,7 +183,8 @@ def test_run_object_and_history(runs_repo: tuple[Path, dict[str, str]]) -> None:
     assert r.summary["loss"] == 2.5 and r.files["metrics"] == "metrics.dvx"
     assert [e["path"] for e in r.inputs] == ["data"] and [e["path"] for e in r.outputs] == ["model.bin"]
     assert r.code["commit"] == git("rev-parse", "HEAD", cwd=repo).strip()
-    assert "packages" in r.environment and r.metrics["loss"]["count"] == 3
+    assert r.environment["packages"]["pyarrow"] and r.metrics["loss"]["count"] == 3
+    assert r.record()["environment"] == r.environment and r.record()["id"] == run.id
     loss = r.history("loss")
     assert loss.column_names == ["step", "seq", "time", "loss"]
     assert loss.column("step").to_pylist() == [0, 0, 1] and loss.column("loss").to_pylist() == [3.0, 2.5, 2.0]

@@ -20,10 +20,27 @@ class Api:
     """Read-only access to the runs of one repository (``repo``: any path inside it)."""
 
     def __init__(self, repo: str | os.PathLike[str] | Repository | None = ".") -> None:
+        self._owned = not isinstance(repo, Repository)
         self.repo = repo if isinstance(repo, Repository) else Repository.find(os.fspath(repo or "."))
 
     def __repr__(self) -> str:
         return f"Api(repo={self.repo.root!r})"
+
+    def close(self) -> None:
+        """Close the store files reading points opened (a Repository passed in is left
+        to its owner). Also at the end of a ``with`` block, and when garbage-collected."""
+        if self._owned:
+            self.repo.close()
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def _table(self, reindex: bool = False) -> Any:
         from dvx.runs import index
@@ -190,7 +207,7 @@ class Run:
             return dict(self._record)
         from dvx.runs.index import read_records
 
-        return read_records(self._api.repo, {self.id: self._commit}).get(self.id, dict(self._record))
+        return read_records(self._api.repo, {self.id: self._commit}, full=True).get(self.id, dict(self._record))
 
     def _as_catalog(self) -> dict[str, Any]:
         return {**self._record, "commit": self._commit, "ref": self.ref}

@@ -227,8 +227,9 @@ def run_refs(repo: Repository) -> dict[str, str]:
     return refs
 
 
-def read_records(repo: Repository, shas: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """``run id -> record`` of the commits ``shas`` (run id -> commit)."""
+def read_records(repo: Repository, shas: dict[str, str], full: bool = False) -> dict[str, dict[str, Any]]:
+    """``run id -> record`` of the commits ``shas`` (run id -> commit); without ``full``
+    the installed-package list is left empty (the index does not keep it)."""
     from dvx.runs.record import RUN_FORMAT, decode_record
 
     objects = _Objects(repo)
@@ -239,7 +240,7 @@ def read_records(repo: Repository, shas: dict[str, str]) -> dict[str, dict[str, 
         if data is None:
             continue
         try:  # the common case without the (slow) object hook: no $float in the record
-            record = None if b'"$float"' in data else loads(_without_packages(data))
+            record = None if b'"$float"' in data else loads(data if full else _without_packages(data))
         except ValueError:
             record = None
         if not isinstance(record, dict) or record.get("dvx_run") != RUN_FORMAT:
