@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 runs_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
-                       help="Runs recorded with dvx.init(): list and show them.")
+                       help="Runs recorded with dvx.init(): list, show, compare and export them.")
 
 _JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -56,36 +56,66 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+_FILTER_HELP = ("only runs matching EXPR, e.g. 'config.lr < 1e-3 and (summary.acc >= 0.9 or tags contains "
+                "\"baseline\") and name ~ \"^resnet\"': and, or, not, parentheses, = != < <= > >=, "
+                "in (...), not in (...), contains, ~ (regex); fields config.*, summary.*, tags, name, id, "
+                "state, project, group, start_time, end_time, exit_code; a run without the field never matches")
+
+
 @runs_app.command("list")
 def list_cmd(
     as_json: _JsonOpt = False,
+    filter_expr: Annotated[str | None, typer.Option("--filter", "-f", metavar="EXPR",
+                                                    help=_FILTER_HELP)] = None,
+    sort: Annotated[str | None, typer.Option(
+        "--sort", "-s", metavar="KEYS",
+        help="order by these fields, comma-separated, '-' before a field for descending "
+             "(e.g. -summary.acc,name); runs without the field come last; default newest first")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="show at most N runs")] = None,
 ) -> None:
     """Runs, newest first (a run whose process died is committed as crashed first)."""
     from dvx.cli import _emit_json, _run, out
-    from dvx.repo import Repository
 
     def go() -> None:
-        from dvx.runs.catalog import list_runs
+        from dvx.runs.api import Api
 
-        runs = list_runs(Repository.find(), limit)
+        runs = [r._as_catalog() for r in Api(".").runs(filters=filter_expr, order=sort, limit=limit)]
         if as_json:
             _emit_json([_json_safe({k: r.get(k) for k in (
                 "id", "name", "project", "group", "tags", "state", "exit_code", "start_time", "end_time",
-                "config", "summary", "ref", "commit")} | {"code_commit": r["code"].get("commit")})
+                "config", "summary", "ref", "commit")} | {"code_commit": (r.get("code") or {}).get("commit")})
                 for r in runs])
             return
         if not runs:
-            out.print("no runs yet (record one with dvx.init() in Python)")
+            out.print("no runs match" if filter_expr else "no runs yet (record one with dvx.init() in Python)")
             return
         rows = [(r["id"], r["state"], _when(r.get("start_time")), _duration(r), r.get("name") or "",
                  r.get("project") or "") for r in runs]
-        heads = ("ID", "STATE", "STARTED", "DURATION", "NAME", "PROJECT")
+        heads: tuple[str, ...] = ("ID", "STATE", "STARTED", "DURATION", "NAME", "PROJECT")
+        extra = [k for k, _ in _sort_fields(sort) if k.startswith(("config.", "summary."))]
+        if extra:
+            heads = (*heads, *extra)
+            rows = [(*row, *(_value(_field(r, k)) for k in extra)) for row, r in zip(rows, runs, strict=True)]
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
         for row in (heads, *rows):
             out.print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
     _run(go)
+
+
+def _sort_fields(sort: str | None) -> list[tuple[str, bool]]:
+    from dvx.runs.query import parse_order
+
+    return parse_order(sort)
+
+
+def _field(r: dict, dotted: str) -> Any:  # type: ignore[type-arg]
+    cur: Any = r
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return "-" if cur is not r else None
+        cur = cur[part]
+    return cur
 
 
 @runs_app.command("show")
@@ -170,6 +200,40 @@ def rm_cmd(
     _run(go)
 
 
+@runs_app.command("diff")
+def diff_cmd(
+    run_a: Annotated[str, typer.Argument(help="a run id (or a unique prefix)")],
+    run_b: Annotated[str, typer.Argument(help="another run id")],
+    as_json: _JsonOpt = False,
+    show_all: Annotated[bool, typer.Option("--all", help="show every key, not only those that differ")] = False,
+) -> None:
+    """Two runs side by side: config, summary, code (commit, uncommitted diff), inputs, outputs."""
+    from dvx.cli import _emit_json, _run, out
+
+    def go() -> None:
+        from dvx.runs.api import Api, diff_runs
+
+        api = Api(".")
+        d = diff_runs(api.run(run_a), api.run(run_b), show_all)
+        if as_json:
+            _emit_json(_json_safe(d))
+            return
+        rows: list[tuple[str, str, str]] = []
+        for section in ("run", "config", "summary", "code", "inputs", "outputs"):
+            for key, (va, vb) in d[section].items():
+                rows.append((f"{section}.{key}" if section != "run" else key,
+                             "-" if va is None else _value(va), "-" if vb is None else _value(vb)))
+        if not rows:
+            out.print(f"runs {d['a']} and {d['b']} do not differ in config, summary, code, inputs or outputs")
+            return
+        heads = ("KEY", d["a"], d["b"])
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
+        for row in (heads, *rows):
+            out.print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+    _run(go)
+
+
 @runs_app.command("promote")
 def promote_cmd(
     run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
@@ -188,6 +252,30 @@ def promote_cmd(
             where = (rep["branch"] or "HEAD").removeprefix("refs/heads/")
             out.print(f"[{where} {rep['commit'][:7]}] promoted run {rep['id']}: {', '.join(rep['paths'])}")
         _fail_if(rep["errors"])
+
+    _run(go)
+
+
+@runs_app.command("export")
+def export_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
+    fmt: Annotated[str, typer.Option("--format", "-F", help="parquet or csv")] = "parquet",
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="where to write")] = "",
+) -> None:
+    """Every metric point of a run (seq, step, time, key, kind, value, text) to a file."""
+    from dvx.cli import _run, out
+
+    def go() -> None:
+        from dvx.errors import UsageError
+        from dvx.runs.api import Api, export_points
+
+        if not output:
+            raise UsageError("missing -o FILE", "e.g. dvx runs export ID --format csv -o points.csv")
+        if fmt not in ("parquet", "csv"):
+            raise UsageError(f"unknown format {fmt!r}", "use --format parquet or --format csv")
+        run = Api(".").run(run_id)
+        n = export_points(run, fmt, output)
+        out.print(f"wrote {n} points of run {run.id} to {output}")
 
     _run(go)
 

@@ -102,3 +102,33 @@ def read_history(repo: Repository, run: dict[str, Any], which: str = "metrics") 
             restore_file(repo.store, mid, os.path.join(tmp, rel), False)
         table = read_points(tmp)
         return table.combine_chunks()
+
+
+def segment_data(repo: Repository, run: dict[str, Any], which: str = "metrics") -> list[Any]:
+    """The segment files of a run (``which``: "metrics" or "system"), in order, as
+    in-memory buffers (verified as read from the store; a running run's from its state
+    directory), for readers that decode only some columns (``dvx.runs.api``)."""
+    from dvx.gitio import GitRepo
+    from dvx.pointer import parse_pointer
+    from dvx.runs.commit import state_root
+    from dvx.runs.segments import _NAME, segment_files
+    from dvx.workspace import flatten_tree
+
+    if run.get("commit") is None or run.get("state") == "running":
+        out = []
+        for _, path in segment_files(os.path.join(state_root(repo), run["id"], which)):
+            with open(path, "rb") as f:
+                out.append(f.read())
+        return out
+    git = GitRepo(repo.root)
+    blob = git.blob_at(git.commit_info(run["commit"]), f"{RUN_DIR}/{which}.dvx")
+    if blob is None:
+        return []
+    pointer = parse_pointer(blob[1], f"{RUN_DIR}/{which}.dvx")
+    files = flatten_tree(repo.store, pointer.oid)[0]
+    named = sorted((int(m.group(1)), rel) for rel in files if (m := _NAME.match(rel.rsplit("/", 1)[-1])))
+    out = []
+    for _, rel in named:
+        with repo.store.open_file(files[rel][0]) as src:
+            out.append(src.readall())
+    return out
