@@ -24,6 +24,8 @@ __all__ = [
     # runs, as wandb users expect (dvx.runs); `log` serves both: dvx.log(dict, step=...)
     # logs to the active run, dvx.log(path) lists versions like the CLI verb
     "config", "define_metric", "finish", "init", "log_artifact", "summary", "use_artifact",
+    # media a run logs (dvx.runs.media): run.log({"h": dvx.Histogram(w), "img": dvx.Image(a)})
+    "Histogram", "Image",
     # the repository (dvx.repo)
     "Repository",
     # the errors (dvx.errors)
@@ -38,6 +40,7 @@ _RUNS = ("config", "define_metric", "finish", "init", "log_artifact", "summary",
 _WHERE = {name: ("dvx.api" if name[0].islower() else "dvx.errors") for name in __all__}
 _WHERE.update(dict.fromkeys(_RUNS, "dvx.runs"))
 _WHERE["Repository"] = "dvx.repo"
+_WHERE["Histogram"] = _WHERE["Image"] = "dvx.runs.media"
 del _WHERE["__version__"], _WHERE["log"]
 _run_log: Any = None
 
@@ -119,3 +122,4 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     )
     from dvx.repo import Repository
     from dvx.runs import config, define_metric, finish, init, log_artifact, summary, use_artifact
+    from dvx.runs.media import Histogram, Image

@@ -23,6 +23,7 @@ EXPECTED_ALL = [
     "init_repo", "log", "ls", "pull", "push", "raise_on_error", "remote_add", "remote_list",
     "remote_modify", "remote_remove", "status",
     "config", "define_metric", "finish", "init", "log_artifact", "summary", "use_artifact",
+    "Histogram", "Image",
     "Repository",
     "ConfigError", "CorruptObjectError", "DvxError", "FormatVersionError", "GitError",
     "MissingObjectError", "NotARepositoryError", "NotTrackedError", "PartialFailureError",
