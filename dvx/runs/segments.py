@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 from array import array
-from itertools import chain, repeat
+from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any
 
@@ -81,8 +81,10 @@ def _encode(seqs: pa.Array, step_t: list[int], time_t: list[float], dicts: list[
     steps = pa.array(step_t, pa.int64())
     times = pa.array(time_t, pa.float64())
     if n != len(dicts):  # not one key per call: repeat the call's columns per point
-        idx = array("q", chain.from_iterable(map(repeat, range(len(counts)), counts)))
-        take = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(idx)])
+        import pyarrow.compute as pc
+
+        offsets = pa.array(array("q", accumulate(counts, initial=0)), pa.int64())
+        take = pc.list_parent_indices(pa.LargeListArray.from_arrays(offsets, pa.nulls(n, pa.int8())))
         seqs, steps, times = seqs.take(take), steps.take(take), times.take(take)
     # one metric: no per-point string copies
     key_col = pa.repeat(pa.scalar(keys[0], pa.utf8()), n) if len(distinct) == 1 else pa.array(keys, pa.utf8())
@@ -256,27 +258,30 @@ def batch_stats(data: pa.Table | pa.RecordBatch) -> dict[str, dict[str, Any]]:
     if keys["min"] == keys["max"]:  # one metric: plain aggregates, no hash grouping (3x faster)
         return _one_key_stats(table, keys["min"].as_py())
     keep_nulls = pc.ScalarAggregateOptions(skip_nulls=False)
-    base = table.group_by("key", use_threads=False).aggregate([
+    # One grouping pass: numeric values with NaN made null (min/max/sum/count skip them,
+    # as Arrow's min/max skip NaN), and how many numeric points each key has.
+    value = table["value"]
+    numeric = pc.less_equal(table["kind"], KIND_BOOL)
+    finite = pc.if_else(pc.and_(numeric, pc.invert(pc.is_nan(value))), value, pa.scalar(None, pa.float64()))
+    work = pa.table({"key": table["key"], "seq": table["seq"], "step": table["step"], "kind": table["kind"],
+                     "value": value, "text": table["text"], "finite": finite,
+                     "numeric": pc.cast(numeric, pa.int64())})
+    base = work.group_by("key", use_threads=False).aggregate([
         ("seq", "count"), ("seq", "last"), ("step", "first"), ("step", "last"),
-        ("kind", "last"), ("value", "last", keep_nulls), ("text", "last", keep_nulls)])
+        ("kind", "last"), ("value", "last", keep_nulls), ("text", "last", keep_nulls),
+        ("finite", "min"), ("finite", "max"), ("finite", "sum"), ("finite", "count"), ("numeric", "sum")])
     stats: dict[str, dict[str, Any]] = {}
+    nan = float("nan")
     for row in base.to_pylist():
+        has_numeric = bool(row["numeric_sum"])
+        lo, hi = row["finite_min"], row["finite_max"]
         stats[row["key"]] = {
             "count": row["seq_count"], "first_step": row["step_first"], "last_step": row["step_last"],
             "last": point_value(row["kind_last"], row["value_last"], row["text_last"]),
-            "min": None, "max": None, "_sum": 0.0, "_n": 0, "_last_seq": row["seq_last"]}
-    numeric = table.filter(pc.less_equal(table["kind"], KIND_BOOL))
-    if numeric.num_rows:
-        nan = float("nan")
-        for row in numeric.group_by("key").aggregate([("value", "min"), ("value", "max")]).to_pylist():
-            s = stats[row["key"]]
-            s["min"] = nan if row["value_min"] is None else row["value_min"]
-            s["max"] = nan if row["value_max"] is None else row["value_max"]
-        finite = numeric.filter(pc.invert(pc.is_nan(numeric["value"])))
-        if finite.num_rows:
-            for row in finite.group_by("key").aggregate([("value", "sum"), ("value", "count")]).to_pylist():
-                stats[row["key"]]["_sum"] = row["value_sum"]
-                stats[row["key"]]["_n"] = row["value_count"]
+            "min": (nan if lo is None else lo) if has_numeric else None,
+            "max": (nan if hi is None else hi) if has_numeric else None,
+            "_sum": row["finite_sum"] or 0.0 if row["finite_count"] else 0.0, "_n": row["finite_count"],
+            "_last_seq": row["seq_last"]}
     return stats
 
 
