@@ -23,7 +23,7 @@ FLUSH_INTERVAL = 0.5
 # The thread looks at the buffers this often and writes early once this many calls are
 # waiting, so a fast loop's points are encoded while it runs and ``finish`` only has
 # the tail left (100,000 buffered calls would otherwise cost it ~100 ms of encoding).
-POLL_INTERVAL = 0.05
+POLL_INTERVAL = 0.01
 EAGER_ROWS = 3 * 8192  # the buffer holds three items per call
 
 
