@@ -24,7 +24,7 @@ from typing import Any
 
 KIND_HISTOGRAM, KIND_IMAGE = 4, 5  # segments.py's point kinds (runs.md §4)
 
-MAX_BINS = 1 << 16
+MAX_BINS = 100_000  # a histogram is a small object, not a copy of the data
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
           (b"BM", "bmp"))
 
