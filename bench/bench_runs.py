@@ -16,6 +16,7 @@ repositories (median, and the CPU time of the process during finish, which the l
 a shared machine does not inflate). Writes ``bench/results/runs.json``.
 
     .venv/bin/python bench/bench_runs.py [--quick] [--trials N] [--budget S] [--peers wandb,mlflow,dvclive]
+                                         [--out runs.json]
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ for i in range(calls):
     if i % 1000 == 999 and time.perf_counter() > deadline:
         break
 loop_s = time.perf_counter() - t_loop
+buffered = len(run._rows) // 3 if tool == "dvx" else None  # calls not yet written when finish starts
 c0 = time.process_time()
 t0 = time.perf_counter()
 finish()
@@ -118,7 +120,7 @@ print(json.dumps({"tool": tool, "version": version, "keys": keys, "calls": len(t
                   "median_us": times[len(times) // 2] / 1000, "p99_us": times[int(0.99 * len(times))] / 1000,
                   "max_us": times[-1] / 1000, "mean_us": sum(times) / len(times) / 1000,
                   "timer_us": empty[len(empty) // 2] / 1000, "finish_ms": finish_ms,
-                  "finish_cpu_ms": finish_cpu_ms}))
+                  "finish_cpu_ms": finish_cpu_ms, "buffered_at_finish": buffered}))
 '''
 
 
@@ -200,9 +202,10 @@ def finish_trials(trials: int, calls: int) -> list[dict]:
     out = []
     for i in range(trials):
         r = measure("dvx", sys.executable, 1, calls, 3600.0)
-        out.append({k: r[k] for k in ("finish_ms", "finish_cpu_ms", "loop_s", "median_us", "p99_us")})
+        out.append({k: r[k] for k in ("finish_ms", "finish_cpu_ms", "loop_s", "median_us", "p99_us",
+                                      "buffered_at_finish")})
         print(f"  finish trial {i + 1}: {r['finish_ms']:.0f} ms wall, {r['finish_cpu_ms']:.0f} ms CPU "
-              f"(loop {r['loop_s'] * 1000:.0f} ms)", flush=True)
+              f"(loop {r['loop_s'] * 1000:.0f} ms, {r['buffered_at_finish']} calls still buffered)", flush=True)
     return out
 
 
@@ -250,7 +253,7 @@ def main() -> None:
                 print(f"  {keys:2d} scalar(s): DVX vs {tool}: {r['median_us'] / d['median_us']:.0f}x cheaper "
                       f"(median), {r['p99_us'] / d['p99_us']:.0f}x (p99); bar ≥ 20x", flush=True)
     os.makedirs(RESULTS, exist_ok=True)
-    name = "runs-quick.json" if quick else "runs.json"
+    name = opt("--out", "runs-quick.json" if quick else "runs.json")
     with open(os.path.join(RESULTS, name), "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
                    "cores": os.cpu_count(), "python": platform.python_version(),
