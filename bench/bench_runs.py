@@ -170,7 +170,9 @@ def measure(tool: str, python: str, keys: int, calls: int, budget: float) -> dic
         env = dict(ENV, PYTHONPATH=str(BENCH.parent))
         before = _du(os.path.join(where, ".dvx")) + _du(os.path.join(where, ".git"))
     else:
-        where = str(WORK / f"runs-{tool}-{keys}")
+        # outside any git repository: DVCLive would otherwise run `dvc init` in the
+        # enclosing one (this checkout) and stage its files there
+        where = os.path.join(tempfile.gettempdir(), "dvx-bench-runs", f"{tool}-{keys}")
         shutil.rmtree(where, ignore_errors=True)
         os.makedirs(where)
         env = dict(ENV, WANDB_SILENT="true", WANDB_MODE="offline", MLFLOW_ENABLE_ASYNC_LOGGING="true",
