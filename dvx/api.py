@@ -70,7 +70,7 @@ __all__ = [
     "LsReport", "RemoteChange", "RemoteList", "StatusReport",
     "add", "checkout", "commit", "diff", "failures", "fetch", "fsck", "gc", "hooks_install",
     "hooks_uninstall", "init_repo", "log", "ls", "pull", "push", "raise_on_error", "remote_add",
-    "remote_list", "remote_modify", "remote_remove", "status",
+    "remote_list", "remote_modify", "remote_remove", "run_command", "runs_promote", "runs_rm", "status",
 ]
 
 
@@ -689,3 +689,37 @@ def _run_hook(name: str, args: Sequence[str], *, repo: RepoArg = ".") -> int:
 
     with _opened(repo) as (r, _base):
         return run_hook(r, name, list(args))
+
+
+# -- runs: `dvx run`, `dvx runs rm/promote` (protocols/runs.md §10-11) ----------------
+def run_command(command: Sequence[str], *, repo: RepoArg = ".", name: str | None = None,
+                inputs: PathsArg = None, outputs: PathsArg = None, project: str | None = None,
+                tags: Sequence[str] | None = None) -> Any:
+    """Record ``command`` as a run (``dvx run``): inputs verified and recorded, outputs
+    added after a zero exit, console tee'd, system metrics; a Python child calling
+    ``dvx.init()`` joins the run. Returns a ``CommandRun`` (``exit_code``, ``state``,
+    ``id``, ``commit``...); a non-zero exit is a ``failed`` run, not an exception."""
+    from dvx.runs.command import run_command as do
+
+    with _opened(repo) as (r, base):
+        return do(r, [str(c) for c in command], name, _paths(base, inputs), _paths(base, outputs),
+                  project, list(tags) if tags else None)
+
+
+def runs_rm(run_id: str, *, repo: RepoArg = ".", remote: bool = False) -> dict[str, Any]:
+    """Delete run ``run_id`` (its ref; ``remote``: on the runs' git remote too). Its data
+    stays in the store until ``dvx gc``."""
+    from dvx.runs.manage import remove_run
+
+    with _opened(repo) as (r, _base):
+        return remove_run(r, run_id, remote)
+
+
+def runs_promote(run_id: str, *, repo: RepoArg = ".") -> dict[str, Any]:
+    """Commit run ``run_id``'s inputs and outputs on the current branch (``dvx runs
+    promote``); refused when the branch changed one of those paths since the run's code
+    commit."""
+    from dvx.runs.manage import promote_run
+
+    with _opened(repo) as (r, _base):
+        return promote_run(r, run_id)

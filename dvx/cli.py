@@ -771,6 +771,9 @@ app.add_typer(remote_app, name="remote")
 from dvx.cli_runs import runs_app  # noqa: E402  (a typer app; the runs code loads on use)
 
 app.add_typer(runs_app, name="runs")
+from dvx.cli_runs import RUN_CONTEXT, run_cmd  # noqa: E402
+
+app.command("run", cls=DvxCommand, context_settings=RUN_CONTEXT)(run_cmd)
 OptionsOpt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
                                                       help="fsspec option, e.g. endpoint_url=...")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="keep in .dvx/config.local (not committed)")]
@@ -885,16 +888,20 @@ def push(
             out.print(f"{rep.remote}: uploaded {human(rep.bytes_uploaded)} in {rep.packs_uploaded} packs "
                       f"({rep.objects_uploaded} objects, {pushed} new versions, "
                       f"{rep.requests} requests)")
+        if not as_json and rep.runs_pushed:
+            out.print(f"{rep.runs_git_remote}: sent {len(rep.runs_pushed)} run(s) (refs/dvx/runs/)")
         _fail_if(failures(rep))
 
     _run(go)
 
 
 def _fetch_summary(rep) -> str:  # type: ignore[no-untyped-def]
+    runs = (f"\n{rep.runs_git_remote}: received {len(rep.runs_fetched)} run(s) (refs/dvx/runs/)"
+            if rep.runs_fetched else "")
     if not rep.roots or rep.roots == rep.roots_already_local:
-        return f"{rep.remote}: nothing to fetch, all {rep.roots} versions are local"
+        return f"{rep.remote}: nothing to fetch, all {rep.roots} versions are local" + runs
     return (f"{rep.remote}: downloaded {human(rep.bytes_downloaded)} ({rep.packs_downloaded} packs, "
-            f"{rep.ranges_downloaded} ranges, {rep.requests} requests)")
+            f"{rep.ranges_downloaded} ranges, {rep.requests} requests)" + runs)
 
 
 @app.command(cls=PathsCommand)

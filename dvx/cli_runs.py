@@ -144,6 +144,94 @@ def show_cmd(
     _run(go)
 
 
+@runs_app.command("rm")
+def rm_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
+    remote: Annotated[bool, typer.Option("--remote", help="also delete it on the git remote runs "
+                                                          "travel to")] = False,
+    as_json: _JsonOpt = False,
+) -> None:
+    """Delete a run (its ref refs/dvx/runs/ID); `dvx gc` can then reclaim its data."""
+    from dvx.cli import _emit_json, _run, out
+
+    def go() -> None:
+        from dvx.api import runs_rm
+
+        rep = runs_rm(run_id, remote=remote)
+        if as_json:
+            _emit_json(rep)
+            return
+        out.print(f"deleted run {rep['id']} ({rep['ref']} was {rep['commit'][:12]})"
+                  + (f", also on {rep['remote']}" if rep["remote_deleted"] else ""))
+        out.print("`dvx gc` can now reclaim its data"
+                  + ("" if rep["remote_deleted"] else "; if it was pushed, it is still on the git remote "
+                     "(`dvx runs rm --remote` deletes it there, else `dvx fetch` brings it back)"))
+
+    _run(go)
+
+
+@runs_app.command("promote")
+def promote_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
+    as_json: _JsonOpt = False,
+) -> None:
+    """Commit a run's inputs and outputs on the current branch (like `dvx commit`)."""
+    from dvx.cli import _emit_json, _fail_if, _run, out
+
+    def go() -> None:
+        from dvx.api import runs_promote
+
+        rep = runs_promote(run_id)
+        if as_json:
+            _emit_json(rep)
+        else:
+            where = (rep["branch"] or "HEAD").removeprefix("refs/heads/")
+            out.print(f"[{where} {rep['commit'][:7]}] promoted run {rep['id']}: {', '.join(rep['paths'])}")
+        _fail_if(rep["errors"])
+
+    _run(go)
+
+
+#: ``dvx run``: registered by ``dvx/cli.py`` with RUN_CONTEXT (options after the
+#: command's first word belong to the command)
+RUN_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+
+
+def run_cmd(
+    command: Annotated[list[str], typer.Argument(help="the command and its arguments", metavar="[--] CMD...")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="the run's name")] = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="data the command reads "
+                                                     "(verified, recorded; added if untracked)")] = None,
+    outputs: Annotated[list[str] | None, typer.Option("--output", "-o", help="data the command writes "
+                                                      "(added to the store after a zero exit)")] = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """Record any command as a run: inputs, outputs, console, system metrics, exit code.
+
+    A Python child calling dvx.init() joins the run (DVX_RUN_ID, DVX_RUN_ROOT). The exit
+    status is the command's."""
+    from dvx.cli import _emit_json, _run, print_error
+
+    def go() -> int:
+        from dvx.api import run_command
+
+        rep = run_command(command, name=name, inputs=inputs or None, outputs=outputs or None)
+        for e in rep.errors:
+            print_error(e)
+        if as_json:
+            _emit_json(rep.to_json())
+        else:
+            import sys
+
+            sys.stderr.write(f"dvx run: run {rep.id} {rep.state} (exit code {rep.exit_code})"
+                             + (f", committed as {rep.ref}\n" if rep.commit else "\n"))
+        return int(rep.exit_code)
+
+    code = _run(go)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """``python -m dvx.cli_runs runs ...``: the main CLI with this app registered (the
     form tests use until ``dvx/cli.py`` registers it)."""

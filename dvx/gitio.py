@@ -1041,6 +1041,148 @@ class GitRepo:
                            f"this run's commit is {commit.id.decode()}")
         return commit.id.decode()  # type: ignore[no-any-return]
 
+    # -- refs to and from a git remote (runs travel: protocols/runs.md §9) ----------------
+    def config_value(self, section: str, name: str, sub: str | None = None) -> str | None:
+        """A git config value (``section.sub.name``), or None."""
+        config = self.repo.get_config_stack()
+        key = (section.encode(),) if sub is None else (section.encode(), sub.encode())
+        try:
+            value = config.get(key, name.encode())  # type: ignore[arg-type]
+        except KeyError:
+            return None
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    def remote_location(self, name: str) -> str | None:
+        """The URL of git remote ``name`` (``remote.NAME.url``), or None."""
+        return self.config_value("remote", "url", name)
+
+    def upstream_remote(self) -> str | None:
+        """The git remote the current branch tracks (``branch.B.remote``), or None."""
+        branch = self.head_branch()
+        if not branch or not branch.startswith("refs/heads/"):
+            return None
+        return self.config_value("branch", "remote", branch[len("refs/heads/"):])
+
+    def _client(self, location: str) -> tuple[Any, str]:
+        from dulwich.client import get_transport_and_path
+
+        try:
+            config = self.repo.get_config_stack()
+            return get_transport_and_path(location, config=config)  # type: ignore[no-any-return]
+        except (ValueError, KeyError) as exc:
+            raise GitError(f"cannot reach git remote {location}: {exc}", "check `git remote -v`") from None
+
+    def _remote_call(self, location: str, what: str, fn: Any) -> Any:
+        from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+
+        try:
+            return fn()
+        except NotGitRepository:
+            raise GitError(f"git remote {location} is not a git repository", "check `git remote -v`") from None
+        except (GitProtocolError, HangupException, OSError) as exc:
+            raise GitError(f"cannot {what} git remote {location}: {exc}",
+                           "check the remote and your connection, then retry") from None
+
+    def remote_refs(self, location: str, prefix: str) -> dict[str, str]:
+        """The refs of a git remote whose names start with ``prefix``: name -> sha."""
+        client, path = self._client(location)
+        got = self._remote_call(location, "read the refs of",
+                                lambda: client.get_refs(path.encode(), ref_prefix=[prefix.encode()]))
+        refs = getattr(got, "refs", got)
+        return {k.decode("utf-8", "replace"): v.decode() for k, v in refs.items()
+                if v and k.startswith(prefix.encode())}
+
+    def push_refs(self, location: str,
+                  updates: dict[str, tuple[str | None, str | None]]) -> dict[str, str | None]:
+        """Set refs on a git remote with dulwich's client (no hooks run here, so a
+        pre-push hook may call it without recursing). ``updates``: ref -> (the value
+        the remote must have now, None for absent; the new value, None to delete).
+        A ref whose remote value differs is not touched. Returns ref -> None when
+        set, else the reason (one line)."""
+        from dulwich.objects import ZERO_SHA
+
+        client, path = self._client(location)
+        status: dict[str, str | None] = {}
+
+        def update_refs(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+            out: dict[bytes, bytes] = {}
+            for ref, (old, new) in updates.items():
+                have = refs.get(ref.encode())
+                have_s = have.decode() if have and have != ZERO_SHA else None
+                if have_s != old:
+                    status[ref] = ("changed on the remote meanwhile" if have_s != new else None)
+                    continue
+                if new is None and old is None:
+                    continue
+                out[ref.encode()] = new.encode() if new is not None else ZERO_SHA
+                status[ref] = None
+            return out
+
+        def generate(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None) -> Any:
+            return self.repo.generate_pack_data(set(have), set(want), progress=progress, ofs_delta=ofs_delta)
+
+        result = self._remote_call(location, "push to", lambda: client.send_pack(
+            path.encode(), update_refs, generate_pack_data=generate))
+        for ref, error in (getattr(result, "ref_status", None) or {}).items():
+            if error is not None:
+                status[ref.decode("utf-8", "replace")] = str(error)
+        return status
+
+    def fetch_objects(self, location: str, prefix: str) -> dict[str, str]:
+        """Download from a git remote the commits (and their history) of its refs under
+        ``prefix`` that this repository lacks; local refs are not touched. Returns the
+        remote's refs under ``prefix``: name -> sha."""
+        p = prefix.encode()
+        client, path = self._client(location)
+        store = self.repo.object_store
+
+        def determine_wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
+            return sorted({sha for name, sha in refs.items()
+                           if name.startswith(p) and sha and sha not in store})  # type: ignore[operator]
+
+        got = self._remote_call(location, "fetch from", lambda: client.fetch(
+            path, self.repo, determine_wants=determine_wants, ref_prefix=[p]))
+        return {k.decode("utf-8", "replace"): v.decode() for k, v in (got.refs or {}).items()
+                if v and k.startswith(p)}
+
+    def has_commit(self, sha: str) -> bool:
+        try:
+            self._parents(sha.encode())
+            return True
+        except (GitError, KeyError):
+            return False
+
+    def is_ancestor(self, ancestor: str, descendant: str, limit: int = 100000) -> bool:
+        """Whether ``ancestor`` is ``descendant`` or in its history (False when unknown here)."""
+        target = ancestor.encode()
+        todo = [descendant.encode()]
+        seen: set[bytes] = set()
+        while todo and len(seen) < limit:
+            sha = todo.pop()
+            if sha == target:
+                return True
+            if sha in seen:
+                continue
+            seen.add(sha)
+            try:
+                todo.extend(self._parents(sha))
+            except (GitError, KeyError):
+                continue
+        return False
+
+    def set_ref(self, ref: str, new: str | None, old: str | None) -> bool:
+        """Compare-and-swap a local ref from ``old`` (None: must be absent) to ``new``
+        (None: delete it). False when the ref held something else."""
+        refs: Any = self.repo.refs
+        try:
+            if new is None:
+                return bool(refs.remove_if_equals(ref.encode(), old.encode() if old else None))
+            if old is None:
+                return bool(refs.add_if_new(ref.encode(), new.encode()))
+            return bool(refs.set_if_equals(ref.encode(), old.encode(), new.encode()))
+        except OSError as exc:
+            raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
+
 
 HOOK_HINT = "fix what the hook reports, then retry"
 IDENTITY_HINT = ('run `git config --global user.email "you@example.com"` and '

@@ -202,6 +202,13 @@ def test_fuzzed_pointer_names_never_touch_anything_else(tmp_path_factory: pytest
         return False
 
     for path, data in before.items():
+        if path.endswith(".gitignore") and after.get(path, b"").startswith(data):
+            # checkout may add the ignore line of a safe target beside it, nothing else
+            parent = path[5:].rpartition("/")[0]
+            for line in after[path][len(data):].decode().splitlines():
+                target = (parent + "/" if parent else "") + line.lstrip("/")
+                assert inside_a_safe_target("repo/" + target), f"{path} gained {line!r}"
+            continue
         if not inside_a_safe_target(path):
             assert after.get(path) == data, f"{path} was changed through a hostile pointer"
 
@@ -454,3 +461,17 @@ def test_names_other_file_systems_take_for_git_are_refused(target: str) -> None:
     from dvx.pointer import target_problem
 
     assert target_problem(target) is not None
+
+
+def test_checkout_adds_a_missing_ignore_line(tmp_path: Path, repo_dir: Path, cli: Cli) -> None:
+    """A teammate committed d.dvx with plain git but not the .gitignore line: after
+    pull/checkout the data must not show up as untracked in git status."""
+    write(repo_dir / "d" / "f.bin", "data")
+    cli("add", "d")
+    (repo_dir / ".gitignore").unlink()
+    git("add", "d.dvx", cwd=repo_dir)
+    git("commit", "-qm", "pointer only", cwd=repo_dir)
+    shutil.rmtree(repo_dir / "d")
+    cli("checkout")
+    assert (repo_dir / "d" / "f.bin").read_text() == "data"
+    assert "d/" not in git("status", "--porcelain", "-uall", cwd=repo_dir)

@@ -342,6 +342,16 @@ def _apply(repo: Repository, plan: _Plan, cache: StatCache, progress: Progress,
         cache.drop(t.target)
     else:
         rec.root_id = plan.pointer.oid
+    if res.restored or res.removed:
+        # the data must be ignored by git even when the pointer came without its
+        # .gitignore line (a teammate who committed with plain git)
+        from dvx.gitignore import ensure_ignored
+
+        try:
+            ensure_ignored(abs_path)
+        except (OSError, DvxError) as exc:
+            why = str(os_error(exc, "update its .gitignore")) if isinstance(exc, OSError) else str(exc)
+            res.error = f"{t.target}: checked out, but git does not ignore it: {why}"
     plan.record = rec
     return res
 

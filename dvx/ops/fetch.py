@@ -44,6 +44,9 @@ class FetchReport:
     requests: int = 0
     checkout: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # pointers/paths that failed: one line each
+    runs_git_remote: str | None = None  # the git remote run refs came from (protocols/runs.md §9)
+    runs_fetched: list[str] = field(default_factory=list)  # ids of the runs whose refs arrived or moved
+    runs_note: str | None = None  # why runs did not travel, when they did not
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -66,9 +69,26 @@ def _complete_locally(store: Store, p: Pointer) -> bool:
 
 def fetch(repo: Repository, remote_name: str | None = None, rev: str | None = None,
           all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
-          progress: Progress = NULL_PROGRESS, pointers: dict[str, Pointer] | None = None) -> FetchReport:
+          progress: Progress = NULL_PROGRESS, pointers: dict[str, Pointer] | None = None,
+          runs: bool = True) -> FetchReport:
     """Download what the selected pointers need. A malformed or unsafe pointer is
-    reported in ``errors`` and skipped; the others are fetched."""
+    reported in ``errors`` and skipped; the others are fetched. ``runs`` (without
+    ``pointers`` or ``paths``): also the run refs of the git remote and their data
+    (``dvx.runs.travel``, protocols/runs.md §9)."""
+    if runs and pointers is None and not paths:
+        from dvx.runs import travel
+
+        got = travel.fetch_refs(repo)
+        report = fetch(repo, remote_name, rev, all_commits, paths, jobs, progress, runs=False)
+        sub = travel.fetch_data(repo, got, remote_name, jobs, progress)
+        if sub is not None:
+            for name in ("roots", "roots_already_local", "objects_fetched", "bytes_downloaded",
+                         "packs_downloaded", "ranges_downloaded", "requests"):
+                setattr(report, name, getattr(report, name) + getattr(sub, name))
+        report.runs_git_remote, report.runs_note = got.remote.name, got.remote.why or None
+        report.runs_fetched = got.changed
+        report.errors += got.errors
+        return report
     remote = open_remote(repo, remote_name, progress)
     report = FetchReport(remote.name, remote.url)
     if pointers is None:

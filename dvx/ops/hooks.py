@@ -203,7 +203,7 @@ def _pre_push(repo: Repository, args: list[str]) -> int:
     try:
         pointers, bad = _pushed_pointers(repo, lines)
         if not pointers and not bad:
-            return 0
+            return _push_runs(repo, remote, args, lines)
         report = push(repo, remote_name=remote, pointers=pointers)
     except DvxError as exc:
         sys.stderr.write(f"dvx (pre-push): {exc}\n")
@@ -215,6 +215,33 @@ def _pre_push(repo: Repository, args: list[str]) -> int:
                          f"{problems[0]}{more}; run `dvx fsck` (or `dvx fsck --repair`), or "
                          "`git push --no-verify` to push the commits without it\n")
         return 1
+    return _push_runs(repo, remote, args, lines)
+
+
+def _push_runs(repo: Repository, remote: str, args: list[str], lines: list[str]) -> int:
+    """Send the runs the git remote lacks (their data, then their refs) to the remote
+    git is pushing to (protocols/runs.md §9). Never blocks git's push: problems are
+    printed. Run refs git itself is pushing are left to git."""
+    from dvx.ops.push import push
+    from dvx.runs.travel import plan_push, send_refs
+
+    target = args[1] if len(args) > 1 and args[1] else (args[0] if args else None)
+    own = {parts[2] for parts in (line.split() for line in lines) if len(parts) == 4}
+    try:
+        plan = plan_push(repo, target, skip_refs=own)
+        skipped: set[str] = set()
+        if plan.pointers:
+            report = push(repo, remote_name=remote, pointers=plan.pointers)
+            skipped = {p.id for p in plan.pointers.values()
+                       if any(f"({p.id[:12]})" in m for m in report.missing_locally)}
+        pushed, errors = send_refs(repo, plan, skipped)
+    except DvxError as exc:
+        pushed, errors = [], [str(exc)]
+    if pushed:
+        sys.stderr.write(f"dvx (pre-push): pushed {len(pushed)} run{'s' if len(pushed) != 1 else ''} "
+                         f"(refs/dvx/runs/*) and their data\n")
+    for line in errors:
+        sys.stderr.write(f"dvx (pre-push): warning: {line}\n")
     return 0
 
 

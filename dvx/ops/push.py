@@ -41,6 +41,9 @@ class PushReport:
     requests: int = 0
     missing_locally: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # malformed or refused pointers, skipped
+    runs_git_remote: str | None = None  # the git remote run refs went to (protocols/runs.md §9)
+    runs_pushed: list[str] = field(default_factory=list)  # ids of the runs whose refs were sent
+    runs_note: str | None = None  # why runs did not travel, when they did not
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -49,17 +52,39 @@ class PushReport:
 def push(repo: Repository, remote_name: str | None = None, rev: str | None = None,
          all_commits: bool = False, paths: list[str] | None = None, jobs: int = DEFAULT_JOBS,
          progress: Progress = NULL_PROGRESS, verify: bool = False, create: bool = False,
-         pointers: dict[str, Pointer] | None = None) -> PushReport:
+         pointers: dict[str, Pointer] | None = None, runs: bool = True) -> PushReport:
     """Upload what the remote lacks. A version whose data the local store lacks is
     skipped and named in ``missing_locally`` (the rest is pushed); the caller decides
     how to fail. ``create``: start a directory remote whose directory does not exist.
     ``pointers`` (label -> pointer, label ``PATH@...``): push exactly these instead of
-    choosing by ``rev`` / ``all_commits`` / ``paths`` (the pre-push hook's commits)."""
+    choosing by ``rev`` / ``all_commits`` / ``paths`` (the pre-push hook's commits).
+    ``runs`` (without ``pointers`` or ``paths``): also the data of the runs the git
+    remote lacks, then their refs (``dvx.runs.travel``, protocols/runs.md §9)."""
     remote = open_remote(repo, remote_name, progress)
-    report = PushReport(remote.name, remote.url)
     bad: dict[str, DvxError] = {}
+    plan = None
     if pointers is None:
         pointers = select_pointers(repo, rev, all_commits, paths, bad)
+        if runs and not paths:
+            from dvx.runs.travel import plan_push
+
+            plan = plan_push(repo)
+            pointers = {**pointers, **plan.pointers}
+    skipped: set[str] = set()
+    report = _push(repo, remote, pointers, bad, jobs, progress, verify, create, skipped)
+    if plan is not None:
+        from dvx.runs.travel import send_refs
+
+        report.runs_git_remote = plan.remote.name
+        report.runs_note = plan.remote.why or None
+        report.runs_pushed, errors = send_refs(repo, plan, skipped)
+        report.errors += errors
+    return report
+
+
+def _push(repo: Repository, remote: Remote, pointers: dict[str, Pointer], bad: dict[str, DvxError], jobs: int,
+          progress: Progress, verify: bool, create: bool, skipped: set[str]) -> PushReport:
+    report = PushReport(remote.name, remote.url)
     report.errors = [str(e) for e in bad.values()]
     roots: dict[str, Pointer] = {}
     labels: dict[str, str] = {}
@@ -81,10 +106,9 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
     present = parallel(remote.has_root, unknown, jobs)
     todo = [roots[r] for r, there in zip(unknown, present, strict=True) if not there]
     report.roots_already_there = len(roots) - len(todo)
-    skipped: set[str] = set()
     if todo:
         with store_lock(repo.store.path):
-            skipped = _upload(repo, remote, todo, labels, jobs, progress, report)
+            skipped.update(_upload(repo, remote, todo, labels, jobs, progress, report))
     remote.remember_roots(set(roots) - skipped)
     report.requests = remote.requests
     return report

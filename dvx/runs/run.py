@@ -715,6 +715,16 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
             raise RunError(f"run {_active.id} is still active in this process",
                            "call run.finish() first, or pass reinit=True")
         _active.finish()
+    from dvx.runs.attach import wanted
+
+    attach_id = wanted(id)
+    if attach_id is not None:  # a child of `dvx run`: join its run (runs.md §10)
+        from dvx.runs.attach import attach
+
+        joined = attach(attach_id, project, name, config, tags, notes)
+        joined._start()
+        _register(joined)
+        return joined
     if resume not in (None, False, True, "allow", "must", "never"):
         raise RunError(f"unknown resume value {resume!r}", "use True, 'allow', 'must' or 'never'")
     from dvx.errors import NotARepositoryError
