@@ -221,3 +221,30 @@ def test_one_key_statistics_match_the_grouped_ones(vals: list, tmp_path: Path) -
     grouped = batch_stats(calls_to_batch([*flat, 99, 9.0, {"other": 1.0}], 10, media))
     del grouped["other"]
     assert json.dumps(fast, sort_keys=True) == json.dumps(grouped, sort_keys=True)
+
+
+def test_media_of_a_python_child_under_dvx_run(code_repo: Path) -> None:
+    """`dvx run -- python train.py`: the child joins the run; its media are committed
+    with it, and its points are numbered before those of the parent."""
+    import subprocess
+    import textwrap
+
+    write(code_repo / "child.py", textwrap.dedent("""
+        import numpy as np, dvx
+        run = dvx.init()
+        for i in range(3):
+            run.log({"img": dvx.Image(np.full((2, 3), i, np.uint8)), "h": dvx.Histogram([i, i + 1.0])}, step=i)
+        run.finish()
+    """))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    proc = subprocess.run([sys.executable, "-m", "dvx", "run", "--json", "--", sys.executable, "child.py"],
+                          cwd=code_repo, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    run_id = json.loads(out[0 if out.startswith("{") else out.rindex("\n{") + 1:])["id"]  # the --json report
+    with Repository(str(code_repo)) as repo:
+        found = read_media(repo, find_run(repo, run_id))
+    assert [(p["key"], p["step"]) for p in found] == [("img", 0), ("h", 0), ("img", 1), ("h", 1),
+                                                       ("img", 2), ("h", 2)]
+    assert found[4]["value"].data == Image(np.full((2, 3), 2, np.uint8)).encode()
+    git("fsck", "--strict", cwd=code_repo)
