@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The DVX example, end to end, in a fresh temporary git repository:
 #   init, add, status, commit, change a file, add again, diff, log, a trip back in
-#   history, fsck, push to a local-directory remote, and a teammate's clone + pull.
+#   history, fsck, push to a local-directory remote, and a teammate's clone + pull;
+#   then a tiny numpy training script logged as a run (dvx runs list / show).
 # Installs DVX into ./.venv first. Usage: bash .dvx-example/run.sh [WORKDIR]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +16,7 @@ export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EM
 # shellcheck source=steps.sh
 source "$here/steps.sh"  # step CMD...: prints `$ CMD` (quoted, so it can be pasted), runs it
 
-cp "$here/train.py" "$here/make_data.py" .
+cp "$here/train.py" "$here/make_data.py" "$here/train_run.py" .
 git init -q -b main .
 python make_data.py .
 step dvx init
@@ -52,5 +53,16 @@ step dvx pull
 step dvx status
 step cmp models/model.pt "$work/models/model.pt"
 step dvx fsck --remote origin
+echo "# experiments: train a tiny numpy model; the script logs a run (dvx.init / run.log)"
+cd "$work"
+step git add train_run.py
+step dvx commit -m "training script"
+step python train_run.py --lr 0.5
+step dvx runs list
+run_id="$(dvx runs list --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')"
+step dvx runs show "$run_id"
+step git log --oneline -2 "refs/dvx/runs/$run_id"
+step git show --stat --format=%s "refs/dvx/runs/$run_id"
+step dvx status
 echo
 echo "example finished: work tree $work, remote $work.remote, clone $work.clone"

@@ -26,6 +26,8 @@ __all__ = [
     "config", "define_metric", "finish", "init", "log_artifact", "summary", "use_artifact",
     # the query API (dvx.runs.api), as wandb.Api
     "Api",
+    # media a run logs (dvx.runs.media): run.log({"h": dvx.Histogram(w), "img": dvx.Image(a)})
+    "Histogram", "Image",
     # the repository (dvx.repo)
     "Repository",
     # the errors (dvx.errors)
@@ -41,6 +43,7 @@ _WHERE = {name: ("dvx.api" if name[0].islower() else "dvx.errors") for name in _
 _WHERE.update(dict.fromkeys(_RUNS, "dvx.runs"))
 _WHERE["Repository"] = "dvx.repo"
 _WHERE["Api"] = "dvx.runs.api"
+_WHERE["Histogram"] = _WHERE["Image"] = "dvx.runs.media"
 del _WHERE["__version__"], _WHERE["log"]
 _run_log: Any = None
 
@@ -123,3 +126,4 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from dvx.repo import Repository
     from dvx.runs import config, define_metric, finish, init, log_artifact, summary, use_artifact
     from dvx.runs.api import Api
+    from dvx.runs.media import Histogram, Image

@@ -24,6 +24,7 @@ EXPECTED_ALL = [
     "remote_modify", "remote_remove", "status",
     "config", "define_metric", "finish", "init", "log_artifact", "summary", "use_artifact",
     "Api",
+    "Histogram", "Image",
     "Repository",
     "ConfigError", "CorruptObjectError", "DvxError", "FormatVersionError", "GitError",
     "MissingObjectError", "NotARepositoryError", "NotTrackedError", "PartialFailureError",

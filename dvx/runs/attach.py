@@ -125,7 +125,6 @@ def _read_attached(state_dir: str) -> dict[str, Any] | None:
 def merge_into(run: Run) -> None:
     """``dvx run``'s side: take what attached children recorded into ``run`` (before
     it finishes), and count the points they wrote."""
-    import itertools
 
     from dvx.runs.recover import stats_of_dir
     from dvx.runs.segments import public_stats
@@ -156,4 +155,4 @@ def merge_into(run: Run) -> None:
             from dvx.runs.segments import SegmentWriter
 
             f.metrics = SegmentWriter(os.path.join(run._state_dir, "metrics"))
-        run._seq = itertools.count(public_stats(stats)[2])
+            f.next_seq = public_stats(stats)[2]  # the parent's calls are numbered after theirs

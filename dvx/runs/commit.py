@@ -72,6 +72,7 @@ def commit_run(repo: Repository, state_dir: str, record: dict[str, Any], *, old:
             pointers = {
                 "metrics": _store_dir(repo, writer, os.path.join(state_dir, "metrics"), f"{where} metrics"),
                 "system": _store_dir(repo, writer, os.path.join(state_dir, "system"), f"{where} system"),
+                "media": _store_dir(repo, writer, os.path.join(state_dir, "media"), f"{where} media"),
                 "console": _store_file(repo, writer, os.path.join(state_dir, "console.log"),
                                        f"{where} console.log"),
             }
@@ -79,7 +80,8 @@ def commit_run(repo: Repository, state_dir: str, record: dict[str, Any], *, old:
         except BaseException:
             writer.abort()
             raise
-    names = {"metrics": "metrics.dvx", "system": "system.dvx", "console": "console.log.dvx"}
+    names = {"metrics": "metrics.dvx", "system": "system.dvx", "media": "media.dvx",
+             "console": "console.log.dvx"}
     files: dict[str, bytes] = {}
     record["files"] = {}
     for key, pointer in pointers.items():

@@ -9,7 +9,6 @@ thread, or in ``finish``.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import shutil
 import signal
@@ -183,9 +182,8 @@ class Run:
         self._record = record
         self._old = old
         self._pid = os.getpid()
-        self._rows: list[Any] = []
+        self._rows: list[Any] = []  # (step, time, {key: value}) per call, laid out flat
         self._sys_rows: list[Any] = []
-        self._seq = itertools.count(next_seq)
         self._step = next_step
         self._closed = False
         self._child = False
@@ -207,7 +205,7 @@ class Run:
 
         self._console = ConsoleCapture() if capture_output else None
         self._flusher = Flusher(state_dir, self._rows, self._sys_rows, self._console, self._warn_once,
-                                self._save_if_dirty)
+                                self._save_if_dirty, next_seq)
         if old is not None:  # resumed: the restored points count too
             from dvx.runs.recover import stats_of_dir
 
@@ -309,7 +307,7 @@ class Run:
         else:
             data = data.copy()
         self._step = step + 1
-        self._rows.append((next(self._seq), step, t, data))
+        self._rows.extend((step, t, data))  # one call, atomic: its seq is its place in the buffer
 
     def _coerce_step(self, step: Any) -> int | None:
         try:
@@ -332,9 +330,17 @@ class Run:
                 continue
             try:
                 out[k] = scalar(v)
+                continue
             except TypeError:
+                pass
+            from dvx.runs.media import as_media
+
+            m = as_media(v)
+            if m is not None:
+                out[k] = m
+            else:
                 self._warn_once(f"value:{k}", f"log() value of {k!r} ({type(v).__name__}) is not a number, "
-                                "bool or string: left out (histograms and images come later)")
+                                "bool, string, dvx.Histogram, dvx.Image or array: left out")
         return out
 
     def _late(self) -> None:
@@ -489,6 +495,8 @@ class Run:
                 self._finishing = False
                 self._finished = True
                 _unregister(self)
+                with contextlib.suppress(Exception):
+                    self._repo.close()  # packs the run read or wrote (a resume) are closed
         if self._pending_signal is not None:
             _redeliver(self._pending_signal)
 
@@ -503,7 +511,7 @@ class Run:
         saved = self._flusher.stop()
         self._record.update(state=state, exit_code=exit_code, signal=sig, end_time=_now())
         try:
-            self._record["_next_seq"] = next(self._seq)
+            self._record["_next_seq"] = self._flusher.next_seq + len(self._rows) // 3
             self._record["config"] = dict(self.config)
             self._record["metrics"] = dict(self._metrics)
             self._record["_explicit_summary"] = dict(self.summary.explicit)
@@ -511,7 +519,7 @@ class Run:
             complete_history(self._record, f.stats, f.points, f.last_time)
             self._save_state()  # if the commit fails, recovery commits this end state
             if not saved:
-                raise RunError(f"{len(self._rows)} points could not be written")
+                raise RunError(f"{len(self._rows) // 3} logged calls could not be written")
             self.commit = commit_run(self._repo, self._state_dir, self._snapshot(), old=self._old)
         except (DvxError, OSError) as exc:
             _warn(f"run {self.id} could not be committed: {exc}; what was saved stays in {self._state_dir} "
@@ -519,7 +527,7 @@ class Run:
             self._release_lock()
             return
         self._release_lock()
-        shutil.rmtree(self._state_dir, ignore_errors=True)
+        _discard(self._state_dir)
 
     def _release_lock(self) -> None:
         if self._lock_fd >= 0:
@@ -731,6 +739,7 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
         raise NotARepositoryError(exc.message, "create one with `dvx init` (or dvx.init_repo()), or pass "
                                   "mode='disabled' to run without recording") from None
     recover_abandoned(repo, warn=lambda m: _warn(m))
+    _sweep_deleted(state_root(repo))
     git = GitRepo(repo.root)
     run_id = check_run_id(id) if id is not None else new_run_id()
     ref = REF_PREFIX + run_id
@@ -770,6 +779,32 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
         raise
     _register(run)
     return run
+
+
+def _discard(state_dir: str) -> None:
+    """Delete a committed run's state directory: renamed aside at once (so nothing
+    lists it again), its files unlinked by a thread (``finish`` does not wait for the
+    disk; ``init`` sweeps what an exit cut short)."""
+    import secrets
+
+    trash = os.path.join(os.path.dirname(os.path.dirname(state_dir)), "runs-deleted")
+    try:
+        os.makedirs(trash, exist_ok=True)
+        gone = os.path.join(trash, f"{os.path.basename(state_dir)}.{secrets.token_hex(4)}")
+        os.rename(state_dir, gone)
+    except OSError:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        return
+    try:
+        threading.Thread(target=shutil.rmtree, args=(gone, True), name="dvx-run-cleanup").start()
+    except RuntimeError:  # interpreter shutdown
+        shutil.rmtree(gone, ignore_errors=True)
+
+
+def _sweep_deleted(state_root: str) -> None:
+    trash = os.path.join(os.path.dirname(state_root), "runs-deleted")
+    if os.path.isdir(trash):
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_owner(fd: int) -> None:
@@ -841,7 +876,8 @@ def _restore(git: Any, repo: Any, commit: str, state_dir: str) -> dict[str, Any]
     if found is None:
         raise RunError(f"{commit} holds no run record", "check the run id")
     prev = decode_record(found[1], f"run {commit[:12]}")
-    for name, where in (("metrics", "metrics.dvx"), ("system", "system.dvx"), ("console", "console.log.dvx")):
+    for name, where in (("metrics", "metrics.dvx"), ("system", "system.dvx"), ("media", "media.dvx"),
+                        ("console", "console.log.dvx")):
         blob = git.blob_at(info, f"{RUN_DIR}/{where}")
         if blob is None:
             continue

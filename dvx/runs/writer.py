@@ -16,14 +16,20 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dvx.runs.segments import SegmentWriter, batch_stats, merge_stats, rows_to_batch
+from dvx.runs.media import MediaStore
+from dvx.runs.segments import SegmentWriter, batch_stats, calls_to_batch, merge_stats, rows_to_batch
 
 FLUSH_INTERVAL = 0.5
+# The thread looks at the buffers this often and writes early once this many calls are
+# waiting, so a fast loop's points are encoded while it runs and ``finish`` only has
+# the tail left (100,000 buffered calls would otherwise cost it ~100 ms of encoding).
+POLL_INTERVAL = 0.01
+EAGER_ROWS = 3 * 8192  # the buffer holds three items per call
 
 
 class Flusher:
     def __init__(self, state_dir: str, rows: list[Any], sys_rows: list[Any], console: Any,
-                 warn: Callable[[str, str], None], on_flush: Callable[[], None]) -> None:
+                 warn: Callable[[str, str], None], on_flush: Callable[[], None], next_seq: int = 0) -> None:
         self.state_dir = state_dir
         self.rows = rows
         self.sys_rows = sys_rows
@@ -31,6 +37,7 @@ class Flusher:
         self._warn = warn
         self._on_flush = on_flush
         self.metrics = SegmentWriter(os.path.join(state_dir, "metrics"))
+        self.media = MediaStore(os.path.join(state_dir, "media"))
         self.system = SegmentWriter(os.path.join(state_dir, "system"))
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -38,6 +45,7 @@ class Flusher:
         self.stats: dict[str, dict[str, Any]] = {}  # segments.batch_stats of every written point
         self.points = 0
         self.last_time: float | None = None
+        self.next_seq = next_seq  # the seq of the first call still in ``rows``
 
     def start(self, interval: float = FLUSH_INTERVAL) -> None:
         self._thread = threading.Thread(target=self._loop, args=(interval,), name="dvx-run-writer",
@@ -45,10 +53,20 @@ class Flusher:
         self._thread.start()
 
     def _loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        import time
+
+        clock = time.monotonic
+        last = clock()
+        poll = min(POLL_INTERVAL, interval)
+        ok = True
+        while not self._stop.wait(poll):
+            if clock() - last < interval and (len(self.rows) < EAGER_ROWS or not ok):
+                continue  # after a failed write (disk full) retry at the normal pace only
+            last = clock()
             try:
-                self.flush()
+                ok = self.flush()
             except Exception as exc:  # never let the thread die: the next round retries
+                ok = False
                 self._warn("flush", f"could not save logged data: {exc}")
 
     def flush(self) -> bool:
@@ -58,10 +76,15 @@ class Flusher:
             for buf, seg, what in ((self.rows, self.metrics, "metrics"),
                                    (self.sys_rows, self.system, "system")):
                 n = len(buf)
+                if what == "metrics":
+                    n -= n % 3  # whole calls only (``extend`` adds a call's three at once)
                 if not n:
                     continue
                 try:
-                    batch = rows_to_batch(buf[:n])
+                    if what == "metrics":
+                        batch = calls_to_batch(buf[:n], self.next_seq, self.media)
+                    else:
+                        batch = rows_to_batch(buf[:n])
                     seg.write(batch)
                 except Exception as exc:
                     seg.abandon()  # its tail may be torn: later points go to a new segment
@@ -71,6 +94,7 @@ class Flusher:
                     continue
                 del buf[:n]
                 if what == "metrics":
+                    self.next_seq += n // 3
                     self._account(batch)
             if self.console is not None:
                 text = self.console.take()
