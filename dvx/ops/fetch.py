@@ -11,6 +11,7 @@ from the store.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, RemoteError
@@ -190,9 +191,9 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
             report.bytes_downloaded += n
         progress.advance(n)
 
-    def get_range(r: tuple[str, int, int]) -> list[tuple[bytes, int, bytes]]:
+    def get_range(r: tuple[str, int, int]) -> list[tuple[bytes, int, memoryview]]:
         name, start, end = r
-        data = remote.read_pack_range(name, start, end)
+        data = memoryview(remote.read_pack_range(name, start, end))  # pieces without copies
         with lock:
             report.ranges_downloaded += 1
             report.bytes_downloaded += len(data)
@@ -210,16 +211,27 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
             out.append((oid, kind, piece))
         return out
 
-    parallel(get_pack, whole, jobs)
-    if ranges:
-        # in batches, so memory stays bounded (each range is under half a pack)
-        batch = max(1, jobs) * 2
-        with store.writer() as writer:
-            for i in range(0, len(ranges), batch):
-                for objs in parallel(get_range, ranges[i:i + batch], jobs):
-                    for oid, kind, piece in objs:
-                        if writer.add(kind, oid, piece):
-                            report.objects_fetched += 1
+    # Whole packs and ranges share one pool: the ranges' objects are stored (by this
+    # thread, the writer's only user) while the packs still download, so a level
+    # that needs both is not served one after the other.
+    pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dvx-transfer")
+    try:
+        packs = [pool.submit(get_pack, name) for name in whole]
+        if ranges:
+            # in batches, so memory stays bounded (each range is under half a pack)
+            batch = max(1, jobs) * 2
+            with store.writer() as writer:
+                for i in range(0, len(ranges), batch):
+                    for objs in pool.map(get_range, ranges[i:i + batch]):
+                        for oid, kind, piece in objs:
+                            if writer.add(kind, oid, piece):
+                                report.objects_fetched += 1
+        for f in packs:
+            f.result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _subtract(start: int, end: int, done: list[tuple[int, int]]) -> list[tuple[int, int]]:
