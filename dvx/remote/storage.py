@@ -214,15 +214,17 @@ class RemoteStorage:
 
     @property
     def _s3(self) -> Any:
-        """S3 only: a botocore client (synchronous, thread-safe) that moves pack bytes
-        in the calling thread, or None (another backend, or options only s3fs knows).
+        """S3 only: a botocore client (synchronous, thread-safe) that makes every
+        request in the calling thread, or None (another backend, options only s3fs
+        knows, or ``DVX_S3_DIRECT=0``): then s3fs does.
 
         s3fs runs every request of the process on one event-loop thread: eight
         parallel 32 MiB transfers took turns on it (copying each body, checksumming and
-        writing 64 KiB pieces), which made push and fetch 2-5x slower than the wire.
-        Here each transfer thread does its own socket I/O (the GIL is released while
-        it waits). Same timeouts and single attempt as s3fs's client (``_call``
-        retries), same CRC32 request checksum on uploads."""
+        writing 64 KiB pieces), which made push and fetch 2-5x slower than the wire,
+        and importing it (aiobotocore, aiohttp) cost ~0.3 s a command. Here each
+        transfer thread does its own socket I/O (the GIL is released while it waits).
+        Same timeouts and single attempt as s3fs's client (``_call`` retries), same
+        CRC32 request checksum on uploads, the same key layout."""
         if self.spec.protocol != "s3":
             return None
         if self._s3_tried:
@@ -234,15 +236,20 @@ class RemoteStorage:
         return self._s3_client
 
     def _make_s3_client(self) -> Any:
-        if set(self.options) - S3_DIRECT_OPTIONS:
+        if set(self.options) - S3_DIRECT_OPTIONS or os.environ.get("DVX_S3_DIRECT") == "0":
             return None
-        self.fs  # noqa: B018 - the package check, the endpoint's preflight, the environment
+        import importlib.util
+
         try:
-            import botocore.session
-            from botocore import UNSIGNED
-            from botocore.config import Config
-        except ImportError:  # pragma: no cover - s3fs always brings botocore
+            if importlib.util.find_spec("s3fs") is None or importlib.util.find_spec("botocore") is None:
+                return None  # s3fs's path names the missing extra
+        except ValueError:  # a module set to None in sys.modules
             return None
+        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+        self._preflight()
+        import botocore.session
+        from botocore import UNSIGNED
+        from botocore.config import Config
         o = self.options
         anon = str(o.get("anon", "")).lower() in ("1", "true", "yes")
         config = Config(connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
@@ -275,6 +282,34 @@ class RemoteStorage:
             if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 raise KeyNotFound(key) from None
             raise
+
+    def _s3_head(self, key: str) -> int:
+        bucket, path = self._s3_key(key)
+        try:
+            return int(self._s3.head_object(Bucket=bucket, Key=path)["ContentLength"])
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise KeyNotFound(key) from None
+            raise
+
+    def _s3_find(self, prefix: str) -> list[tuple[str, int, float | None]]:
+        """Every object below ``prefix`` (a key or a "directory"), as ``_find``."""
+        bucket, base = self._s3_key(prefix)
+        base = base.rstrip("/")
+        root = self.spec.root.rstrip("/") + "/"
+        out = []
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, **({"Prefix": base} if base else {}))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if base and key != base and not key.startswith(base + "/"):
+                    continue  # "index-old/..." is not below "index"
+                full = f"{bucket}/{key}"
+                if not full.startswith(root):
+                    continue
+                out.append((full[len(root):], int(obj.get("Size") or 0), _mtime(obj)))
+        return out
 
     def _endpoint(self) -> tuple[str, int] | None:
         url = self.options.get("endpoint_url")
@@ -395,6 +430,9 @@ class RemoteStorage:
             return False
 
     def size(self, key: str) -> int:
+        if self._s3 is not None:
+            return self._call("inspect", key, lambda: self._s3_head(key))
+
         def call() -> int:
             info = self.fs.info(self._path(key))
             if info.get("type") == "directory":
@@ -403,6 +441,8 @@ class RemoteStorage:
         return self._call("inspect", key, call)
 
     def read(self, key: str) -> bytes:
+        if self._s3 is not None:
+            return self._call("read", key, lambda: bytes(self._s3_get(key).read()))
         return self._call("read", key, lambda: bytes(self.fs.cat_file(self._path(key))))
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
@@ -440,6 +480,9 @@ class RemoteStorage:
     def write(self, key: str, data: bytes) -> None:
         if self.spec.protocol == "file":
             self._call("write", key, lambda: self._local_atomic(key, lambda tmp: _write_file(tmp, data)))
+        elif self._s3 is not None:
+            bucket, path = self._s3_key(key)
+            self._call("write", key, lambda: self._s3.put_object(Bucket=bucket, Key=path, Body=data))
         else:
             self._call("write", key, lambda: self.fs.pipe_file(self._path(key), data))
 
@@ -476,6 +519,8 @@ class RemoteStorage:
             raise
 
     def _find(self, prefix: str) -> list[tuple[str, int, float | None]]:
+        if self._s3 is not None:
+            return self._call("list", prefix, lambda: self._s3_find(prefix))
         base = self._path(prefix).rstrip("/")
 
         def call() -> dict[str, Any]:
@@ -506,6 +551,11 @@ class RemoteStorage:
         return [x for x in self._find(prefix) if not os.path.basename(x[0]).startswith(TEMP_PREFIX)]
 
     def delete(self, key: str) -> None:
+        if self._s3 is not None:
+            bucket, path = self._s3_key(key)
+            self._call("delete", key, lambda: self._s3.delete_object(Bucket=bucket, Key=path))
+            return
+
         def call() -> None:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self._path(key))
@@ -535,7 +585,14 @@ class RemoteStorage:
 
         def call() -> None:
             bucket = self.spec.root.split("/")[0]
-            if not self.fs.exists(bucket):
+            if self._s3 is not None:
+                try:
+                    self._s3.head_bucket(Bucket=bucket)
+                except Exception as exc:
+                    if _s3_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                        raise self._missing_bucket() from None
+                    raise
+            elif not self.fs.exists(bucket):
                 raise self._missing_bucket()
         self._call("open", "", call)
 
