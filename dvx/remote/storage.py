@@ -458,6 +458,37 @@ class RemoteStorage:
                               "re-run; if it persists run `dvx fsck --remote`")
         return data
 
+    def read_into(self, key: str, view: memoryview) -> None:
+        """The whole object into ``view``, which must be exactly its size; raises a
+        RemoteError if it is not (the caller verifies the bytes)."""
+        if self._s3 is not None:
+            self._call("read", key, lambda: self._s3_read_into(key, view))
+            return
+        data = self.read(key)
+        if len(data) != len(view):
+            raise self._error(f"{key} is {len(data)} bytes, not the {len(view)} its index says",
+                              "run `dvx fsck --remote`")
+        view[:] = data
+
+    def _s3_read_into(self, key: str, view: memoryview) -> None:
+        body = self._s3_get(key)
+        try:
+            length = body._content_length
+            if length is not None and int(length) != len(view):
+                raise self._error(f"{key} is {length} bytes, not the {len(view)} its index says",
+                                  "run `dvx fsck --remote`")
+            got = 0
+            # socket to buffer, no copy in between; a short body raises at its end
+            while got < len(view) and (n := body.readinto(view[got:got + DOWNLOAD_BLOCK])):
+                got += n
+            if got != len(view):
+                raise TransientRemoteError(
+                    f"{self.where}: connection failed while trying to read {key} "
+                    f"(incomplete read: {got} of {len(view)} bytes)",
+                    "check the network and endpoint; re-running continues where it stopped")
+        finally:
+            body.close()
+
     def download(self, key: str, local_path: str) -> None:
         """Copy a key to a local file (the caller verifies and renames it)."""
         if self._s3 is not None:

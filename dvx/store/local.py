@@ -43,6 +43,7 @@ from dvx.store.pack import (
     PackReader,
     encode_footer,
     encode_idx,
+    parse_footer,
     read_footer,
 )
 
@@ -370,30 +371,12 @@ class Store:
         try:
             fill(tmp)
             size = os.path.getsize(tmp)
-            try:
-                entries, footer_name = read_footer(tmp)
-            except (DvxError, OSError):
-                raise CorruptObjectError(f"{where}: pack {name} is damaged",
-                                         "run `dvx fsck --remote` and push the data again") from None
-            if footer_name != name:
-                raise CorruptObjectError(f"{where}: pack {name} holds another pack's content ({footer_name})",
-                                         "run `dvx fsck --remote`")
-            if any(e.comp for e in entries):
-                raise CorruptObjectError(f"{where}: pack {name} holds delta-encoded objects, which remote "
-                                         "packs never do", "run `dvx fsck --remote` and push the data again")
+            entries = _adopted_entries(name, lambda: read_footer(tmp), where)
             with open(tmp, "rb") as f:
                 # hashed in place (a map of the file, still in the page cache): no copy
                 # and no allocation per object
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
-                    for e in sorted(entries, key=lambda e: e.offset):
-                        piece = view[e.offset:e.offset + e.length]
-                        ok = e.kind in CONTEXTS and object_id(e.kind, piece) == e.oid
-                        piece.release()
-                        if not ok:
-                            raise CorruptObjectError(
-                                f"{where}: pack {name} holds a corrupted {KIND_NAMES.get(e.kind, 'object')} "
-                                f"{e.oid.hex()} (hash mismatch); nothing was written",
-                                "run `dvx fsck --remote` and push the data again from a machine that has it")
+                    self._verify_objects(name, view, entries, where)
                 if self.fsync:
                     os.fsync(f.fileno())
             os.chmod(tmp, 0o444)
@@ -405,6 +388,76 @@ class Store:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+    def _verify_objects(self, name: str, view: memoryview, entries: list[PackEntry], where: str) -> None:
+        for e in sorted(entries, key=lambda e: e.offset):
+            piece = view[e.offset:e.offset + e.length]
+            ok = e.kind in CONTEXTS and object_id(e.kind, piece) == e.oid
+            piece.release()
+            if not ok:
+                raise CorruptObjectError(
+                    f"{where}: pack {name} holds a corrupted {KIND_NAMES.get(e.kind, 'object')} "
+                    f"{e.oid.hex()} (hash mismatch); nothing was written",
+                    "run `dvx fsck --remote` and push the data again from a machine that has it")
+
+    def adopt_pack_buffer(self, name: str, size: int, fill: Callable[[memoryview], object], where: str) -> int:
+        """``adopt_pack`` through memory: ``fill(view)`` writes the pack's ``size``
+        bytes into a buffer of this store; the pack is verified there completely
+        (footer, name, every object), then written, bypassing the page cache when the
+        store writes its own packs so, fsynced and published, pack before index.
+        Exactly the verified bytes are stored, in one pass over them (no second read).
+        Returns the pack's size (0 if this store already has it)."""
+        if os.path.exists(self.idx_path(name)):
+            return 0
+        # an anonymous map: page-aligned (direct I/O), returned to the system at once
+        buf = mmap.mmap(-1, max(size, 1))
+        tmp = os.path.join(self.tmp_dir, f"adopt-{random_token(8)}.pack")
+        try:
+            view = memoryview(buf)[:size]
+            try:
+                fill(view)
+                entries = _adopted_entries(name, lambda: parse_footer(name, view), where)
+                self._verify_objects(name, view, entries, where)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                try:
+                    self._write_whole(fd, view)
+                    if self.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            finally:
+                view.release()
+            os.replace(tmp, self.pack_path(name))  # the pack, then its index
+            atomic_write_bytes(self.idx_path(name), encode_idx(entries, size), fsync=self.fsync, mode=0o444)
+            if self.fsync:
+                fsync_dir(self.packs_dir)
+            return size
+        finally:
+            # a view still held (by a traceback) keeps the map until it is collected
+            with contextlib.suppress(BufferError):
+                buf.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _write_whole(self, fd: int, view: memoryview) -> None:
+        """Write a page-aligned buffer to a new file: its aligned part directly (no
+        copy into the page cache) when the store uses direct I/O, the rest buffered."""
+        aligned = len(view) - len(view) % DIRECT_ALIGN if self.direct_io else 0
+        if aligned:
+            try:
+                _set_direct(fd, True)
+                write_all(fd, view[:aligned])
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self.direct_io = False  # refused: everything through the page cache
+                _set_direct(fd, False)
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                aligned = 0
+            else:
+                _set_direct(fd, False)
+        write_all(fd, view[aligned:])
 
     def export_pack(self, name: str) -> PackFile:
         """A visible pack as it is, to copy elsewhere (its file is not to be modified)."""
@@ -951,6 +1004,24 @@ def _start_writeback(fd: int, start: int, length: int) -> None:
         _sync_file_range = _load_sync_file_range()
     if _sync_file_range is not None:
         _sync_file_range(fd, start, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _adopted_entries(name: str, footer: Callable[[], tuple[list[PackEntry], str]], where: str
+                     ) -> list[PackEntry]:
+    """The entries of a pack taken in from ``where`` (a remote), its footer checked:
+    sound, naming the pack, whole objects only (as remote packs hold)."""
+    try:
+        entries, footer_name = footer()
+    except (DvxError, OSError):
+        raise CorruptObjectError(f"{where}: pack {name} is damaged",
+                                 "run `dvx fsck --remote` and push the data again") from None
+    if footer_name != name:
+        raise CorruptObjectError(f"{where}: pack {name} holds another pack's content ({footer_name})",
+                                 "run `dvx fsck --remote`")
+    if any(e.comp for e in entries):
+        raise CorruptObjectError(f"{where}: pack {name} holds delta-encoded objects, which remote "
+                                 "packs never do", "run `dvx fsck --remote` and push the data again")
+    return entries
 
 
 def store_error_for(exc: OSError, what: str) -> StoreError:
