@@ -282,8 +282,7 @@ def test_file_system_without_direct_io(tmp_path: Path) -> None:
 @pytest.mark.parametrize("direct_io", [True, False])
 def test_adopt_pack_buffer_verifies_in_memory_then_writes(tmp_path: Path, direct_io: bool) -> None:
     """A pack downloaded into memory is verified there (footer, name, every object)
-    and only then written, directly or through the page cache; a damaged one leaves
-    nothing behind."""
+    and only then written; a damaged one leaves nothing behind."""
     from dvx.store.pack import parse_footer
 
     Store.create(str(tmp_path / "a"))

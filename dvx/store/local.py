@@ -403,13 +403,13 @@ class Store:
     def adopt_pack_buffer(self, name: str, size: int, fill: Callable[[memoryview], object], where: str) -> int:
         """``adopt_pack`` through memory: ``fill(view)`` writes the pack's ``size``
         bytes into a buffer of this store; the pack is verified there completely
-        (footer, name, every object), then written, bypassing the page cache when the
-        store writes its own packs so, fsynced and published, pack before index.
+        (footer, name, every object), then written, fsynced and published, pack
+        before index.
         Exactly the verified bytes are stored, in one pass over them (no second read).
         Returns the pack's size (0 if this store already has it)."""
         if os.path.exists(self.idx_path(name)):
             return 0
-        # an anonymous map: page-aligned (direct I/O), returned to the system at once
+        # an anonymous map: returned to the system at once when closed
         buf = mmap.mmap(-1, max(size, 1))
         tmp = os.path.join(self.tmp_dir, f"adopt-{random_token(8)}.pack")
         try:
@@ -420,7 +420,9 @@ class Store:
                 self._verify_objects(name, view, entries, where)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
                 try:
-                    self._write_whole(fd, view)
+                    # through the page cache, not direct: a fetched pack is usually
+                    # read at once (pull's checkout), and then it is still in memory
+                    write_all(fd, view)
                     if self.fsync:
                         os.fsync(fd)
                 finally:
@@ -438,26 +440,6 @@ class Store:
                 buf.close()
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-
-    def _write_whole(self, fd: int, view: memoryview) -> None:
-        """Write a page-aligned buffer to a new file: its aligned part directly (no
-        copy into the page cache) when the store uses direct I/O, the rest buffered."""
-        aligned = len(view) - len(view) % DIRECT_ALIGN if self.direct_io else 0
-        if aligned:
-            try:
-                _set_direct(fd, True)
-                write_all(fd, view[:aligned])
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                self.direct_io = False  # refused: everything through the page cache
-                _set_direct(fd, False)
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                aligned = 0
-            else:
-                _set_direct(fd, False)
-        write_all(fd, view[aligned:])
 
     def export_pack(self, name: str) -> PackFile:
         """A visible pack as it is, to copy elsewhere (its file is not to be modified)."""
