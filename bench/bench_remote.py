@@ -1,12 +1,16 @@
 """Remote benchmark: dvx push/pull against dvc push/pull, same moto S3 server, same run.
 
     .venv/bin/python bench/bench_remote.py [--quick]
+    .venv/bin/python bench/bench_remote.py --wire-only [--trials 3] [--baseline DIR]
 
 Data (as the store benchmark): a 1 GiB random file in three versions (original, a 1 MiB
 overwrite at 500 MiB, a 10-byte insertion at 100 MiB), committed as three commits, plus
 20,000 files of 1-8 KiB. Both tools push every commit (`--all-commits`), then push again
 with nothing new, then a fresh clone pulls HEAD. A counting proxy in front of the server
 measures HTTP requests and bytes for both tools alike.
+
+``--wire-only``: DVX alone beside the raw floor of the same server (boto3 parallel
+PUT/GET of the same pack files), interleaved trials (see ``wire``).
 """
 
 from __future__ import annotations
