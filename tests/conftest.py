@@ -133,16 +133,22 @@ def az_server():  # type: ignore[no-untyped-def]
 _bucket_counter = [0]
 
 
-@pytest.fixture(params=["dir", "s3", "gcs", "az"])
+@pytest.fixture(params=["dir", "s3", "s3-via-s3fs", "gcs", "az"])
 def remote_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """(url, options) of an empty remote on every backend, each on a real server."""
+    """(url, options) of an empty remote on every backend, each on a real server.
+    ``s3-via-s3fs``: S3 through s3fs, the path of remotes with options DVX's direct
+    S3 client does not know (``RemoteStorage._s3``)."""
     from tests import servers
 
     if request.param == "dir":
         return str(tmp_path / "remote-dir"), {}
-    srv = request.getfixturevalue(f"{request.param}_server")
+    kind = request.param
+    if kind == "s3-via-s3fs":
+        request.getfixturevalue("monkeypatch").setenv("DVX_S3_DIRECT", "0")
+        kind = "s3"
+    srv = request.getfixturevalue(f"{kind}_server")
     _bucket_counter[0] += 1
     bucket = f"dvx-test-{os.getpid()}-{_bucket_counter[0]}"
     servers.make_bucket(srv, bucket)
-    scheme = {"s3": "s3", "gcs": "gs", "az": "az"}[request.param]
+    scheme = {"s3": "s3", "gcs": "gs", "az": "az"}[kind]
     return f"{scheme}://{bucket}/team/proj", servers.options_for(srv)

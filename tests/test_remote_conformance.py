@@ -35,6 +35,10 @@ def test_storage_interface(remote_url, tmp_path: Path) -> None:  # type: ignore[
         st.read("a/b.bin")
     with pytest.raises(KeyNotFound):
         st.size("a/b.bin")
+    with pytest.raises(KeyNotFound):
+        st.read_range("a/b.bin", 0, 10)
+    with pytest.raises(KeyNotFound):
+        st.download("a/b.bin", str(tmp_path / "none.bin"))
     data = pseudo_random(300_000, 1)
     st.write("a/b.bin", data)
     assert st.exists("a/b.bin") and st.size("a/b.bin") == len(data)
@@ -50,9 +54,31 @@ def test_storage_interface(remote_url, tmp_path: Path) -> None:  # type: ignore[
     assert keys == ["a/b.bin", "c/up.bin"]
     assert [k for k, _s, _m in st.list("a")] == ["a/b.bin"]
     assert st.list("nothing-here") == []
+    big = pseudo_random(3_000_000, 2)  # several download blocks
+    src.write_bytes(big)
+    st.upload("c/big.bin", str(src))
+    st.download("c/big.bin", str(tmp_path / "big.bin"))
+    assert (tmp_path / "big.bin").read_bytes() == big
+    assert st.read_range("c/big.bin", 1_000_000, 2_500_001) == big[1_000_000:2_500_001]
+    st.delete("c/big.bin")
     st.delete("a/b.bin")
     st.delete("a/b.bin")  # deleting twice is fine
     assert not st.exists("a/b.bin")
+
+
+def test_s3_pack_bytes_bypass_the_event_loop_only_with_known_options(s3_server) -> None:  # type: ignore[no-untyped-def]
+    """S3 pack transfers use a thread-per-request botocore client configured like
+    s3fs's (DVX's timeouts, one attempt); options only s3fs knows keep them on s3fs."""
+    from tests import servers
+
+    opts = servers.options_for(s3_server)
+    direct = RemoteStorage(parse_url("t", "s3://b/p"), dict(opts, read_timeout="7"))
+    client = direct._s3
+    assert client is not None and direct._s3 is client
+    assert client.meta.config.read_timeout == 7.0 and client.meta.config.retries["total_max_attempts"] == 1
+    other = RemoteStorage(parse_url("t", "s3://b/p"), dict(opts, requester_pays="true"))
+    assert other._s3 is None
+    assert RemoteStorage(parse_url("t", "/tmp/x"), {})._s3 is None
 
 
 def test_push_pull_round_trip(remote_url, repo_dir: Path, cli: Cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -277,3 +277,41 @@ def test_file_system_without_direct_io(tmp_path: Path) -> None:
             assert fresh.read(chunk_id(b), KIND_CHUNK) == b
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+def test_adopt_pack_buffer_verifies_in_memory_then_writes(tmp_path: Path, direct_io: bool) -> None:
+    """A pack downloaded into memory is verified there (footer, name, every object)
+    and only then written; a damaged one leaves nothing behind."""
+    from dvx.store.pack import parse_footer
+
+    Store.create(str(tmp_path / "a"))
+    src = Store(str(tmp_path / "a"))
+    blobs = [pseudo_random(5000 + 37 * i, i) for i in range(40)]
+    with src.writer() as w:
+        for b in blobs:
+            w.add(KIND_CHUNK, chunk_id(b), b)
+    name = src.pack_names()[0]
+    exported = src.export_pack(name)
+    good = Path(exported.path).read_bytes()
+    assert parse_footer(name, good) == read_footer(exported.path)
+    Store.create(str(tmp_path / "b"))
+    dst = Store(str(tmp_path / "b"), direct_io=direct_io)
+    bad = bytearray(good)
+    bad[exported.entries[3].offset + 10] ^= 1
+
+    def fill(data: bytes):  # type: ignore[no-untyped-def]
+        def f(view: memoryview) -> None:
+            view[:] = data
+        return f
+    with pytest.raises(CorruptObjectError, match="hash mismatch"):
+        dst.adopt_pack_buffer(name, len(bad), fill(bytes(bad)), "test")
+    with pytest.raises(CorruptObjectError, match="damaged"):
+        dst.adopt_pack_buffer(name, len(good), fill(good[:-1] + b"\0"), "test")
+    assert dst.pack_names() == [] and os.listdir(dst.tmp_dir) == []
+    assert dst.adopt_pack_buffer(name, len(good), fill(good), "test") == len(good)
+    assert dst.adopt_pack_buffer(name, len(good), fill(b""), "test") == 0  # already there
+    fresh = Store(dst.path)
+    assert Path(fresh.pack_path(name)).read_bytes() == good
+    for b in blobs:
+        assert fresh.read(chunk_id(b), KIND_CHUNK) == b

@@ -11,6 +11,7 @@ from the store.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dvx.errors import CorruptObjectError, DvxError, MissingObjectError, RemoteError
@@ -27,6 +28,7 @@ from dvx.store.reach import children, root_kind
 
 WHOLE_PACK_FRACTION = 0.5
 RANGE_GAP = 1 << 20
+BUFFERED_PACK_MAX = 256 << 20  # larger packs are downloaded to a file, not to memory
 
 RemoteLoc = tuple[str, int, int, int]  # pack, kind, offset, length
 
@@ -202,17 +204,22 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
     lock = threading.Lock()
 
     def get_pack(name: str) -> None:
-        # downloaded to the store's temporary file, verified whole, then published
-        n = store.adopt_pack(name, lambda path: remote.get_pack(name, path),
-                             f"remote {remote.name!r} ({remote.url})")
+        # downloaded into the store's buffer (a temporary file if large), verified
+        # whole, then written and published
+        where = f"remote {remote.name!r} ({remote.url})"
+        size = pack_sizes[name]
+        if size <= BUFFERED_PACK_MAX:
+            n = store.adopt_pack_buffer(name, size, lambda view: remote.read_pack_into(name, view), where)
+        else:
+            n = store.adopt_pack(name, lambda path: remote.get_pack(name, path), where)
         with lock:
             report.packs_downloaded += 1
             report.bytes_downloaded += n
         progress.advance(n)
 
-    def get_range(r: tuple[str, int, int]) -> list[tuple[bytes, int, bytes]]:
+    def get_range(r: tuple[str, int, int]) -> list[tuple[bytes, int, memoryview]]:
         name, start, end = r
-        data = remote.read_pack_range(name, start, end)
+        data = memoryview(remote.read_pack_range(name, start, end))  # pieces without copies
         with lock:
             report.ranges_downloaded += 1
             report.bytes_downloaded += len(data)
@@ -230,16 +237,31 @@ def _download(store: Store, remote: Remote, wanted: list[tuple[bytes, int]], loc
             out.append((oid, kind, piece))
         return out
 
-    parallel(get_pack, whole, jobs)
-    if ranges:
-        # in batches, so memory stays bounded (each range is under half a pack)
+    # Whole packs and ranges share one pool: the ranges' objects are stored (by this
+    # thread, the writer's only user) while the packs still download, so a level
+    # that needs both is not served one after the other.
+    pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="dvx-transfer")
+    try:
+        # in batches, so memory stays bounded (each range is under half a pack); the
+        # first batch is queued before the packs, so no range waits for all of them
         batch = max(1, jobs) * 2
-        with store.writer() as writer:
-            for i in range(0, len(ranges), batch):
-                for objs in parallel(get_range, ranges[i:i + batch], jobs):
-                    for oid, kind, piece in objs:
-                        if writer.add(kind, oid, piece):
-                            report.objects_fetched += 1
+        pending = [pool.submit(get_range, r) for r in ranges[:batch]]
+        packs = [pool.submit(get_pack, name) for name in whole]
+        if ranges:
+            with store.writer() as writer:
+                for i in range(0, len(ranges), batch):
+                    if i:
+                        pending = [pool.submit(get_range, r) for r in ranges[i:i + batch]]
+                    for fut in pending:
+                        for oid, kind, piece in fut.result():
+                            if writer.add(kind, oid, piece):
+                                report.objects_fetched += 1
+        for f in packs:
+            f.result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _subtract(start: int, end: int, done: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -277,6 +277,15 @@ class Remote:
         except KeyNotFound:
             raise self._missing_pack(name) from None
 
+    def read_pack_into(self, name: str, view: memoryview) -> None:
+        """A whole pack into ``view`` (its size, from the pack's index); the caller
+        verifies it (``Store.adopt_pack_buffer``)."""
+        self._count()
+        try:
+            self._storage.read_into(pack_key(name), view)
+        except KeyNotFound:
+            raise self._missing_pack(name) from None
+
     @contextlib.contextmanager
     def downloaded_pack(self, name: str) -> Iterator[str]:
         """A pack downloaded to a temporary file of this remote's cache, removed after."""

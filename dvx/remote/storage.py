@@ -28,6 +28,7 @@ import contextlib
 import errno
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ SECRET_WORDS = ("secret", "password", "token", "connection_string", "account_key
 # on a silent server after about 3 x 10 s.
 TIMEOUT_OPTIONS = {"connect_timeout": 5.0, "read_timeout": 10.0, "retries": 2.0}
 TEMP_PREFIX = ".tmp-"  # directory remotes: uploads in progress (temp file + rename)
+# S3 options the direct (botocore, thread-per-request) path understands; a remote with
+# any other option moves its pack bytes through s3fs as well (see RemoteStorage._s3)
+S3_DIRECT_OPTIONS = frozenset({"endpoint_url", "key", "secret", "token", "profile", "anon",
+                               "skip_instance_cache"})
+DOWNLOAD_BLOCK = 1 << 20
 T = TypeVar("T")
 
 
@@ -124,6 +130,9 @@ class RemoteStorage:
         self.on_retry: Callable[[str], None] | None = None  # told about each retry (progress)
         self._fs: Any = None
         self._sdk_retries = False  # the backend's SDK still retries on its own (see _make_fs)
+        self._s3_client: Any = None
+        self._s3_tried = False
+        self._s3_lock = threading.Lock()
 
     # -- setup --------------------------------------------------------------------
     @property
@@ -202,6 +211,105 @@ class RemoteStorage:
         elif proto == "az":
             self._sdk_retries = not _azure_single_attempt(fs, self.connect_timeout, self.read_timeout)
         return fs
+
+    @property
+    def _s3(self) -> Any:
+        """S3 only: a botocore client (synchronous, thread-safe) that makes every
+        request in the calling thread, or None (another backend, options only s3fs
+        knows, or ``DVX_S3_DIRECT=0``): then s3fs does.
+
+        s3fs runs every request of the process on one event-loop thread: eight
+        parallel 32 MiB transfers took turns on it (copying each body, checksumming and
+        writing 64 KiB pieces), which made push and fetch 2-5x slower than the wire,
+        and importing it (aiobotocore, aiohttp) cost ~0.3 s a command. Here each
+        transfer thread does its own socket I/O (the GIL is released while it waits).
+        Same timeouts and single attempt as s3fs's client (``_call`` retries), same
+        CRC32 request checksum on uploads, the same key layout."""
+        if self.spec.protocol != "s3":
+            return None
+        if self._s3_tried:
+            return self._s3_client
+        with self._s3_lock:
+            if not self._s3_tried:
+                self._s3_client = self._make_s3_client()
+                self._s3_tried = True
+        return self._s3_client
+
+    def _make_s3_client(self) -> Any:
+        if set(self.options) - S3_DIRECT_OPTIONS or os.environ.get("DVX_S3_DIRECT") == "0":
+            return None
+        import importlib.util
+
+        try:
+            if importlib.util.find_spec("s3fs") is None or importlib.util.find_spec("botocore") is None:
+                return None  # s3fs's path names the missing extra
+        except ValueError:  # a module set to None in sys.modules
+            return None
+        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+        self._preflight()
+        import botocore.session
+        from botocore import UNSIGNED
+        from botocore.config import Config
+        o = self.options
+        anon = str(o.get("anon", "")).lower() in ("1", "true", "yes")
+        config = Config(connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+                        retries={"total_max_attempts": 1, "mode": "standard"},
+                        max_pool_connections=64, s3={"payload_signing_enabled": False},
+                        # every object is BLAKE3-verified when read: no second, CRC32 pass
+                        response_checksum_validation="when_required",
+                        **({"signature_version": UNSIGNED} if anon else {}))
+        try:
+            session = botocore.session.Session(profile=o.get("profile") or None)
+            return session.create_client(
+                "s3", endpoint_url=o.get("endpoint_url") or None, config=config,
+                aws_access_key_id=None if anon else o.get("key") or None,
+                aws_secret_access_key=None if anon else o.get("secret") or None,
+                aws_session_token=None if anon else o.get("token") or None)
+        except Exception as exc:
+            raise self._error(f"cannot be opened: {_short(exc)}",
+                              "check the -o options with `dvx remote list`") from None
+
+    def _s3_key(self, key: str) -> tuple[str, str]:
+        bucket, _, path = self._path(key).partition("/")
+        return bucket, path
+
+    def _s3_get(self, key: str, **kw: Any) -> Any:
+        """The body of a GET (a botocore ``StreamingBody``); ``KeyNotFound`` if absent."""
+        bucket, path = self._s3_key(key)
+        try:
+            return self._s3.get_object(Bucket=bucket, Key=path, **kw)["Body"]
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise KeyNotFound(key) from None
+            raise
+
+    def _s3_head(self, key: str) -> int:
+        bucket, path = self._s3_key(key)
+        try:
+            return int(self._s3.head_object(Bucket=bucket, Key=path)["ContentLength"])
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise KeyNotFound(key) from None
+            raise
+
+    def _s3_find(self, prefix: str) -> list[tuple[str, int, float | None]]:
+        """Every object below ``prefix`` (a key or a "directory"), as ``_find``."""
+        bucket, base = self._s3_key(prefix)
+        base = base.rstrip("/")
+        root = self.spec.root.rstrip("/") + "/"
+        out = []
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, **({"Prefix": base} if base else {}))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if base and key != base and not key.startswith(base + "/"):
+                    continue  # "index-old/..." is not below "index"
+                full = f"{bucket}/{key}"
+                if not full.startswith(root):
+                    continue
+                out.append((full[len(root):], int(obj.get("Size") or 0), _mtime(obj)))
+        return out
 
     def _endpoint(self) -> tuple[str, int] | None:
         url = self.options.get("endpoint_url")
@@ -322,6 +430,9 @@ class RemoteStorage:
             return False
 
     def size(self, key: str) -> int:
+        if self._s3 is not None:
+            return self._call("inspect", key, lambda: self._s3_head(key))
+
         def call() -> int:
             info = self.fs.info(self._path(key))
             if info.get("type") == "directory":
@@ -330,23 +441,79 @@ class RemoteStorage:
         return self._call("inspect", key, call)
 
     def read(self, key: str) -> bytes:
+        if self._s3 is not None:
+            return self._call("read", key, lambda: bytes(self._s3_get(key).read()))
         return self._call("read", key, lambda: bytes(self.fs.cat_file(self._path(key))))
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)``; raises a RemoteError if fewer come back."""
-        data = self._call("read", key, lambda: bytes(self.fs.cat_file(self._path(key), start=start, end=end)))
+        if self._s3 is not None and end > start:
+            data = self._call("read", key,
+                              lambda: bytes(self._s3_get(key, Range=f"bytes={start}-{end - 1}").read()))
+        else:
+            data = self._call("read", key,
+                              lambda: bytes(self.fs.cat_file(self._path(key), start=start, end=end)))
         if len(data) != end - start:
             raise self._error(f"short read of {key} ({len(data)} of {end - start} bytes)",
                               "re-run; if it persists run `dvx fsck --remote`")
         return data
 
+    def read_into(self, key: str, view: memoryview) -> None:
+        """The whole object into ``view``, which must be exactly its size; raises a
+        RemoteError if it is not (the caller verifies the bytes)."""
+        if self._s3 is not None:
+            self._call("read", key, lambda: self._s3_read_into(key, view))
+            return
+        data = self.read(key)
+        if len(data) != len(view):
+            raise self._error(f"{key} is {len(data)} bytes, not the {len(view)} its index says",
+                              "run `dvx fsck --remote`")
+        view[:] = data
+
+    def _s3_read_into(self, key: str, view: memoryview) -> None:
+        body = self._s3_get(key)
+        try:
+            length = body._content_length
+            if length is not None and int(length) != len(view):
+                raise self._error(f"{key} is {length} bytes, not the {len(view)} its index says",
+                                  "run `dvx fsck --remote`")
+            got = 0
+            # socket to buffer, no copy in between; a short body raises at its end
+            while got < len(view) and (n := body.readinto(view[got:got + DOWNLOAD_BLOCK])):
+                got += n
+            if got != len(view):
+                raise TransientRemoteError(
+                    f"{self.where}: connection failed while trying to read {key} "
+                    f"(incomplete read: {got} of {len(view)} bytes)",
+                    "check the network and endpoint; re-running continues where it stopped")
+        finally:
+            body.close()
+
     def download(self, key: str, local_path: str) -> None:
         """Copy a key to a local file (the caller verifies and renames it)."""
-        self._call("download", key, lambda: self.fs.get_file(self._path(key), local_path))
+        if self._s3 is not None:
+            self._call("download", key, lambda: self._s3_download(key, local_path))
+        else:
+            self._call("download", key, lambda: self.fs.get_file(self._path(key), local_path))
+
+    def _s3_download(self, key: str, local_path: str) -> None:
+        body = self._s3_get(key)
+        try:
+            buf = bytearray(DOWNLOAD_BLOCK)  # one reused buffer: no allocation per block
+            view = memoryview(buf)
+            with open(local_path, "wb") as f:
+                # a short body raises at its end (botocore checks the length it was told)
+                while n := body.readinto(buf):
+                    f.write(view[:n])
+        finally:
+            body.close()
 
     def write(self, key: str, data: bytes) -> None:
         if self.spec.protocol == "file":
             self._call("write", key, lambda: self._local_atomic(key, lambda tmp: _write_file(tmp, data)))
+        elif self._s3 is not None:
+            bucket, path = self._s3_key(key)
+            self._call("write", key, lambda: self._s3.put_object(Bucket=bucket, Key=path, Body=data))
         else:
             self._call("write", key, lambda: self.fs.pipe_file(self._path(key), data))
 
@@ -357,7 +524,16 @@ class RemoteStorage:
             self._call("upload", key,
                        lambda: self._local_atomic(key, lambda tmp: shutil.copyfile(local_path, tmp)))
         else:
-            self._call("upload", key, lambda: self.fs.put_file(local_path, self._path(key)))
+            # one PUT takes up to 5 GiB; s3fs splits larger files into parts
+            direct = self._s3 is not None and os.path.getsize(local_path) < 5 << 30
+            self._call("upload", key, lambda: self._s3_upload(key, local_path)
+                       if direct else self.fs.put_file(local_path, self._path(key)))
+
+    def _s3_upload(self, key: str, local_path: str) -> None:
+        """One PUT (packs are at most a few tens of MiB), the body read from the file."""
+        bucket, path = self._s3_key(key)
+        with open(local_path, "rb") as f:
+            self._s3.put_object(Bucket=bucket, Key=path, Body=f)
 
     def _local_atomic(self, key: str, fill) -> None:  # type: ignore[no-untyped-def]
         final = self._path(key)
@@ -374,6 +550,8 @@ class RemoteStorage:
             raise
 
     def _find(self, prefix: str) -> list[tuple[str, int, float | None]]:
+        if self._s3 is not None:
+            return self._call("list", prefix, lambda: self._s3_find(prefix))
         base = self._path(prefix).rstrip("/")
 
         def call() -> dict[str, Any]:
@@ -404,6 +582,11 @@ class RemoteStorage:
         return [x for x in self._find(prefix) if not os.path.basename(x[0]).startswith(TEMP_PREFIX)]
 
     def delete(self, key: str) -> None:
+        if self._s3 is not None:
+            bucket, path = self._s3_key(key)
+            self._call("delete", key, lambda: self._s3.delete_object(Bucket=bucket, Key=path))
+            return
+
         def call() -> None:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self._path(key))
@@ -433,7 +616,14 @@ class RemoteStorage:
 
         def call() -> None:
             bucket = self.spec.root.split("/")[0]
-            if not self.fs.exists(bucket):
+            if self._s3 is not None:
+                try:
+                    self._s3.head_bucket(Bucket=bucket)
+                except Exception as exc:
+                    if _s3_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                        raise self._missing_bucket() from None
+                    raise
+            elif not self.fs.exists(bucket):
                 raise self._missing_bucket()
         self._call("open", "", call)
 
@@ -486,6 +676,15 @@ def _write_file(path: str, data: bytes) -> None:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    """The error code of a botocore ``ClientError`` (``NoSuchKey``, ``404``, ...)."""
+    resp = getattr(exc, "response", None)
+    if isinstance(resp, dict):
+        code = resp.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
 
 
 def _status_code(exc: BaseException) -> int | None:

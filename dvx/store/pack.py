@@ -94,26 +94,47 @@ def read_footer(path: str) -> tuple[list[PackEntry], str]:
         size = os.fstat(f.fileno()).st_size
         if size < PACK_HEADER.size + FOOTER_TAIL.size:
             raise CorruptObjectError(f"pack {os.path.basename(path)} is truncated ({size} bytes)")
-        magic, version = PACK_HEADER.unpack(f.read(PACK_HEADER.size))
-        if magic != PACK_MAGIC or version != PACK_VERSION:
-            raise CorruptObjectError(f"pack {os.path.basename(path)} has a bad header")
+        head = f.read(PACK_HEADER.size)
         f.seek(size - FOOTER_TAIL.size)
-        count, checksum, end = FOOTER_TAIL.unpack(f.read(FOOTER_TAIL.size))
-        blob_len = count * ENTRY.size
-        if end != PACK_END_MAGIC or blob_len > size - PACK_HEADER.size - FOOTER_TAIL.size:
-            raise CorruptObjectError(f"pack {os.path.basename(path)} has a bad footer")
+        tail = f.read(FOOTER_TAIL.size)
+        count = FOOTER_TAIL.unpack(tail)[0]
+        blob_len = min(count * ENTRY.size, size - PACK_HEADER.size - FOOTER_TAIL.size)
         f.seek(size - FOOTER_TAIL.size - blob_len)
         blob = f.read(blob_len)
+    return _parse_footer(os.path.basename(path), size, head, blob, tail)
+
+
+def parse_footer(label: str, data: bytes | bytearray | memoryview) -> tuple[list[PackEntry], str]:
+    """``read_footer`` of a whole pack held in memory."""
+    with memoryview(data) as view:  # released at once: the caller may close the buffer
+        size = len(view)
+        if size < PACK_HEADER.size + FOOTER_TAIL.size:
+            raise CorruptObjectError(f"pack {label} is truncated ({size} bytes)")
+        tail = bytes(view[size - FOOTER_TAIL.size:])
+        count = FOOTER_TAIL.unpack(tail)[0]
+        blob_len = min(count * ENTRY.size, size - PACK_HEADER.size - FOOTER_TAIL.size)
+        blob = bytes(view[size - FOOTER_TAIL.size - blob_len:size - FOOTER_TAIL.size])
+        head = bytes(view[:PACK_HEADER.size])
+    return _parse_footer(label, size, head, blob, tail)
+
+
+def _parse_footer(label: str, size: int, head: bytes, blob: bytes, tail: bytes) -> tuple[list[PackEntry], str]:
+    magic, version = PACK_HEADER.unpack(head)
+    if magic != PACK_MAGIC or version != PACK_VERSION:
+        raise CorruptObjectError(f"pack {label} has a bad header")
+    count, checksum, end = FOOTER_TAIL.unpack(tail)
+    blob_len = count * ENTRY.size
+    if end != PACK_END_MAGIC or blob_len > size - PACK_HEADER.size - FOOTER_TAIL.size:
+        raise CorruptObjectError(f"pack {label} has a bad footer")
     if blake3(blob).digest() != checksum:
-        raise CorruptObjectError(f"pack {os.path.basename(path)} footer checksum mismatch")
+        raise CorruptObjectError(f"pack {label} footer checksum mismatch")
     data_end = size - FOOTER_TAIL.size - blob_len
     entries = []
     for kind, comp, _res, offset, length, oid in ENTRY.iter_unpack(blob):
         if offset < PACK_HEADER.size or offset + length > data_end:
-            raise CorruptObjectError(f"pack {os.path.basename(path)} entry lies outside its data")
+            raise CorruptObjectError(f"pack {label} entry lies outside its data")
         if comp not in (COMP_NONE, COMP_DELTA):
-            raise CorruptObjectError(f"pack {os.path.basename(path)} uses unknown encoding {comp}",
-                                     "upgrade dvx")
+            raise CorruptObjectError(f"pack {label} uses unknown encoding {comp}", "upgrade dvx")
         entries.append(PackEntry(oid, kind, offset, length, comp))
     return entries, pack_name(blob)
 
