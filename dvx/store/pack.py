@@ -254,4 +254,11 @@ class PackReader:
             with contextlib.suppress(BufferError):  # a live view keeps the mapping
                 self._map.close()
             self._map = None
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        # a Repository dropped without close() (an API user's) must not leak descriptors
+        with contextlib.suppress(Exception):
+            self.close()
