@@ -49,6 +49,7 @@ PACK_TARGET_SIZE = 32 << 20  # also the size pushed to remotes as is: one single
 MAX_QUEUED_BYTES = 32 << 20
 SMALL_OBJECT = 64 << 10
 SMALL_BATCH = 4 << 20
+LAZY_LOOKUPS = 4096  # StoreWriter: questions answered without loading the full index
 
 Location = tuple[str, int, int, int]  # pack name, kind, offset, length
 
@@ -397,7 +398,11 @@ class StoreWriter:
     def __init__(self, store: Store, pack_target: int) -> None:
         self.store = store
         self.pack_target = pack_target
-        self.known = store.full_index()
+        # The store's full index, loaded on first need: a writer that stores a few
+        # objects (re-adding one changed file among a million) asks the pack indexes
+        # directly instead of loading millions of entries (see ``_stored``).
+        self._known: dict[bytes, Location] | None = None
+        self._lookups = 0
         self.pending: set[bytes] = set()
         self.bytes_written = 0
         self.objects_written = 0
@@ -429,8 +434,29 @@ class StoreWriter:
             self.abort()
 
     # -- caller side ------------------------------------------------------------------
+    @property
+    def known(self) -> dict[bytes, Location]:
+        if self._known is None:
+            self._known = self.store.full_index()
+        return self._known
+
+    @known.setter
+    def known(self, value: dict[bytes, Location]) -> None:
+        self._known = value
+
+    def _stored(self, oid: bytes) -> bool:
+        """Whether the store held ``oid`` when this writer started: binary searches of
+        the pack indexes for the first ``LAZY_LOOKUPS`` questions, then the full index."""
+        known = self._known
+        if known is None:
+            self._lookups += 1
+            if self._lookups <= LAZY_LOOKUPS:
+                return self.store.locate(oid) is not None
+            known = self.known
+        return oid in known
+
     def has(self, oid: bytes) -> bool:
-        return oid in self.known or oid in self.pending
+        return oid in self.pending or self._stored(oid)
 
     def _pack(self) -> _OpenPack:
         if self._current is None:
@@ -452,13 +478,13 @@ class StoreWriter:
 
     def add_delta(self, oid: bytes, base: bytes, prefix: int, suffix: int, middle: bytes | memoryview) -> bool:
         """Store a chunk as a delta against ``base`` (a chunk stored whole)."""
-        if oid in self.known or oid in self.pending:
+        if oid in self.pending or self._stored(oid):
             return False
         return self.add(KIND_CHUNK, oid, DELTA_HEADER.pack(base, prefix, suffix) + bytes(middle), COMP_DELTA)
 
     def add(self, kind: int, oid: bytes, data: bytes | memoryview, comp: int = 0) -> bool:
         """Store one object unless present; returns whether it was written."""
-        if oid in self.known or oid in self.pending:
+        if oid in self.pending or self._stored(oid):
             return False
         pack = self._pack()
         pack.entries.append(PackEntry(oid, kind, pack.size, len(data), comp))
@@ -482,7 +508,7 @@ class StoreWriter:
     def add_small(self, kind: int, oid: bytes, data: bytes | memoryview) -> None:
         """``add`` for an object known to be below SMALL_OBJECT (the per-file hot path
         of adding many small files)."""
-        if oid in self.known or oid in self.pending:
+        if oid in self.pending or self._stored(oid):
             return
         pack = self._current or self._pack()
         n = len(data)
@@ -517,7 +543,7 @@ class StoreWriter:
         pack = self._pack()
         self._flush_small()
         for oid, start, end in spans:
-            if oid in self.known or oid in self.pending:
+            if oid in self.pending or self._stored(oid):
                 continue
             if pack.size >= self.pack_target:
                 self._flush_small()
