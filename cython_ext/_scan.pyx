@@ -210,3 +210,279 @@ def read_files(list paths, list sizes):
         return data, out
     finally:
         free(cpaths); free(csizes); free(res)
+
+
+# -- per-directory scan (dvx.workspace.scan_dirs) -------------------------------------
+#
+# One record per directory: its entries sorted by the bytes of their names, each a
+# fixed 36-byte head (ENTRY_HEAD in dvx/workspace.py) followed by the name, and for a
+# link a 2-byte target length and the target. Equal records mean equal entries with
+# equal stats, so a directory is compared with its cached state in one memcmp, and
+# no Python object is made per file unless the caller asks (parse_entries,
+# diff_entries).
+
+from libc.string cimport memcpy, memcmp
+from libc.stdlib cimport realloc
+
+cdef enum:
+    HEAD_SIZE = 36
+    K_FILE = 1
+    K_DIR = 2
+    K_LINK = 3
+    K_SPECIAL = 4
+
+
+cdef packed struct _Head:
+    unsigned short name_len
+    unsigned char kind
+    unsigned char exe
+    unsigned long long ino
+    unsigned long long size
+    long long mtime
+    long long ctime
+
+
+cdef struct _Buf:
+    char* data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int _reserve(_Buf* b, Py_ssize_t more) except -1:
+    cdef Py_ssize_t cap
+    cdef char* p
+    if b.len + more <= b.cap:
+        return 0
+    cap = max(b.cap * 2, b.len + more, 4096)
+    p = <char*> realloc(b.data, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.data = p
+    b.cap = cap
+    return 0
+
+
+cdef inline void _put(_Buf* b, const void* src, Py_ssize_t n) noexcept:
+    memcpy(b.data + b.len, src, n)
+    b.len += n
+
+
+def scan_dirs(str top, bint recursive=True):
+    """Walk ``top`` (never following a symlink) and return ``[(rel_dir, record), ...]``,
+    one per directory, ``""`` first, parents before children, siblings in name order
+    (only ``top`` itself unless ``recursive``).
+    ``dvx.workspace.scan_dirs_reference`` is the pure-Python equivalent."""
+    cdef stat_ns st
+    cdef DIR* d
+    cdef dirent* ent
+    cdef int fd, sub, rc
+    cdef char linkbuf[4097]
+    cdef ssize_t n
+    cdef _Head h
+    cdef _Buf buf
+    cdef unsigned short tlen
+    cdef bytes name
+    cdef const char* cname
+    cdef bytes top_b = os.fsencode(top)
+    buf.data = NULL
+    buf.len = buf.cap = 0
+    out = []
+    fd = openat(AT_FDCWD, top_b, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if fd < 0:
+        raise OSError(errno, os.strerror(errno), top)
+    stack = [("", fd)]
+    try:
+        while stack:
+            prefix, fd = stack.pop()
+            d = fdopendir(fd)
+            if d == NULL:
+                close(fd)
+                raise OSError(errno, os.strerror(errno), os.path.join(top, prefix))
+            names = []
+            subdirs = []
+            try:
+                while True:
+                    ent = readdir(d)
+                    if ent == NULL:
+                        break
+                    if strcmp(ent.d_name, b".") == 0 or strcmp(ent.d_name, b"..") == 0:
+                        continue
+                    names.append(<bytes> ent.d_name)
+                names.sort()
+                buf.len = 0
+                for name in names:
+                    cname = name
+                    with nogil:
+                        rc = fstatat(fd, cname, &st, AT_SYMLINK_NOFOLLOW)
+                    if rc != 0:
+                        if errno == ENOENT:
+                            continue  # vanished while scanning
+                        raise OSError(errno, os.strerror(errno),
+                                      os.path.join(top, prefix + _decode(cname)))
+                    h.name_len = len(name)
+                    h.exe = 0
+                    h.ino = 0
+                    h.size = 0
+                    h.mtime = 0
+                    h.ctime = 0
+                    tlen = 0
+                    if S_ISREG(st.st_mode):
+                        h.kind = K_FILE
+                        h.exe = 1 if st.st_mode & 0o100 else 0
+                        h.ino = st.st_ino
+                        h.size = st.st_size
+                        h.mtime = st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
+                        h.ctime = st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
+                    elif S_ISDIR(st.st_mode):
+                        h.kind = K_DIR
+                        if recursive:
+                            sub = openat(fd, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                            if sub < 0:
+                                if errno == ENOENT or errno == ENOTDIR or errno == ELOOP:
+                                    continue  # replaced meanwhile
+                                raise OSError(errno, os.strerror(errno),
+                                              os.path.join(top, prefix + _decode(cname)))
+                            subdirs.append((prefix + _decode(cname), sub))
+                    elif S_ISLNK(st.st_mode):
+                        n = readlinkat(fd, cname, linkbuf, 4096)
+                        if n < 0:
+                            if errno == ENOENT:
+                                continue
+                            raise OSError(errno, os.strerror(errno),
+                                          os.path.join(top, prefix + _decode(cname)))
+                        h.kind = K_LINK
+                        h.size = n
+                        tlen = <unsigned short> n
+                    else:
+                        h.kind = K_SPECIAL
+                        h.size = st.st_mode
+                    _reserve(&buf, HEAD_SIZE + h.name_len + 2 + tlen)
+                    _put(&buf, &h, HEAD_SIZE)
+                    _put(&buf, cname, h.name_len)
+                    if h.kind == K_LINK:
+                        _put(&buf, &tlen, 2)
+                        _put(&buf, linkbuf, tlen)
+            except BaseException:
+                for _r, sub in subdirs:
+                    close(sub)
+                raise
+            finally:
+                closedir(d)  # also closes fd
+            out.append((prefix.rstrip("/") if prefix else "",
+                        PyBytes_FromStringAndSize(buf.data, buf.len)))
+            for rel, sub in reversed(subdirs):
+                stack.append((rel + "/", sub))
+    finally:
+        free(buf.data)
+        for _p, fd in stack:
+            close(fd)
+    return out
+
+
+def parse_entries(bytes record):
+    """The entries of one directory record: ``[(name, kind, exec, ino, size, mtime_ns,
+    ctime_ns, link_target_or_None), ...]`` (names decoded with surrogateescape)."""
+    cdef const char* p = record
+    cdef Py_ssize_t pos = 0, end = len(record)
+    cdef _Head h
+    cdef unsigned short tlen
+    out = []
+    while pos < end:
+        if pos + HEAD_SIZE > end:
+            raise ValueError("truncated directory record")
+        memcpy(&h, p + pos, HEAD_SIZE)
+        pos += HEAD_SIZE
+        name = _decode_n(p + pos, h.name_len)
+        pos += h.name_len
+        target = None
+        if h.kind == K_LINK:
+            memcpy(&tlen, p + pos, 2)
+            pos += 2
+            target = p[pos:pos + tlen].decode("utf-8", "surrogateescape")
+            pos += tlen
+        out.append((name, h.kind, h.exe, h.ino, h.size, h.mtime, h.ctime, target))
+    if pos != end:
+        raise ValueError("truncated directory record")
+    return out
+
+
+cdef inline object _decode_n(const char* raw, Py_ssize_t n):
+    return raw[:n].decode("utf-8", "surrogateescape")
+
+
+cdef inline Py_ssize_t _entry_len(const char* p, Py_ssize_t pos) noexcept:
+    cdef _Head h
+    cdef unsigned short tlen
+    memcpy(&h, p + pos, HEAD_SIZE)
+    if h.kind == K_LINK:
+        memcpy(&tlen, p + pos + HEAD_SIZE + h.name_len, 2)
+        return HEAD_SIZE + h.name_len + 2 + tlen
+    return HEAD_SIZE + h.name_len
+
+
+cdef inline int _name_cmp(const char* a, Py_ssize_t apos, const char* b, Py_ssize_t bpos) noexcept:
+    cdef unsigned short alen, blen
+    cdef int c
+    memcpy(&alen, a + apos, 2)
+    memcpy(&blen, b + bpos, 2)
+    c = memcmp(a + apos + HEAD_SIZE, b + bpos + HEAD_SIZE, alen if alen < blen else blen)
+    if c != 0:
+        return c
+    return (alen > blen) - (alen < blen)
+
+
+def diff_entries(bytes old, bytes new):
+    """Entries that differ between two records of one directory (a merge of the two
+    sorted lists in C): ``[(name, old_index, new_index), ...]`` in name order, with -1
+    for a side that lacks the name, indexes counting entries from 0. Entries equal in
+    every byte (kind, stat, link target) are left out."""
+    cdef const char* a = old
+    cdef const char* b = new
+    cdef Py_ssize_t ap = 0, bp = 0, aend = len(old), bend = len(new)
+    cdef Py_ssize_t ai = 0, bi = 0, alen, blen
+    cdef unsigned short nlen
+    cdef int c
+    out = []
+    while ap < aend or bp < bend:
+        if ap >= aend:
+            c = 1
+        elif bp >= bend:
+            c = -1
+        else:
+            c = _name_cmp(a, ap, b, bp)
+        if c < 0:
+            memcpy(&nlen, a + ap, 2)
+            out.append((_decode_n(a + ap + HEAD_SIZE, nlen), ai, -1))
+            ap += _entry_len(a, ap)
+            ai += 1
+        elif c > 0:
+            memcpy(&nlen, b + bp, 2)
+            out.append((_decode_n(b + bp + HEAD_SIZE, nlen), -1, bi))
+            bp += _entry_len(b, bp)
+            bi += 1
+        else:
+            alen = _entry_len(a, ap)
+            blen = _entry_len(b, bp)
+            if alen != blen or memcmp(a + ap, b + bp, alen) != 0:
+                memcpy(&nlen, b + bp, 2)
+                out.append((_decode_n(b + bp + HEAD_SIZE, nlen), ai, bi))
+            ap += alen
+            bp += blen
+            ai += 1
+            bi += 1
+    return out
+
+
+def racy_entries(bytes record, long long limit):
+    """Indexes of the file entries of a record whose mtime is not before ``limit``."""
+    cdef const char* p = record
+    cdef Py_ssize_t pos = 0, end = len(record), i = 0
+    cdef _Head h
+    out = []
+    while pos < end:
+        memcpy(&h, p + pos, HEAD_SIZE)
+        if h.kind == K_FILE and h.mtime >= limit:
+            out.append(i)
+        pos += _entry_len(p, pos)
+        i += 1
+    return out

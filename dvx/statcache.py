@@ -1,10 +1,15 @@
 """The stat cache: lets ``status``/``add`` skip reading files that did not change.
 
-One file per tracked path under ``.dvx/state/stat/``. It maps each file (relative to
-the tracked path) to the ``(inode, size, mtime_ns, ctime_ns, executable)`` it had when
-hashed and to its manifest id, plus the tree/manifest id all entries together make.
-It is a cache: any read problem means "empty", never an error, and it is rewritten
-atomically.
+One file per tracked path under ``.dvx/state/stat/``. For a tracked file
+(``CacheRecord``) it holds the ``(inode, size, mtime_ns, ctime_ns, executable)`` the
+file had when hashed and its manifest id. For a tracked directory (``TreeRecord``) it
+holds one ``DirRecord`` per directory: the directory's scan record (its entries with
+their stats, ``dvx.workspace.scan_dirs``), the manifest id of each file in it, and the
+tree id, size and file count of the subtree it roots. A directory whose record and
+whose subdirectories' tree ids are unchanged keeps its tree id without reading or
+building anything, so the work of ``status``/``add``/``checkout`` follows what changed,
+not the size of the tree. It is a cache: any read problem means "empty", never an
+error, and it is rewritten atomically.
 
 Racy entries (git's "racy clean" problem): a file modified within the timestamp
 granularity after it was hashed could keep its old mtime. Entries whose mtime is not
@@ -24,6 +29,8 @@ from blake3 import blake3
 from dvx.fsutil import write_cache_file
 
 MAGIC = b"DVXSTAT2"
+TREE_MAGIC = b"DVXSTAT3"
+NO_ID = bytes(32)  # in DirRecord.ids: not a file, or no trusted id
 RACY_NS = 20_000_000  # 20 ms: well above ext4/xfs timestamp granularity
 
 Stat = tuple[int, int, int, int, int]  # ino, size, mtime_ns, ctime_ns, exec
@@ -41,6 +48,36 @@ class CacheRecord:
     ids: dict[str, bytes] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     dirs: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class DirRecord:
+    """One directory of a tracked tree as it was last hashed or checked out."""
+
+    record: bytes  # its scan record (sorted entries with their stats)
+    ids: bytes  # 32 bytes per entry of ``record``: manifest id of a file, else NO_ID
+    tree: bytes  # id of the tree this directory roots
+    size: int  # bytes of data below it
+    files: int  # files below it
+    subs: bytes  # the tree ids of its subdirectories (in record order) when ``tree`` was built
+    trusted: bool  # every file has an id that is not racy: ``tree`` may be reused
+
+
+@dataclass
+class TreeRecord:
+    root_id: bytes | None = None  # tree id of the whole tracked directory (trusted)
+    scan_start_ns: int = 0
+    dirs: dict[str, DirRecord] = field(default_factory=dict)
+
+
+def scan_fingerprint(dirs: list[tuple[str, bytes]]) -> bytes:
+    """BLAKE3 of a directory scan (``dvx.workspace.scan_dirs``): equal fingerprints mean
+    equal entries with equal stats, so a clean check loads nothing else."""
+    h = blake3()
+    for rel, record in dirs:
+        h.update(b"%d:%s\0%d\0" % (len(rel), rel.encode("utf-8", "surrogateescape"), len(record)))
+        h.update(record)
+    return h.digest()
 
 
 def fingerprint(files: dict[str, Stat], links: dict[str, str], dirs: frozenset[str] | set[str]) -> bytes:
@@ -97,6 +134,33 @@ class StatCache:
                               tuple(sorted(rec.dirs))))
         write_cache_file(self._path(target), MAGIC + blob)  # one that cannot be written is only slower
         self.save_head(target, root, fingerprint(rec.stats, rec.links, rec.dirs))
+
+    def load_tree(self, target: str) -> TreeRecord:
+        try:
+            with open(self._path(target), "rb") as f:
+                data = f.read()
+            if not data.startswith(TREE_MAGIC):
+                return TreeRecord()
+            name, root, start, dirs = marshal.loads(memoryview(data)[len(TREE_MAGIC):])
+            if name != target:
+                return TreeRecord()
+            return TreeRecord(root, start, {d[0]: DirRecord(*d[1:]) for d in dirs})
+        except (OSError, EOFError, ValueError, TypeError, IndexError):
+            return TreeRecord()
+
+    def save_tree(self, target: str, rec: TreeRecord, fp: bytes | None) -> None:
+        """Write a tree's cache; ``rec.root_id`` only when every directory is trusted, and
+        the head (root id, scan fingerprint ``fp``) only then."""
+        root = rec.root_id if all(d.trusted for d in rec.dirs.values()) else None
+        blob = marshal.dumps((target, root, rec.scan_start_ns,
+                              [(rel, d.record, d.ids, d.tree, d.size, d.files, d.subs, d.trusted)
+                               for rel, d in rec.dirs.items()]))
+        write_cache_file(self._path(target), TREE_MAGIC + blob)
+        if root is not None and fp is not None:
+            self.save_head(target, root, fp)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(target)[:-6] + ".head")
 
     def drop(self, target: str) -> None:
         for path in (self._path(target), self._path(target)[:-6] + ".head"):
