@@ -379,30 +379,32 @@ def scan_dirs(str top, bint recursive=True):
     return out
 
 
+cdef tuple _entry_at(const char* p, Py_ssize_t pos):
+    cdef _Head h
+    cdef unsigned short tlen
+    memcpy(&h, p + pos, HEAD_SIZE)
+    name = _decode_n(p + pos + HEAD_SIZE, h.name_len)
+    target = None
+    if h.kind == K_LINK:
+        memcpy(&tlen, p + pos + HEAD_SIZE + h.name_len, 2)
+        target = _decode_n(p + pos + HEAD_SIZE + h.name_len + 2, tlen)
+    return (name, h.kind, h.exe, h.ino, h.size, h.mtime, h.ctime, target)
+
+
 def parse_entries(bytes record):
     """The entries of one directory record: ``[(name, kind, exec, ino, size, mtime_ns,
     ctime_ns, link_target_or_None), ...]`` (names decoded with surrogateescape)."""
     cdef const char* p = record
-    cdef Py_ssize_t pos = 0, end = len(record)
-    cdef _Head h
-    cdef unsigned short tlen
+    cdef Py_ssize_t pos = 0, end = len(record), n
     out = []
     while pos < end:
         if pos + HEAD_SIZE > end:
             raise ValueError("truncated directory record")
-        memcpy(&h, p + pos, HEAD_SIZE)
-        pos += HEAD_SIZE
-        name = _decode_n(p + pos, h.name_len)
-        pos += h.name_len
-        target = None
-        if h.kind == K_LINK:
-            memcpy(&tlen, p + pos, 2)
-            pos += 2
-            target = p[pos:pos + tlen].decode("utf-8", "surrogateescape")
-            pos += tlen
-        out.append((name, h.kind, h.exe, h.ino, h.size, h.mtime, h.ctime, target))
-    if pos != end:
-        raise ValueError("truncated directory record")
+        n = _entry_len(p, pos)
+        if pos + n > end:
+            raise ValueError("truncated directory record")
+        out.append(_entry_at(p, pos))
+        pos += n
     return out
 
 
@@ -433,14 +435,14 @@ cdef inline int _name_cmp(const char* a, Py_ssize_t apos, const char* b, Py_ssiz
 
 def diff_entries(bytes old, bytes new):
     """Entries that differ between two records of one directory (a merge of the two
-    sorted lists in C): ``[(name, old_index, new_index), ...]`` in name order, with -1
-    for a side that lacks the name, indexes counting entries from 0. Entries equal in
-    every byte (kind, stat, link target) are left out."""
+    sorted lists in C): ``[(name, old_index, new_index, old_entry, new_entry), ...]`` in
+    name order, with -1 and None for a side that lacks the name, indexes counting
+    entries from 0, entries as ``parse_entries`` gives them. Entries equal in every
+    byte (kind, stat, link target) are left out."""
     cdef const char* a = old
     cdef const char* b = new
     cdef Py_ssize_t ap = 0, bp = 0, aend = len(old), bend = len(new)
     cdef Py_ssize_t ai = 0, bi = 0, alen, blen
-    cdef unsigned short nlen
     cdef int c
     out = []
     while ap < aend or bp < bend:
@@ -451,21 +453,21 @@ def diff_entries(bytes old, bytes new):
         else:
             c = _name_cmp(a, ap, b, bp)
         if c < 0:
-            memcpy(&nlen, a + ap, 2)
-            out.append((_decode_n(a + ap + HEAD_SIZE, nlen), ai, -1))
+            e = _entry_at(a, ap)
+            out.append((e[0], ai, -1, e, None))
             ap += _entry_len(a, ap)
             ai += 1
         elif c > 0:
-            memcpy(&nlen, b + bp, 2)
-            out.append((_decode_n(b + bp + HEAD_SIZE, nlen), -1, bi))
+            e = _entry_at(b, bp)
+            out.append((e[0], -1, bi, None, e))
             bp += _entry_len(b, bp)
             bi += 1
         else:
             alen = _entry_len(a, ap)
             blen = _entry_len(b, bp)
             if alen != blen or memcmp(a + ap, b + bp, alen) != 0:
-                memcpy(&nlen, b + bp, 2)
-                out.append((_decode_n(b + bp + HEAD_SIZE, nlen), ai, bi))
+                e = _entry_at(b, bp)
+                out.append((e[0], ai, bi, _entry_at(a, ap), e))
             ap += alen
             bp += blen
             ai += 1

@@ -114,16 +114,18 @@ def _raw_entries(record: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def diff_entries_reference(old: bytes, new: bytes) -> list[tuple[str, int, int]]:
+def diff_entries_reference(old: bytes, new: bytes) -> list[tuple[str, int, int, Entry | None, Entry | None]]:
     a, b = _raw_entries(old), _raw_entries(new)
+    pa, pb = parse_entries_reference(old), parse_entries_reference(new)
     ai = {name: (i, raw) for i, (name, raw) in enumerate(a)}
     bi = {name: (i, raw) for i, (name, raw) in enumerate(b)}
-    out = []
+    out: list[tuple[str, int, int, Entry | None, Entry | None]] = []
     for name in sorted(set(ai) | set(bi)):
         x, y = ai.get(name), bi.get(name)
         if x is not None and y is not None and x[1] == y[1]:
             continue
-        out.append((name.decode("utf-8", "surrogateescape"), x[0] if x else -1, y[0] if y else -1))
+        out.append((name.decode("utf-8", "surrogateescape"), x[0] if x else -1, y[0] if y else -1,
+                    pa[x[0]] if x else None, pb[y[0]] if y else None))
     return out
 
 
