@@ -7,6 +7,7 @@ and sound. Problems are collected, never raised, so one run reports them all.
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass, field
 
@@ -14,11 +15,11 @@ from blake3 import blake3
 
 from dvx.errors import DvxError
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE
-from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree, parse_chunk_list
+from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree, parse_chunk_list, tree_refs
 from dvx.pointer import POINTER_SUFFIX, Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.store.pack import COMP_DELTA, IdxFile, read_footer
+from dvx.store.pack import COMP_DELTA, IdxFile, PackEntry, read_footer
 from dvx.tracked import find_tracked
 
 
@@ -69,9 +70,11 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     total = sum(os.path.getsize(store.pack_path(n)) for n in names
                 if os.path.exists(store.pack_path(n)))
     progress.start("verifying packs", total, unit="bytes")
+    verified: set[str] = set()  # packs whose every object was hashed and parsed here
     for name in names:
         report.packs += 1
-        _check_pack(repo, name, report, bad, progress)
+        if _check_pack(repo, name, report, bad, progress):
+            verified.add(name)
     progress.finish()
     for leftover in sorted(os.listdir(store.packs_dir)) if os.path.isdir(store.packs_dir) else []:
         if leftover.endswith(".pack") and leftover[:-5] not in names:
@@ -99,7 +102,7 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     missing: dict[bytes, Problem] = {}
     for target, p in sorted(pointers.items()):
         kind = KIND_MANIFEST if p.kind == "file" else KIND_TREE
-        _reach(store, index, p.oid, kind, target, bad, missing)
+        _reach(store, index, p.oid, kind, target, bad, missing, verified)
         _check_pointer_fields(store, index, target, p, bad, report)
     report.problems.extend(missing.values())
     report.problems.extend(bad.values())
@@ -113,31 +116,43 @@ def leftover_note(leftovers: list[tuple[str, int]]) -> str:
 
 
 def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes, Problem],
-                progress: Progress) -> None:
+                progress: Progress) -> bool:
+    """Check one pack; returns whether every object in it was hashed and parsed."""
     store = repo.store
     try:
         footer, footer_name = read_footer(store.pack_path(name))
         idx = IdxFile(store.idx_path(name), name)
     except (DvxError, OSError) as exc:
         report.problems.append(Problem("pack", name, str(exc)))
-        return
+        return False
     if footer_name != name:
         report.problems.append(Problem("pack", name, f"pack footer names it {footer_name}"))
-    if sorted((e.oid, e.kind, e.offset, e.length, e.comp) for e in footer) != \
-            [(e.oid, e.kind, e.offset, e.length, e.comp) for e in idx.entries()]:
+    if sorted(footer, key=_by_oid) != idx.entries():  # PackEntry tuples: every field compared
         report.problems.append(Problem("pack", name, "index does not match the pack footer"))
+    parse = {KIND_MANIFEST: ManifestHead.parse, KIND_CHUNK_LIST: parse_chunk_list, KIND_TREE: Tree.check}
     with open(store.pack_path(name), "rb") as f:
-        for e in sorted(footer, key=lambda e: e.offset):
+        try:
+            view: memoryview | None = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        except (OSError, ValueError):
+            view = None
+        done = 0
+        for e in footer:  # in offset order, as written
             report.objects += 1
-            f.seek(e.offset)
-            data = f.read(e.length)
-            progress.advance(e.length)
+            if view is not None:
+                data: bytes | memoryview = view[e.offset:e.offset + e.length]
+            else:
+                f.seek(e.offset)
+                data = f.read(e.length)
+            done += e.length
+            if done >= PROGRESS_STEP:
+                progress.advance(done)
+                done = 0
             if e.kind not in CONTEXTS:
                 bad[e.oid] = Problem("object", e.oid.hex(), f"unknown kind {e.kind} in pack {name}")
                 continue
             if e.comp == COMP_DELTA:
                 try:
-                    data = store.expand_delta(e.oid, data, name)
+                    data = store.expand_delta(e.oid, bytes(data), name)
                 except DvxError as exc:
                     bad[e.oid] = Problem("object", e.oid.hex(), f"delta in pack {name}: {exc.message}")
                     continue
@@ -145,20 +160,28 @@ def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes
                 bad[e.oid] = Problem("object", e.oid.hex(),
                                      f"{KIND_NAMES[e.kind]} in pack {name} is corrupted (hash mismatch)")
                 continue
-            try:
-                if e.kind == KIND_MANIFEST:
-                    ManifestHead.parse(data)
-                elif e.kind == KIND_CHUNK_LIST:
-                    parse_chunk_list(data)
-                elif e.kind == KIND_TREE:
-                    Tree.parse(data)
-            except DvxError as exc:
-                bad[e.oid] = Problem("object", e.oid.hex(), str(exc))
+            check = parse.get(e.kind)
+            if check is not None:
+                try:
+                    check(data)
+                except DvxError as exc:
+                    bad[e.oid] = Problem("object", e.oid.hex(), str(exc))
+        progress.advance(done)
+    return True
+
+
+PROGRESS_STEP = 1 << 20
+
+
+def _by_oid(e: PackEntry) -> bytes:
+    return e.oid
 
 
 def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, Problem],  # type: ignore[no-untyped-def]
-           missing: dict[bytes, Problem]) -> None:
-    """Walk everything a pointer reaches, recording users of bad or missing objects."""
+           missing: dict[bytes, Problem], verified: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Walk everything a pointer reaches, recording users of bad or missing objects.
+    Objects of ``verified`` packs were hashed and parsed by the pack scan: they are read
+    straight from the pack's mapping, without hashing or checking them again."""
     stack = [(root, kind, target)]
     while stack:  # paths are unique, so each (object, path) is visited once
         oid, k, path = stack.pop()
@@ -177,8 +200,11 @@ def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, P
         if k == KIND_CHUNK:
             continue
         try:
-            data = store.read(oid, k)
-        except DvxError:
+            if loc[0] in verified:
+                data: bytes | memoryview = store._reader(loc[0]).view()[loc[2]:loc[2] + loc[3]]
+            else:
+                data = store.read(oid, k)
+        except (DvxError, OSError):
             continue  # reported by the pack scan
         if k == KIND_MANIFEST:
             head = ManifestHead.parse(data)
@@ -191,11 +217,12 @@ def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, P
                 if cid in bad or cid not in index:
                     stack.append((cid, KIND_CHUNK, path))
         else:
-            for e in Tree.parse(data).entries:
-                if e.kind == ENTRY_FILE and e.oid is not None:
-                    stack.append((e.oid, KIND_MANIFEST, f"{path}/{e.name}"))
-                elif e.kind == ENTRY_TREE and e.oid is not None:
-                    stack.append((e.oid, KIND_TREE, f"{path}/{e.name}"))
+            for name, ekind, eid in (tree_refs(data) if loc[0] in verified else
+                                     [(e.name, e.kind, e.oid) for e in Tree.parse(data).entries]):
+                if ekind == ENTRY_FILE and eid is not None:
+                    stack.append((eid, KIND_MANIFEST, f"{path}/{name}"))
+                elif ekind == ENTRY_TREE and eid is not None:
+                    stack.append((eid, KIND_TREE, f"{path}/{name}"))
 
 
 def _used(prob: Problem, path: str, target: str) -> None:
