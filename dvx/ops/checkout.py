@@ -280,7 +280,10 @@ def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result 
             sub_ids = {k: c.subs[i * 32:(i + 1) * 32] for i, k in enumerate(ckids.get(rel, []))}
             for k, kid in sub_ids.items():
                 stack.append((k, kid))
+            plan.unchanged += c.files - sum(rec.dirs[k].files for k in sub_ids if k in rec.dirs)
             for name, ai, _bi, oe, ne in treescan.diff_entries(c.record, cur or b""):
+                if oe is not None and oe[1] == treescan.K_FILE:
+                    plan.unchanged -= 1  # counted above; _plan_entry decides
                 pe: _PEntry | None = None
                 if oe is not None and oe[1] != treescan.K_SPECIAL:
                     ref: bytes | str = c.ids[ai * 32:(ai + 1) * 32] if oe[1] == treescan.K_FILE else \
@@ -354,7 +357,6 @@ def _plan_entry(repo: Repository, plan: _Plan, abs_path: str, name: str, where: 
     elif wkind == treescan.K_LINK:
         assert ne is not None
         if pkind == ENTRY_LINK and pe is not None and pe[4] == ne[7]:
-            plan.unchanged += 1
             return
         plan.remove.append(name)
     if pkind == ENTRY_FILE:
