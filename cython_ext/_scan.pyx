@@ -8,7 +8,8 @@ link mid-scan is not entered.
 """
 
 from libc.errno cimport errno, ENOENT, ENOTDIR, ELOOP
-from libc.string cimport strcmp
+from libc.string cimport strcmp, strlen
+from libc.errno cimport ENOMEM
 from posix.time cimport timespec
 
 cdef extern from "<sys/stat.h>" nogil:
@@ -248,133 +249,209 @@ cdef struct _Buf:
     Py_ssize_t cap
 
 
-cdef int _reserve(_Buf* b, Py_ssize_t more) except -1:
+cdef inline void _put(_Buf* b, const void* src, Py_ssize_t n) noexcept nogil:
+    memcpy(b.data + b.len, src, n)
+    b.len += n
+
+
+cdef extern from "<stdlib.h>" nogil:
+    void qsort(void* base, size_t nmemb, size_t size, int (*compar)(const void*, const void*))
+
+
+cdef struct _Ent:
+    Py_ssize_t off  # of the name in the arena
+    char* name
+    int sub  # an open subdirectory (recursive scans), else -1
+
+
+cdef int _cmp_ent(const void* a, const void* b) noexcept nogil:
+    return strcmp((<_Ent*> a).name, (<_Ent*> b).name)
+
+
+cdef int _scan_c(int fd, bint recursive, _Buf* arena, _Buf* ents, _Buf* rec,
+                 Py_ssize_t* count, Py_ssize_t* bad) noexcept nogil:
+    """List, sort and stat one directory (fd is closed). Returns 0, or an errno with
+    ``bad`` the entry it concerns (-1: the directory itself). Never raises."""
+    cdef DIR* d = fdopendir(fd)
+    cdef dirent* ent
+    cdef Py_ssize_t n = 0, i, nlen
+    cdef _Ent* e
+    cdef stat_ns st
+    cdef _Head h
+    cdef char linkbuf[4097]
+    cdef ssize_t ln
+    cdef unsigned short tlen
+    cdef int err = 0
+    arena.len = ents.len = rec.len = 0
+    bad[0] = -1
+    if d == NULL:
+        err = errno
+        close(fd)
+        return err
+    while True:
+        ent = readdir(d)
+        if ent == NULL:
+            break
+        if strcmp(ent.d_name, b".") == 0 or strcmp(ent.d_name, b"..") == 0:
+            continue
+        nlen = strlen(ent.d_name)
+        if _reserve_c(arena, nlen + 1) or _reserve_c(ents, sizeof(_Ent)):
+            closedir(d)
+            return ENOMEM
+        e = <_Ent*> (ents.data + ents.len)
+        e.off = arena.len
+        e.sub = -1
+        memcpy(arena.data + arena.len, ent.d_name, nlen + 1)
+        arena.len += nlen + 1
+        ents.len += sizeof(_Ent)
+        n += 1
+    e = <_Ent*> ents.data
+    for i in range(n):
+        e[i].name = arena.data + e[i].off
+    qsort(e, n, sizeof(_Ent), _cmp_ent)
+    for i in range(n):
+        if fstatat(fd, e[i].name, &st, AT_SYMLINK_NOFOLLOW) != 0:
+            if errno == ENOENT:
+                e[i].name = NULL  # vanished while scanning
+                continue
+            err = errno
+            bad[0] = i
+            break
+        nlen = strlen(e[i].name)
+        h.name_len = <unsigned short> nlen
+        h.exe = 0
+        h.ino = 0
+        h.size = 0
+        h.mtime = 0
+        h.ctime = 0
+        tlen = 0
+        if S_ISREG(st.st_mode):
+            h.kind = K_FILE
+            h.exe = 1 if st.st_mode & 0o100 else 0
+            h.ino = st.st_ino
+            h.size = st.st_size
+            h.mtime = st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
+            h.ctime = st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
+        elif S_ISDIR(st.st_mode):
+            h.kind = K_DIR
+            if recursive:
+                e[i].sub = openat(fd, e[i].name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if e[i].sub < 0:
+                    e[i].sub = -1
+                    if errno == ENOENT or errno == ENOTDIR or errno == ELOOP:
+                        e[i].name = NULL  # replaced meanwhile
+                        continue
+                    err = errno
+                    bad[0] = i
+                    break
+        elif S_ISLNK(st.st_mode):
+            ln = readlinkat(fd, e[i].name, linkbuf, 4096)
+            if ln < 0:
+                if errno == ENOENT:
+                    e[i].name = NULL
+                    continue
+                err = errno
+                bad[0] = i
+                break
+            h.kind = K_LINK
+            h.size = ln
+            tlen = <unsigned short> ln
+        else:
+            h.kind = K_SPECIAL
+            h.size = st.st_mode
+        if _reserve_c(rec, HEAD_SIZE + nlen + 2 + tlen):
+            err = ENOMEM
+            break
+        _put(rec, &h, HEAD_SIZE)
+        _put(rec, e[i].name, nlen)
+        if h.kind == K_LINK:
+            _put(rec, &tlen, 2)
+            _put(rec, linkbuf, tlen)
+    count[0] = n
+    closedir(d)  # also closes fd
+    if err:
+        for i in range(n):
+            if e[i].sub >= 0:
+                close(e[i].sub)
+                e[i].sub = -1
+    return err
+
+
+cdef int _reserve_c(_Buf* b, Py_ssize_t more) noexcept nogil:
     cdef Py_ssize_t cap
     cdef char* p
     if b.len + more <= b.cap:
         return 0
-    cap = max(b.cap * 2, b.len + more, 4096)
+    cap = b.cap * 2
+    if cap < b.len + more:
+        cap = b.len + more
+    if cap < 4096:
+        cap = 4096
     p = <char*> realloc(b.data, cap)
     if p == NULL:
-        raise MemoryError()
+        return 1
     b.data = p
     b.cap = cap
     return 0
 
 
-cdef inline void _put(_Buf* b, const void* src, Py_ssize_t n) noexcept:
-    memcpy(b.data + b.len, src, n)
-    b.len += n
+def scan_one(int fd, str where, bint recursive=True):
+    """The record of the directory open at ``fd`` (which this closes) and its
+    subdirectories as ``[(name, fd), ...]`` (open when ``recursive``, else -1), for
+    the caller to scan in turn: the listing, sorting and one ``fstatat`` per entry run
+    without the GIL, so several threads can scan different directories at once.
+    ``where`` names the directory in errors."""
+    cdef _Buf arena, ents, rec
+    cdef Py_ssize_t count = 0, bad = -1, i
+    cdef int err
+    cdef _Ent* e
+    arena.data = ents.data = rec.data = NULL
+    arena.len = arena.cap = ents.len = ents.cap = rec.len = rec.cap = 0
+    try:
+        with nogil:
+            err = _scan_c(fd, recursive, &arena, &ents, &rec, &count, &bad)
+        e = <_Ent*> ents.data
+        if err:
+            if err == ENOMEM:
+                raise MemoryError()
+            if bad < 0:
+                raise OSError(err, os.strerror(err), where)
+            raise OSError(err, os.strerror(err), os.path.join(where, _decode(e[bad].name)))
+        subs = []
+        for i in range(count):
+            if e[i].name != NULL and (e[i].sub >= 0 or not recursive):
+                if e[i].sub >= 0:
+                    subs.append((_decode(e[i].name), e[i].sub))
+        record = PyBytes_FromStringAndSize(rec.data, rec.len)
+        return record, subs
+    finally:
+        free(arena.data)
+        free(ents.data)
+        free(rec.data)
 
 
 def scan_dirs(str top, bint recursive=True):
     """Walk ``top`` (never following a symlink) and return ``[(rel_dir, record), ...]``,
-    one per directory, ``""`` first, parents before children, siblings in name order
-    (only ``top`` itself unless ``recursive``).
-    ``dvx.workspace.scan_dirs_reference`` is the pure-Python equivalent."""
-    cdef stat_ns st
-    cdef DIR* d
-    cdef dirent* ent
-    cdef int fd, sub, rc
-    cdef char linkbuf[4097]
-    cdef ssize_t n
-    cdef _Head h
-    cdef _Buf buf
-    cdef unsigned short tlen
-    cdef bytes name
-    cdef const char* cname
-    cdef bytes top_b = os.fsencode(top)
-    buf.data = NULL
-    buf.len = buf.cap = 0
-    out = []
-    fd = openat(AT_FDCWD, top_b, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    one per directory, ``""`` first, then level by level, each directory's
+    subdirectories in name order (only ``top`` itself unless ``recursive``). One
+    thread; ``dvx.treescan.scan_dirs`` runs ``scan_one`` on two.
+    ``dvx.treescan.scan_dirs_reference`` is the pure-Python equivalent."""
+    cdef int fd = openat(AT_FDCWD, os.fsencode(top), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if fd < 0:
         raise OSError(errno, os.strerror(errno), top)
-    stack = [("", fd)]
+    out = []
+    level = [("", fd)]
     try:
-        while stack:
-            prefix, fd = stack.pop()
-            d = fdopendir(fd)
-            if d == NULL:
-                close(fd)
-                raise OSError(errno, os.strerror(errno), os.path.join(top, prefix))
-            names = []
-            subdirs = []
-            try:
-                while True:
-                    ent = readdir(d)
-                    if ent == NULL:
-                        break
-                    if strcmp(ent.d_name, b".") == 0 or strcmp(ent.d_name, b"..") == 0:
-                        continue
-                    names.append(<bytes> ent.d_name)
-                names.sort()
-                buf.len = 0
-                for name in names:
-                    cname = name
-                    with nogil:
-                        rc = fstatat(fd, cname, &st, AT_SYMLINK_NOFOLLOW)
-                    if rc != 0:
-                        if errno == ENOENT:
-                            continue  # vanished while scanning
-                        raise OSError(errno, os.strerror(errno),
-                                      os.path.join(top, prefix + _decode(cname)))
-                    h.name_len = len(name)
-                    h.exe = 0
-                    h.ino = 0
-                    h.size = 0
-                    h.mtime = 0
-                    h.ctime = 0
-                    tlen = 0
-                    if S_ISREG(st.st_mode):
-                        h.kind = K_FILE
-                        h.exe = 1 if st.st_mode & 0o100 else 0
-                        h.ino = st.st_ino
-                        h.size = st.st_size
-                        h.mtime = st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
-                        h.ctime = st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
-                    elif S_ISDIR(st.st_mode):
-                        h.kind = K_DIR
-                        if recursive:
-                            sub = openat(fd, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                            if sub < 0:
-                                if errno == ENOENT or errno == ENOTDIR or errno == ELOOP:
-                                    continue  # replaced meanwhile
-                                raise OSError(errno, os.strerror(errno),
-                                              os.path.join(top, prefix + _decode(cname)))
-                            subdirs.append((prefix + _decode(cname), sub))
-                    elif S_ISLNK(st.st_mode):
-                        n = readlinkat(fd, cname, linkbuf, 4096)
-                        if n < 0:
-                            if errno == ENOENT:
-                                continue
-                            raise OSError(errno, os.strerror(errno),
-                                          os.path.join(top, prefix + _decode(cname)))
-                        h.kind = K_LINK
-                        h.size = n
-                        tlen = <unsigned short> n
-                    else:
-                        h.kind = K_SPECIAL
-                        h.size = st.st_mode
-                    _reserve(&buf, HEAD_SIZE + h.name_len + 2 + tlen)
-                    _put(&buf, &h, HEAD_SIZE)
-                    _put(&buf, cname, h.name_len)
-                    if h.kind == K_LINK:
-                        _put(&buf, &tlen, 2)
-                        _put(&buf, linkbuf, tlen)
-            except BaseException:
-                for _r, sub in subdirs:
-                    close(sub)
-                raise
-            finally:
-                closedir(d)  # also closes fd
-            out.append((prefix.rstrip("/") if prefix else "",
-                        PyBytes_FromStringAndSize(buf.data, buf.len)))
-            for rel, sub in reversed(subdirs):
-                stack.append((rel + "/", sub))
+        while level:
+            nxt = []
+            while level:
+                rel, fd = level.pop(0)
+                record, subs = scan_one(fd, os.path.join(top, rel), recursive)
+                out.append((rel, record))
+                nxt.extend((f"{rel}/{name}" if rel else name, sub) for name, sub in subs)
+            level = nxt
     finally:
-        free(buf.data)
-        for _p, fd in stack:
+        for _r, fd in level:
             close(fd)
     return out
 

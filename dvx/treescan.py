@@ -44,7 +44,7 @@ def scan_dirs_reference(top: str, recursive: bool = True) -> list[Record]:
     out: list[Record] = []
     stack = [("", top)]
     while stack:
-        rel, path = stack.pop()
+        rel, path = stack.pop(0)
         names = sorted(os.listdir(os.fsencode(path)))
         parts = []
         subs = []
@@ -75,7 +75,7 @@ def scan_dirs_reference(top: str, recursive: bool = True) -> list[Record]:
             parts.append(head + raw + tail)
         out.append((rel, b"".join(parts)))
         if recursive:
-            stack.extend(reversed(subs))
+            stack.extend(subs)
     return out
 
 
@@ -138,21 +138,71 @@ try:
         diff_entries,
         parse_entries,
         racy_entries,
+        scan_one,
     )
-    from dvx._scan import scan_dirs as _scan_dirs
 except ImportError:  # pragma: no cover - the extension was not built
-    _scan_dirs = scan_dirs_reference
+    scan_one = None
     parse_entries = parse_entries_reference
     diff_entries = diff_entries_reference
     racy_entries = racy_entries_reference
 
+SCAN_THREADS = 2
+
 
 def scan_dirs(top: str, where: str, recursive: bool = True) -> list[Record]:
-    """Records of ``top`` and (``recursive``) every directory below it."""
+    """Records of ``top`` and (``recursive``) every directory below it: ``""`` first,
+    then level by level, each directory's subdirectories in name order.
+
+    With the Cython scanner, the directories of a level are scanned by two threads
+    (the listing and the ``fstatat`` per entry run without the GIL): on a million files
+    the system calls are most of the time of a clean ``status``."""
     try:
-        return _scan_dirs(top, recursive)  # type: ignore[no-any-return]
+        if scan_one is None:
+            return scan_dirs_reference(top, recursive)
+        return _scan_parallel(top, recursive)
     except OSError as exc:
         raise os_error(exc, f"read {where}") from None
+
+
+def _scan_parallel(top: str, recursive: bool) -> list[Record]:
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    out: list[Record] = []
+    level = [("", fd)]
+    pool = None
+    try:
+        while level:
+            if len(level) > 1 and pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="dvx-scan")
+            items, level = level, []
+            results: list[tuple[bytes, list[tuple[str, int]]] | BaseException] = []
+            if pool is None:
+                for rel, fd in items:
+                    try:
+                        results.append(scan_one(fd, os.path.join(top, rel), recursive))
+                    except Exception as exc:  # noqa: BLE001 - re-raised below, after cleanup
+                        results.append(exc)
+            else:
+                futures = [pool.submit(scan_one, fd, os.path.join(top, rel), recursive) for rel, fd in items]
+                for f in futures:
+                    err = f.exception()
+                    results.append(err if err is not None else f.result())
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            for (rel, _fd), res in zip(items, results, strict=True):
+                if isinstance(res, BaseException):
+                    continue  # scan_one closed its directory
+                record, subs = res
+                out.append((rel, record))
+                level.extend((join(rel, name), sub) for name, sub in subs)
+            if failed is not None:
+                raise failed
+    finally:
+        for _r, sub in level:
+            os.close(sub)
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return out
 
 
 def join(rel: str, name: str) -> str:

@@ -55,7 +55,7 @@ def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
     os.mkfifo(root / "nested" / "fifo")
     write(root / "bad\udcff name.bin", "x")
     fast, ref = scan_dirs(str(root)), treescan.scan_dirs_reference(str(root))
-    assert fast == ref
+    assert fast == ref == treescan.scan_dirs(str(root), "scan")  # one thread, two, Python
     assert [r for r, _ in fast][:2] == ["", "empty_dir"]
     assert scan_dirs(str(root), False) == treescan.scan_dirs_reference(str(root), False) == fast[:1]
     for _rel, record in fast:
