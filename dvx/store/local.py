@@ -714,10 +714,12 @@ class StoreWriter:
         final = self.store.pack_path(name)
         if os.path.exists(self.store.idx_path(name)):
             os.unlink(pack.tmp_path)  # identical pack already present
+            pack.entries = []
             return name
         os.replace(pack.tmp_path, final)
         atomic_write_bytes(self.store.idx_path(name), encode_idx(pack.entries, pack.size),
                            fsync=self.store.fsync, mode=0o444)
+        pack.entries = []  # published: ``pending`` still names its objects; the rest can go
         self.new_packs.append(name)
         return name
 
