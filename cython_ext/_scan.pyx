@@ -565,3 +565,18 @@ def racy_entries(bytes record, long long limit):
         pos += _entry_len(p, pos)
         i += 1
     return out
+
+
+def kind_entries(bytes record, int kind):
+    """Indexes of the entries of a record of one kind (e.g. 4: FIFOs, sockets, devices)."""
+    cdef const char* p = record
+    cdef Py_ssize_t pos = 0, end = len(record), i = 0
+    cdef _Head h
+    out = []
+    while pos < end:
+        memcpy(&h, p + pos, HEAD_SIZE)
+        if h.kind == kind:
+            out.append(i)
+        pos += _entry_len(p, pos)
+        i += 1
+    return out

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from blake3 import blake3
@@ -30,6 +32,7 @@ from dvx.fsutil import write_cache_file
 
 MAGIC = b"DVXSTAT2"
 TREE_MAGIC = b"DVXSTAT3"
+BLOB_MAGIC = b"DVXDIR1\0"
 NO_ID = bytes(32)  # in DirRecord.ids: not a file, or no trusted id
 RACY_NS = 20_000_000  # 20 ms: well above ext4/xfs timestamp granularity
 
@@ -50,17 +53,44 @@ class CacheRecord:
     dirs: frozenset[str] = frozenset()
 
 
-@dataclass(slots=True)
 class DirRecord:
-    """One directory of a tracked tree as it was last hashed or checked out."""
+    """One directory of a tracked tree as it was last hashed or checked out.
 
-    record: bytes  # its scan record (sorted entries with their stats)
-    ids: bytes  # 32 bytes per entry of ``record``: manifest id of a file, else NO_ID
-    tree: bytes  # id of the tree this directory roots
-    size: int  # bytes of data below it
-    files: int  # files below it
-    subs: bytes  # the tree ids of its subdirectories (in record order) when ``tree`` was built
-    trusted: bool  # every file has an id that is not racy: ``tree`` may be reused
+    Its record and ids live in a file of their own (``blob``), read only when the
+    directory changed: a clean or nearly clean tree of a million files loads and
+    rewrites a few kilobytes per directory that changed, not the whole cache."""
+
+    __slots__ = ("digest", "tree", "size", "files", "subs", "trusted", "blob", "_data", "_loader")
+
+    def __init__(self, digest: bytes, tree: bytes, size: int, files: int, subs: bytes, trusted: bool,
+                 blob: str = "", record: bytes | None = None, ids: bytes | None = None,
+                 loader: Callable[[str], tuple[bytes, bytes] | None] | None = None) -> None:
+        self.digest = digest  # BLAKE3 of its scan record (sorted entries with their stats)
+        self.tree = tree  # id of the tree this directory roots
+        self.size = size  # bytes of data below it
+        self.files = files  # files below it
+        self.subs = subs  # its subdirectories' tree ids (record order) when ``tree`` was built
+        self.trusted = trusted  # every file has an id that is not racy: ``tree`` may be reused
+        self.blob = blob  # the file holding record and ids ("" until saved)
+        self._data = (record, ids) if record is not None and ids is not None else None
+        self._loader = loader
+
+    def available(self) -> bool:
+        """Whether its record and ids can be had (the blob may be gone: a cache)."""
+        if self._data is None and self._loader is not None and self.blob:
+            self._data = self._loader(self.blob)
+            self._loader = None
+        return self._data is not None
+
+    @property
+    def record(self) -> bytes:
+        """Its scan record (empty if unavailable)."""
+        return self._data[0] if self.available() else b""  # type: ignore[index]
+
+    @property
+    def ids(self) -> bytes:
+        """32 bytes per entry of ``record``: a file's manifest id, else ``NO_ID``."""
+        return self._data[1] if self.available() else b""  # type: ignore[index]
 
 
 @dataclass
@@ -70,13 +100,18 @@ class TreeRecord:
     dirs: dict[str, DirRecord] = field(default_factory=dict)
 
 
-def scan_fingerprint(dirs: list[tuple[str, bytes]]) -> bytes:
-    """BLAKE3 of a directory scan (``dvx.workspace.scan_dirs``): equal fingerprints mean
-    equal entries with equal stats, so a clean check loads nothing else."""
+def record_digests(dirs: list[tuple[str, bytes]]) -> list[bytes]:
+    """BLAKE3 of each directory record of a scan (``dvx.treescan.scan_dirs``)."""
+    return [blake3(record).digest() for _, record in dirs]
+
+
+def scan_fingerprint(dirs: list[tuple[str, bytes]], digests: list[bytes] | None = None) -> bytes:
+    """BLAKE3 of a directory scan: equal fingerprints mean equal entries with equal
+    stats, so a clean check loads nothing else."""
     h = blake3()
-    for rel, record in dirs:
-        h.update(b"%d:%s\0%d\0" % (len(rel), rel.encode("utf-8", "surrogateescape"), len(record)))
-        h.update(record)
+    for (rel, _), digest in zip(dirs, digests if digests is not None else record_digests(dirs), strict=True):
+        h.update(b"%d:%s\0" % (len(rel), rel.encode("utf-8", "surrogateescape")))
+        h.update(digest)
     return h.digest()
 
 
@@ -135,6 +170,9 @@ class StatCache:
         write_cache_file(self._path(target), MAGIC + blob)  # one that cannot be written is only slower
         self.save_head(target, root, fingerprint(rec.stats, rec.links, rec.dirs))
 
+    def _blob_dir(self, target: str) -> str:
+        return self._path(target)[:-6] + ".dirs"
+
     def load_tree(self, target: str) -> TreeRecord:
         try:
             with open(self._path(target), "rb") as f:
@@ -144,18 +182,57 @@ class StatCache:
             name, root, start, dirs = marshal.loads(memoryview(data)[len(TREE_MAGIC):])
             if name != target:
                 return TreeRecord()
-            return TreeRecord(root, start, {d[0]: DirRecord(*d[1:]) for d in dirs})
+            blob_dir = self._blob_dir(target)
+
+            def load_blob(blob: str) -> tuple[bytes, bytes] | None:
+                try:
+                    with open(os.path.join(blob_dir, blob), "rb") as f:
+                        raw = f.read()
+                    if not raw.startswith(BLOB_MAGIC):
+                        return None
+                    record, ids = marshal.loads(memoryview(raw)[len(BLOB_MAGIC):])
+                    if not (isinstance(record, bytes) and isinstance(ids, bytes)):
+                        return None
+                    return record, ids
+                except (OSError, EOFError, ValueError, TypeError):
+                    return None
+
+            return TreeRecord(root, start, {
+                rel: DirRecord(digest, tree, size, files, subs, trusted, blob, loader=load_blob)
+                for rel, digest, tree, size, files, subs, trusted, blob in dirs})
         except (OSError, EOFError, ValueError, TypeError, IndexError):
             return TreeRecord()
 
     def save_tree(self, target: str, rec: TreeRecord, fp: bytes | None) -> None:
-        """Write a tree's cache; ``rec.root_id`` only when every directory is trusted, and
-        the head (root id, scan fingerprint ``fp``) only then."""
+        """Write a tree's cache: the record and ids of each directory not saved yet into
+        a file named by their hash, then the list of directories, then remove the files
+        no longer listed. ``rec.root_id`` (and the head: root id and scan fingerprint
+        ``fp``) only when every directory is trusted."""
+        blob_dir = self._blob_dir(target)
+        try:
+            os.makedirs(blob_dir, exist_ok=True)
+        except OSError:
+            return  # a cache that cannot be written only makes a later command slower
+        for d in rec.dirs.values():
+            if not d.blob and d.available():
+                record, ids = d._data  # type: ignore[misc]
+                body = BLOB_MAGIC + marshal.dumps((record, ids))
+                d.blob = blake3(body).hexdigest()[:32]
+                path = os.path.join(blob_dir, d.blob)
+                if not os.path.exists(path) and not write_cache_file(path, body):
+                    d.blob = ""
         root = rec.root_id if all(d.trusted for d in rec.dirs.values()) else None
-        blob = marshal.dumps((target, root, rec.scan_start_ns,
-                              [(rel, d.record, d.ids, d.tree, d.size, d.files, d.subs, d.trusted)
-                               for rel, d in rec.dirs.items()]))
-        write_cache_file(self._path(target), TREE_MAGIC + blob)
+        listing = marshal.dumps((target, root, rec.scan_start_ns,
+                                 [(rel, d.digest, d.tree, d.size, d.files, d.subs, d.trusted, d.blob)
+                                  for rel, d in rec.dirs.items()]))
+        if not write_cache_file(self._path(target), TREE_MAGIC + listing):
+            return
+        used = {d.blob for d in rec.dirs.values()}
+        with contextlib.suppress(OSError):
+            for name in os.listdir(blob_dir):
+                if name not in used and not name.startswith("."):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(blob_dir, name))
         if root is not None and fp is not None:
             self.save_head(target, root, fp)
         else:
@@ -166,6 +243,7 @@ class StatCache:
         for path in (self._path(target), self._path(target)[:-6] + ".head"):
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        shutil.rmtree(self._blob_dir(target), ignore_errors=True)
 
     # The base: which version (root id) DVX last checked out or added at a path, written
     # only by checkout and add (status never changes it). Data whose content is still
@@ -197,5 +275,8 @@ class StatCache:
         """Forget every cached stat and id (bases are kept)."""
         with contextlib.suppress(OSError):
             for name in os.listdir(self.dir):
-                if not name.endswith(".base"):
-                    os.unlink(os.path.join(self.dir, name))
+                if name.endswith(".dirs"):
+                    shutil.rmtree(os.path.join(self.dir, name), ignore_errors=True)
+                elif not name.endswith(".base"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(self.dir, name))

@@ -133,15 +133,21 @@ def racy_entries_reference(record: bytes, limit: int) -> list[int]:
     return [i for i, e in enumerate(parse_entries_reference(record)) if e[1] == K_FILE and e[5] >= limit]
 
 
+def kind_entries_reference(record: bytes, kind: int) -> list[int]:
+    return [i for i, e in enumerate(parse_entries_reference(record)) if e[1] == kind]
+
+
 try:
     from dvx._scan import (  # type: ignore[import-not-found]
         diff_entries,
+        kind_entries,
         parse_entries,
         racy_entries,
         scan_one,
     )
 except ImportError:  # pragma: no cover - the extension was not built
     scan_one = None
+    kind_entries = kind_entries_reference
     parse_entries = parse_entries_reference
     diff_entries = diff_entries_reference
     racy_entries = racy_entries_reference
@@ -215,7 +221,7 @@ def skipped(scan: list[Record]) -> list[str]:
 
     out = []
     for rel, record in scan:
-        if record and b"\x04" in record:  # cheap pre-check: K_SPECIAL is a byte of the head
+        if kind_entries(record, K_SPECIAL):  # rare: parse only then
             out += [f"{join(rel, e[0])} ({special_kind(e[4])})" for e in parse_entries(record)
                     if e[1] == K_SPECIAL]
     return sorted(out)
@@ -237,42 +243,48 @@ class DirState:
 
     rel: str
     record: bytes
-    ids: bytes = b""
+    digest: bytes
+    ids: bytes = b""  # when rebuilt (else ``cached.ids``)
     tree: bytes = b""
     size: int = 0
     files: int = 0
     subs: bytes = b""
-    rebuilt: bool = False  # parsed and encoded in this run (else reused from the cache)
+    rebuilt: bool = False  # parsed and encoded in this run
+    cached: DirRecord | None = None  # else: reused whole from this cache entry
+
+    def file_ids(self) -> bytes:
+        return self.cached.ids if self.cached is not None else self.ids
 
 
 # hash(abs directory, where, [(name, scan stat)]) -> (name, manifest id, stat) per file
 FileHasher = Callable[[str, str, list[tuple[str, Stat]]], Iterable[tuple[str, bytes, Stat]]]
 
 
-def build(top: str, where: str, scan: list[Record], cache: TreeRecord, hash_files: FileHasher,
-          *, store_tree: Callable[[bytes, bytes], None] | None = None,
+def build(top: str, where: str, scan: list[Record], digests: list[bytes], cache: TreeRecord,
+          hash_files: FileHasher, *, store_tree: Callable[[bytes, bytes], None] | None = None,
           known: Callable[[bytes], bool] | None = None,
           check_names: bool = False) -> dict[str, DirState]:
     """Resolve every directory of ``scan`` to a tree id (``result[""]`` is the root).
 
-    ``hash_files`` hashes the files whose id is not known; ``store_tree(id, data)``
-    receives each tree encoded in this run; ``known(id)`` (add) says whether an object
-    is in the store: cached ids the store lacks are not reused. ``check_names``: refuse
-    names that are not UTF-8 (add), checked only in directories that changed."""
+    ``digests`` are the records' hashes (``statcache.record_digests``); ``hash_files``
+    hashes the files whose id is not known; ``store_tree(id, data)`` receives each tree
+    encoded in this run; ``known(id)`` (add) says whether an object is in the store:
+    cached ids the store lacks are not reused. ``check_names``: refuse names that are
+    not UTF-8 (add), checked only in directories that changed."""
     states: dict[str, DirState] = {}
     kids = children_of(scan)
-    by_record: dict[bytes, DirRecord] | None = None
-    for rel, record in reversed(scan):  # children before their parents
-        st = states[rel] = DirState(rel, record)
+    by_digest: dict[bytes, DirRecord] | None = None
+    for (rel, record), digest in zip(reversed(scan), reversed(digests), strict=True):
+        st = states[rel] = DirState(rel, record, digest)
         subs = b"".join(states[k].tree for k in kids[rel])
         c = cache.dirs.get(rel)
-        if c is None or c.record != record:
-            if by_record is None:
-                by_record = {d.record: d for d in cache.dirs.values() if d.trusted}
-            c = by_record.get(record, c)  # renamed or moved: same entries, same stats
-        if (c is not None and c.record == record and c.trusted and c.subs == subs
+        if c is None or c.digest != digest:
+            if by_digest is None:
+                by_digest = {d.digest: d for d in cache.dirs.values() if d.trusted}
+            c = by_digest.get(digest, c)  # renamed or moved: same entries, same stats
+        if (c is not None and c.digest == digest and c.trusted and c.subs == subs
                 and (known is None or known(c.tree))):
-            st.ids, st.tree, st.size, st.files, st.subs = c.ids, c.tree, c.size, c.files, subs
+            st.tree, st.size, st.files, st.subs, st.cached = c.tree, c.size, c.files, subs, c
             continue
         data = _rebuild(st, top, where, c, subs, kids[rel], states, hash_files, known, check_names)
         if store_tree is not None:
@@ -287,7 +299,7 @@ def _rebuild(st: DirState, top: str, where: str, c: DirRecord | None, subs: byte
     the tree's bytes."""
     entries = parse_entries(st.record)
     old: dict[str, tuple[tuple[int, ...], bytes]] = {}
-    if c is not None:
+    if c is not None and c.available():
         for i, e in enumerate(parse_entries(c.record)):
             if e[1] == K_FILE:
                 mid = c.ids[i * ID:(i + 1) * ID]
@@ -350,22 +362,25 @@ def to_cache(states: dict[str, DirState], scan: list[Record], scan_start_ns: int
     dirs: dict[str, DirRecord] = {}
     for rel, _ in scan:
         s = states[rel]
+        if s.cached is not None:
+            dirs[rel] = s.cached  # reused whole (same record, ids and subtrees): its blob stays
+            continue
         ids, trusted = s.ids, True
-        if s.rebuilt:
-            racy = racy_entries(s.record, limit)
-            if racy:
-                buf = bytearray(ids)
-                for i in racy:
-                    buf[i * ID:(i + 1) * ID] = NO_ID
-                ids, trusted = bytes(buf), False
-        dirs[rel] = DirRecord(s.record, ids, s.tree, s.size, s.files, s.subs, trusted)
+        racy = racy_entries(s.record, limit)
+        if racy:
+            buf = bytearray(ids)
+            for i in racy:
+                buf[i * ID:(i + 1) * ID] = NO_ID
+            ids, trusted = bytes(buf), False
+        dirs[rel] = DirRecord(s.digest, s.tree, s.size, s.files, s.subs, trusted, record=s.record, ids=ids)
     return TreeRecord(states[""].tree, scan_start_ns, dirs)
 
 
 def record_files(state: DirState) -> Iterator[tuple[str, int, int, int, bytes, str | None]]:
     """``(name, kind, exec, size, id or NO_ID, link target)`` of a resolved directory."""
+    ids = state.file_ids()
     for i, e in enumerate(parse_entries(state.record)):
         if e[1] == K_SPECIAL:
             continue
-        yield e[0], e[1], e[2], e[4], state.ids[i * ID:(i + 1) * ID], e[7]
+        yield e[0], e[1], e[2], e[4], ids[i * ID:(i + 1) * ID], e[7]
 

@@ -61,6 +61,8 @@ def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
     for _rel, record in fast:
         assert parse_entries(record) == treescan.parse_entries_reference(record)
         assert racy_entries(record, 0) == treescan.racy_entries_reference(record, 0)
+        for kind in (1, 2, 3, 4):
+            assert treescan.kind_entries(record, kind) == treescan.kind_entries_reference(record, kind)
     names = [e[0] for e in parse_entries(fast[0][1])]
     assert names == sorted(names, key=lambda n: n.encode("utf-8", "surrogateescape"))
     assert treescan.skipped(fast) == ["nested/fifo (fifo)"]
@@ -186,3 +188,32 @@ def test_checkout_restores_files_deleted_in_many_directories(repo_dir: Path, cli
     res = cli("checkout", ok=False)
     assert "unsaved data: data/d0/f1.bin" in res.output
     assert not (data / "d0" / "f3.bin").exists()  # nothing was changed
+
+
+def test_lost_directory_files_of_the_cache_only_cost_a_rehash(repo_dir: Path, cli: Cli) -> None:
+    """The cache keeps each directory's record in a file of its own; one that is gone
+    (or damaged) means that directory is hashed again, never a wrong answer."""
+    data = repo_dir / "data"
+    dataset(data)
+    oid, _ = add_once(repo_dir)
+    state = repo_dir / ".dvx" / "state" / "stat"
+    blobs = [p for d in state.glob("*.dirs") for p in d.iterdir()]
+    assert len(blobs) == 9  # data, a, a/b, a/b/c, a/b/c/d, d0..d3
+    for p in blobs[:4]:
+        p.unlink()
+    blobs[4].write_bytes(b"garbage")
+    write(data / "d1" / "f0.bin", "changed")
+    got = changes(cli)
+    assert got["modified"] == ["d1/f0.bin"] and not got["added"] and not got["deleted"]
+    for d in state.glob("*.dirs"):
+        for p in d.iterdir():
+            p.unlink()
+    new, hashed = add_once(repo_dir)
+    # unchanged directories keep their tree ids (the list of directories says them);
+    # the changed one (d1) and its parent lost their files' ids: 5 + 1 files hashed
+    assert new != oid and hashed == 6
+    StatCache(str(repo_dir / ".dvx" / "state")).clear()
+    assert add_once(repo_dir) == (new, 22)
+    assert changes(cli)["state"] == "clean"
+    cli("gc")  # clears the stat cache, directories included
+    assert not list(state.glob("*.dirs")) and changes(cli)["state"] == "clean"

@@ -31,7 +31,7 @@ from dvx.pointer import (
 )
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import CacheRecord, Stat, StatCache, TreeRecord, scan_fingerprint, stat_key
+from dvx.statcache import CacheRecord, Stat, StatCache, TreeRecord, record_digests, scan_fingerprint, stat_key
 from dvx.store.local import StoreWriter
 from dvx.tracked import find_tracked, owning_tracked
 from dvx.treescan import scan_dirs
@@ -120,7 +120,8 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                 scan = scan_dirs(abs_path, rel)
                 skipped = [f"{rel}/{x}" for x in treescan.skipped(scan)]
                 head_root, head_fp = cache.load_head(rel)
-                fp = scan_fingerprint(scan)
+                digests = record_digests(scan)
+                fp = scan_fingerprint(scan, digests)
                 if (old is not None and old.kind == "tree" and head_root == old.oid and head_fp == fp
                         and repo.store.contains(old.oid)):
                     _ensure_ignored(abs_path, rel)  # unchanged data, but the line may be gone
@@ -129,8 +130,8 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                 if writer is None:
                     writer = repo.store.writer()
                 prev = old if old is not None and old.kind == "tree" else None
-                pointer, tree_rec, hashed, stored = _add_dir(repo, rel, scan, cache.load_tree(rel), writer,
-                                                             progress, scan_start, prev)
+                pointer, tree_rec, hashed, stored = _add_dir(repo, rel, scan, digests, cache.load_tree(rel),
+                                                             writer, progress, scan_start, prev)
                 staged.append((rel, pointer, tree_rec, fp, hashed, stored))
                 results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored, skipped))
                 continue
@@ -225,7 +226,8 @@ def _delta_base(repo: Repository, manifest_id: bytes | None) -> DeltaBase | None
         return None
 
 
-def _add_dir(repo: Repository, rel: str, scan: list[tuple[str, bytes]], record: TreeRecord,
+def _add_dir(repo: Repository, rel: str, scan: list[tuple[str, bytes]], digests: list[bytes],
+             record: TreeRecord,
              writer: StoreWriter, progress: Progress, scan_start: int, old: Pointer | None = None
              ) -> tuple[Pointer, TreeRecord, int, int]:
     """Store a directory: only directories whose entries changed since the cached scan
@@ -264,7 +266,7 @@ def _add_dir(repo: Repository, rel: str, scan: list[tuple[str, bytes]], record: 
     def store_tree(tid: bytes, data: bytes) -> None:
         writer.add(KIND_TREE, tid, data)
 
-    states = treescan.build(abs_path, rel, scan, record, hash_files, store_tree=store_tree,
+    states = treescan.build(abs_path, rel, scan, digests, record, hash_files, store_tree=store_tree,
                             known=writer.has, check_names=True)
     root = states[""]
     pointer = Pointer.create(dvx=POINTER_VERSION, kind="tree", id=root.tree.hex(), size=root.size,

@@ -32,7 +32,17 @@ from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import NO_ID, RACY_NS, CacheRecord, DirRecord, Stat, StatCache, TreeRecord, stat_key
+from dvx.statcache import (
+    NO_ID,
+    RACY_NS,
+    CacheRecord,
+    DirRecord,
+    Stat,
+    StatCache,
+    TreeRecord,
+    record_digests,
+    stat_key,
+)
 from dvx.store.local import Store
 from dvx.tracked import Tracked, select_tracked
 from dvx.treescan import scan_dirs
@@ -248,12 +258,12 @@ def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result 
     ws = dict(scan)
     clean: dict[str, bytes] = {}  # work-tree directories whose whole subtree is as cached
     kids = treescan.children_of(scan)
-    for rel, record in reversed(scan):
+    for (rel, _record), digest in zip(reversed(scan), reversed(record_digests(scan)), strict=True):
         c = rec.dirs.get(rel)
-        if (c is not None and c.record == record and c.trusted and all(k in clean for k in kids[rel])
+        if (c is not None and c.digest == digest and c.trusted and all(k in clean for k in kids[rel])
                 and b"".join(clean[k] for k in kids[rel]) == c.subs):
             clean[rel] = c.tree
-    ckids = treescan.children_of([(r, d.record) for r, d in rec.dirs.items()])
+    ckids = treescan.children_of([(r, b"") for r in rec.dirs])
     new_dirs: dict[str, DirRecord | _Rescan] = {}  # the cache after checkout
 
     def keep(rel: str) -> None:  # a clean subtree: its cache entries stay as they are
@@ -274,7 +284,7 @@ def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result 
         cur = ws.get(rel)
         c = rec.dirs.get(rel)
         diffs: list[tuple[str, _PEntry | None, treescan.Entry | None, bytes | None]] = []
-        if c is not None and c.tree == tid and c.trusted:
+        if c is not None and c.tree == tid and c.trusted and c.available():
             # the cache describes the pointer's tree here: compare records (in C)
             new_dirs[rel] = c
             sub_ids = {k: c.subs[i * 32:(i + 1) * 32] for i, k in enumerate(ckids.get(rel, []))}
@@ -296,7 +306,7 @@ def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result 
                                     b"".join(e.oid or b"" for e in tree.entries if e.kind == ENTRY_TREE),
                                     [(e.name, e.kind) for e in tree.entries])
             cached: dict[str, tuple[tuple[int, ...], bytes]] = {}
-            if c is not None:
+            if c is not None and c.available():
                 for i, e in enumerate(treescan.parse_entries(c.record)):
                     if e[1] == treescan.K_FILE and c.ids[i * 32:(i + 1) * 32] != NO_ID:
                         cached[e[0]] = (e[1:7], c.ids[i * 32:(i + 1) * 32])
@@ -554,7 +564,8 @@ def _settle_tree(p: _Plan, abs_path: str, cache: StatCache, now: int) -> None:
                 if mid == NO_ID or e[5] >= limit:
                     mid, trusted = NO_ID, False
             ids.append(mid)
-        dirs[rel] = DirRecord(record, b"".join(ids), d.tree, d.size, d.files, d.subs, trusted)
+        dirs[rel] = DirRecord(blake3(record).digest(), d.tree, d.size, d.files, d.subs, trusted,
+                              record=record, ids=b"".join(ids))
     order = sorted(dirs, key=lambda r: [x.encode("utf-8", "surrogateescape") for x in r.split("/") if x])
     cache.save_tree(p.tracked.target, TreeRecord(p.pointer.oid, now, {r: dirs[r] for r in order}), None)
 

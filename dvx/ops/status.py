@@ -20,7 +20,7 @@ from dvx.ops import stale
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import CacheRecord, Stat, StatCache, scan_fingerprint, stat_key
+from dvx.statcache import CacheRecord, Stat, StatCache, record_digests, scan_fingerprint, stat_key
 from dvx.tracked import Tracked, select_tracked
 from dvx.treescan import scan_dirs
 from dvx.workspace import flatten_tree, hash_file
@@ -120,7 +120,8 @@ def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_res
     head_root, head_fp = cache.load_head(t.target)
     scan = scan_dirs(abs_path, t.target)
     skipped.extend(f"{t.target}/{x}" for x in treescan.skipped(scan))
-    fp = scan_fingerprint(scan)
+    digests = record_digests(scan)
+    fp = scan_fingerprint(scan, digests)
     if head_root == pointer.oid and head_fp == fp:
         return PathStatus(t.target, "tree", "clean")  # without loading the whole cache
     # Something differs: resolve the tree directory by directory, hashing only files
@@ -137,7 +138,7 @@ def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_res
             progress.advance()
             yield name, manifest.object_id(), got
 
-    states = treescan.build(abs_path, t.target, scan, record, hash_files)
+    states = treescan.build(abs_path, t.target, scan, digests, record, hash_files)
     if hashed[0]:
         progress.finish()
     tree_id = states[""].tree
