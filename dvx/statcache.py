@@ -197,9 +197,13 @@ class StatCache:
                 except (OSError, EOFError, ValueError, TypeError):
                     return None
 
-            return TreeRecord(root, start, {
+            out = TreeRecord(root, start, {
                 rel: DirRecord(digest, tree, size, files, subs, trusted, blob, loader=load_blob)
                 for rel, digest, tree, size, files, subs, trusted, blob in dirs})
+            if not all(isinstance(d.blob, str) and isinstance(d.trusted, bool) and len(d.digest) == 32
+                       for d in out.dirs.values()):
+                return TreeRecord()
+            return out
         except (OSError, EOFError, ValueError, TypeError, IndexError):
             return TreeRecord()
 
