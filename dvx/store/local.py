@@ -67,6 +67,7 @@ class Store:
         self.direct_io = bool(direct_io and fsync and _O_DIRECT)
         self._idx: dict[str, IdxFile] | None = None
         self._full: dict[bytes, Location] | None = None
+        self._hint = ""  # pack of the last object ``locate`` found (a guess, never trusted)
         self._deltas: set[bytes] = set()
         self._readers: dict[str, PackReader] = {}
         self._lock = threading.Lock()
@@ -115,9 +116,18 @@ class Store:
     def locate(self, oid: bytes) -> Location | None:
         if self._full is not None:
             return self._full.get(oid)
-        for name, idx in self._indexes().items():
+        indexes = self._indexes()
+        hint = self._hint  # the pack of the last hit first: related objects share packs
+        idx = indexes.get(hint) if hint else None
+        entry = idx.find(oid) if idx is not None else None
+        if entry is not None:
+            return hint, entry.kind, entry.offset, entry.length
+        for name, idx in indexes.items():
+            if name == hint:
+                continue
             entry = idx.find(oid)
             if entry is not None:
+                self._hint = name
                 return name, entry.kind, entry.offset, entry.length
         return None
 
