@@ -299,6 +299,8 @@ def _rebuild(st: DirState, top: str, where: str, c: DirRecord | None, subs: byte
     the tree's bytes."""
     entries = parse_entries(st.record)
     old: dict[str, tuple[tuple[int, ...], bytes]] = {}
+    if c is not None and known is not None and known(c.tree):
+        known = None  # its previous tree is stored, so are the files it names: no need to ask each
     if c is not None and c.available():
         for i, e in enumerate(parse_entries(c.record)):
             if e[1] == K_FILE:

@@ -413,6 +413,7 @@ class StoreWriter:
         # directly instead of loading millions of entries (see ``_stored``).
         self._known: dict[bytes, Location] | None = None
         self._lookups = 0
+        self._limit: int | None = None
         self.pending: set[bytes] = set()
         self.bytes_written = 0
         self.objects_written = 0
@@ -460,10 +461,17 @@ class StoreWriter:
         known = self._known
         if known is None:
             self._lookups += 1
-            if self._lookups <= LAZY_LOOKUPS:
+            if self._lookups <= LAZY_LOOKUPS or self._lookups <= self._lazy_limit():
                 return self.store.locate(oid) is not None
             known = self.known
         return oid in known
+
+    def _lazy_limit(self) -> int:
+        """Lookups worth answering by binary search: 1/64 of the store's objects (the
+        full index costs a tuple per object)."""
+        if self._limit is None:
+            self._limit = sum(idx.count for idx in self.store._indexes().values()) // 64
+        return self._limit
 
     def has(self, oid: bytes) -> bool:
         return oid in self.pending or self._stored(oid)
