@@ -580,3 +580,22 @@ def kind_entries(bytes record, int kind):
         pos += _entry_len(p, pos)
         i += 1
     return out
+
+
+def patch_entries(bytes record, dict stats):
+    """A copy of ``record`` whose entries at the given indexes carry new stats:
+    ``{index: (ino, size, mtime_ns, ctime_ns, exec)}`` (files only)."""
+    cdef bytearray out = bytearray(record)
+    cdef char* p = out
+    cdef Py_ssize_t pos = 0, end = len(out), i = 0
+    cdef _Head h
+    while pos < end:
+        if i in stats:
+            memcpy(&h, p + pos, HEAD_SIZE)
+            if h.kind != K_FILE:
+                raise ValueError("patch_entries: not a file")
+            h.ino, h.size, h.mtime, h.ctime, h.exe = stats[i]
+            memcpy(p + pos, &h, HEAD_SIZE)
+        pos += _entry_len(p, pos)
+        i += 1
+    return bytes(out)

@@ -133,6 +133,24 @@ def racy_entries_reference(record: bytes, limit: int) -> list[int]:
     return [i for i, e in enumerate(parse_entries_reference(record)) if e[1] == K_FILE and e[5] >= limit]
 
 
+def patch_entries_reference(record: bytes, stats: dict[int, tuple[int, int, int, int, int]]) -> bytes:
+    out = bytearray(record)
+    pos = i = 0
+    while pos < len(out):
+        n, kind = ENTRY_HEAD.unpack_from(out, pos)[:2]
+        if i in stats:
+            if kind != K_FILE:
+                raise ValueError("patch_entries: not a file")
+            ino, size, mtime, ctime, exe = stats[i]
+            ENTRY_HEAD.pack_into(out, pos, n, kind, exe, ino, size, mtime, ctime)
+        length = ENTRY_HEAD.size + n
+        if kind == K_LINK:
+            length += 2 + struct.unpack_from("<H", out, pos + length)[0]
+        pos += length
+        i += 1
+    return bytes(out)
+
+
 def kind_entries_reference(record: bytes, kind: int) -> list[int]:
     return [i for i, e in enumerate(parse_entries_reference(record)) if e[1] == kind]
 
@@ -142,12 +160,14 @@ try:
         diff_entries,
         kind_entries,
         parse_entries,
+        patch_entries,
         racy_entries,
         scan_one,
     )
 except ImportError:  # pragma: no cover - the extension was not built
     scan_one = None
     kind_entries = kind_entries_reference
+    patch_entries = patch_entries_reference
     parse_entries = parse_entries_reference
     diff_entries = diff_entries_reference
     racy_entries = racy_entries_reference

@@ -63,6 +63,12 @@ def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
         assert racy_entries(record, 0) == treescan.racy_entries_reference(record, 0)
         for kind in (1, 2, 3, 4):
             assert treescan.kind_entries(record, kind) == treescan.kind_entries_reference(record, kind)
+        files = treescan.kind_entries(record, 1)
+        patch = {i: (7, 8, 9, 10, 1) for i in files[:2]}
+        got = treescan.patch_entries(record, patch)
+        assert got == treescan.patch_entries_reference(record, patch)
+        patched = [e[2:7] for i, e in enumerate(parse_entries(got)) if i in patch]
+        assert patched == [(1, 7, 8, 9, 10)] * len(patch)
     names = [e[0] for e in parse_entries(fast[0][1])]
     assert names == sorted(names, key=lambda n: n.encode("utf-8", "surrogateescape"))
     assert treescan.skipped(fast) == ["nested/fifo (fifo)"]
@@ -181,6 +187,16 @@ def test_checkout_restores_files_deleted_in_many_directories(repo_dir: Path, cli
     assert res.unchanged == 22 - 5 and not res.removed and not res.error
     assert sorted(res.restored) == sorted([f"d{d}/f2.bin" for d in range(4)] + ["a/b/c/d/deep.txt"])
     assert (data / "d1" / "f2.bin").read_bytes() == pseudo_random(50 + 14, 12)
+    assert changes(cli)["state"] == "clean"
+    # a second checkout right away trusts what the first wrote: nothing is re-hashed
+    # (its directories' records were updated with the new files' stats)
+    for d in range(4):
+        (data / f"d{d}" / "f4.bin").unlink()
+    time.sleep(RACY_NS / 1e9 * 2)
+    res = checkout(Repository(str(repo_dir)))[0]
+    assert sorted(res.restored) == [f"d{d}/f4.bin" for d in range(4)]
+    rec = StatCache(str(repo_dir / ".dvx" / "state")).load_tree("data")
+    assert all(d.trusted for d in rec.dirs.values()) and rec.root_id is not None
     assert changes(cli)["state"] == "clean"
     # unsaved data in a changed directory still blocks a checkout
     write(data / "d0" / "f1.bin", "edited, not saved")

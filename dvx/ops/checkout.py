@@ -106,6 +106,7 @@ class _Plan:
     # after checkout (None: rescan it then; with the pointer's tree there)
     verified: dict[str, tuple[Stat, bytes]] = field(default_factory=dict)
     tree_dirs: dict[str, DirRecord | _Rescan] | None = None
+    at: dict[str, tuple[str, int]] = field(default_factory=dict)  # file -> (dir, index in cached record)
 
 
 def checkout(repo: Repository, paths: list[str] | None = None, *, force: bool = False,
@@ -294,6 +295,7 @@ def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result 
             for name, ai, _bi, oe, ne in treescan.diff_entries(c.record, cur or b""):
                 if oe is not None and oe[1] == treescan.K_FILE:
                     plan.unchanged -= 1  # counted above; _plan_entry decides
+                    plan.at[treescan.join(rel, name)] = (rel, ai)
                 pe: _PEntry | None = None
                 if oe is not None and oe[1] != treescan.K_SPECIAL:
                     ref: bytes | str = c.ids[ai * 32:(ai + 1) * 32] if oe[1] == treescan.K_FILE else \
@@ -541,8 +543,36 @@ def _settle_tree(p: _Plan, abs_path: str, cache: StatCache, now: int) -> None:
     assert p.tree_dirs is not None
     limit = now - RACY_NS
     dirs: dict[str, DirRecord] = {}
+    # directories the cache described: their records with the stats of the files this
+    # checkout wrote or found unchanged under a new stat, so the next command trusts them
+    patches: dict[str, dict[int, Stat]] = {}
+    untrusted: dict[str, list[int]] = {}
+    for name, (rel, i) in p.at.items():
+        st: Stat | None = None
+        if name in p.restored_names:
+            with contextlib.suppress(OSError):
+                st = stat_key(os.lstat(os.path.join(abs_path, name)))
+            if st != p.record.stats.get(name) or st is None or st[2] >= limit:
+                untrusted.setdefault(rel, []).append(i)  # changed since written: re-hash next time
+                continue
+        elif name in p.verified:
+            st = p.verified[name][0]
+        if st is not None:
+            patches.setdefault(rel, {})[i] = st
     for rel, d in p.tree_dirs.items():
         if isinstance(d, DirRecord):
+            if rel in patches or rel in untrusted:
+                if not d.available():
+                    continue
+                patched = treescan.patch_entries(d.record, patches.get(rel, {}))
+                new_ids, trusted = d.ids, d.trusted
+                if rel in untrusted:
+                    buf = bytearray(new_ids)
+                    for i in untrusted[rel]:
+                        buf[i * 32:(i + 1) * 32] = NO_ID
+                    new_ids, trusted = bytes(buf), False
+                d = DirRecord(blake3(patched).digest(), d.tree, d.size, d.files, d.subs, trusted,
+                              record=patched, ids=new_ids)
             dirs[rel] = d
             continue
         try:
