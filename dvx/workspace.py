@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,8 +17,8 @@ from blake3 import blake3
 
 from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
-from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_MANIFEST, KIND_TREE, MANIFEST_CONTEXT, object_id
-from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
+from dvx.hashing import CHUNK_CONTEXT, KIND_CHUNK, KIND_MANIFEST, MANIFEST_CONTEXT
+from dvx.objects import ENTRY_FILE, ENTRY_TREE, Manifest
 from dvx.statcache import Stat, stat_key
 from dvx.store.local import SMALL_OBJECT, Store, StoreWriter
 
@@ -438,43 +438,6 @@ def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-FileIdLookup = Callable[[str], tuple[bytes, int]]  # rel -> (manifest id, size)
-
-
-def build_tree(scan: Scan, file_info: dict[str, tuple[bytes, int, int]],
-               writer: StoreWriter | None) -> tuple[bytes, int, int]:
-    """Build (and store) the trees of a scanned directory.
-
-    ``file_info`` maps each file to ``(manifest_id, size, exec)``. Returns the root tree
-    id, total size and file count.
-    """
-    children: dict[str, list[TreeEntry]] = {"": []}
-    for d in scan.dirs:
-        children.setdefault(d, [])
-    for rel, (mid, size, exe) in file_info.items():
-        parent, _, name = rel.rpartition("/")
-        children[parent].append(TreeEntry(name, ENTRY_FILE, size, 1, mid, bool(exe)))
-    for rel, target in scan.links.items():
-        parent, _, name = rel.rpartition("/")
-        tb = target.encode("utf-8", "surrogateescape")
-        children[parent].append(TreeEntry(name, ENTRY_LINK, len(tb), 0, None, False, target))
-    # deepest directories first, so each child's id exists before its parent's
-    result: tuple[bytes, int, int] = (b"", 0, 0)
-    for d in sorted(children, key=lambda p: -p.count("/") - (1 if p else 0)):
-        tree = Tree.build(children[d])
-        data = tree.encode()
-        tid = object_id(KIND_TREE, data)
-        if writer is not None:
-            writer.add(KIND_TREE, tid, data)
-        size, files = tree.size, tree.files
-        if d:
-            parent, _, name = d.rpartition("/")
-            children[parent].append(TreeEntry(name, ENTRY_TREE, size, files, tid))
-        else:
-            result = (tid, size, files)
-    return result
 
 
 def flatten_tree(store, tree_id: bytes) -> tuple[dict[str, tuple[bytes, int, int]],  # type: ignore[no-untyped-def]
