@@ -12,6 +12,7 @@ Binary objects are plain slotted dataclasses rather than pydantic models: a tree
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dvx.errors import CorruptObjectError
@@ -108,6 +109,14 @@ class ManifestHead:
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> ManifestHead:
+        if len(data) == _ONE_CHUNK_SIZE:
+            # the common case (a small file: one chunk), checked in full without the
+            # general path's per-entry work
+            raw = bytes(data)
+            if raw[:8] == _SMALL_PREFIX and raw[48:56] == _ONE_CHUNK:
+                size, digest, _layout, n, cid = _ONE_CHUNK_BODY.unpack_from(raw, 8)
+                if n == size and n:
+                    return cls(size, digest, LAYOUT_FLAT, ((n, cid),))
         pos = _header(data, MANIFEST_MAGIC, "manifest")
         if len(data) < pos + _MANIFEST_HEAD.size + _MANIFEST_LAYOUT.size:
             raise CorruptObjectError("manifest object is truncated before its entries")
@@ -143,6 +152,8 @@ class ManifestHead:
 _SMALL_PREFIX = _HEADER.pack(MANIFEST_MAGIC, OBJECT_VERSION)
 _NO_CHUNKS = _MANIFEST_LAYOUT.pack(LAYOUT_FLAT, 0)
 _ONE_CHUNK = _MANIFEST_LAYOUT.pack(LAYOUT_FLAT, 1)
+_ONE_CHUNK_BODY = struct.Struct("<Q32s8sI32s")
+_ONE_CHUNK_SIZE = _HEADER.size + _MANIFEST_HEAD.size + _MANIFEST_LAYOUT.size + _CHUNK_REF.size
 
 
 @dataclass(frozen=True)
@@ -282,62 +293,117 @@ class Tree:
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> Tree:
-        data = bytes(data)
-        pos = _header(data, TREE_MAGIC, "tree")
-        if len(data) < pos + 4:
-            raise CorruptObjectError("tree object is truncated before its entry count")
-        (count,) = _TREE_HEAD.unpack_from(data, pos)
-        pos += 4
-        entries: list[TreeEntry] = []
-        prev: bytes | None = None
-        end = len(data)
-        for i in range(count):
-            if pos + _ENTRY_HEAD.size > end:
+        return cls(tuple(_parse_tree(data, True)))
+
+    @staticmethod
+    def check(data: bytes | memoryview) -> None:
+        """Everything ``parse`` checks, without building the entries (``fsck``)."""
+        _parse_tree(data, False)
+
+
+def _parse_tree(data: bytes | memoryview, build: bool) -> list[TreeEntry]:
+    data = bytes(data)
+    pos = _header(data, TREE_MAGIC, "tree")
+    if len(data) < pos + 4:
+        raise CorruptObjectError("tree object is truncated before its entry count")
+    (count,) = _TREE_HEAD.unpack_from(data, pos)
+    pos += 4
+    entries: list[TreeEntry] = []
+    prev: bytes | None = None
+    end = len(data)
+    for i in range(count):
+        if pos + _ENTRY_HEAD.size > end:
+            raise CorruptObjectError(f"tree entry {i} extends beyond tree length {end}")
+        kind, mode, name_len = _ENTRY_HEAD.unpack_from(data, pos)
+        pos += _ENTRY_HEAD.size
+        if kind not in ENTRY_KIND_NAMES:
+            raise CorruptObjectError(f"tree entry {i} has unknown kind {kind}")
+        if mode & ~MODE_EXEC or (mode and kind != ENTRY_FILE):
+            raise CorruptObjectError(f"tree entry {i} has invalid mode flags {mode:#x}")
+        raw_name = data[pos:pos + name_len]
+        pos += name_len
+        if len(raw_name) != name_len or pos + _ENTRY_SIZES.size > end:
+            raise CorruptObjectError(f"tree entry {i} extends beyond tree length {end}")
+        if prev is not None and raw_name <= prev:
+            raise CorruptObjectError(f"tree entries are not sorted and unique at {raw_name!r}")
+        prev = raw_name
+        try:
+            name = raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptObjectError(f"tree entry {i} name is not UTF-8: {raw_name!r}") from None
+        if (name_len > MAX_NAME or not name or name in (".", "..") or "/" in name
+                or "\0" in name):
+            check_name(name)  # raises, naming the problem
+        size, files = _ENTRY_SIZES.unpack_from(data, pos)
+        pos += _ENTRY_SIZES.size
+        if kind == ENTRY_LINK:
+            if pos + 2 > end:
                 raise CorruptObjectError(f"tree entry {i} extends beyond tree length {end}")
-            kind, mode, name_len = _ENTRY_HEAD.unpack_from(data, pos)
-            pos += _ENTRY_HEAD.size
-            if kind not in ENTRY_KIND_NAMES:
-                raise CorruptObjectError(f"tree entry {i} has unknown kind {kind}")
-            if mode & ~MODE_EXEC or (mode and kind != ENTRY_FILE):
-                raise CorruptObjectError(f"tree entry {i} has invalid mode flags {mode:#x}")
-            raw_name = data[pos:pos + name_len]
-            pos += name_len
-            if len(raw_name) != name_len or pos + _ENTRY_SIZES.size > end:
-                raise CorruptObjectError(f"tree entry {i} extends beyond tree length {end}")
-            if prev is not None and raw_name <= prev:
-                raise CorruptObjectError(f"tree entries are not sorted and unique at {raw_name!r}")
-            prev = raw_name
+            (tlen,) = _LINK_LEN.unpack_from(data, pos)
+            pos += 2
+            raw_target = data[pos:pos + tlen]
+            pos += tlen
+            if len(raw_target) != tlen or tlen == 0:
+                raise CorruptObjectError(f"tree entry {i} has a bad link target")
             try:
-                name = raw_name.decode("utf-8")
+                target = raw_target.decode("utf-8")
             except UnicodeDecodeError:
-                raise CorruptObjectError(f"tree entry {i} name is not UTF-8: {raw_name!r}") from None
-            check_name(name)
-            size, files = _ENTRY_SIZES.unpack_from(data, pos)
-            pos += _ENTRY_SIZES.size
-            if kind == ENTRY_LINK:
-                if pos + 2 > end:
-                    raise CorruptObjectError(f"tree entry {i} extends beyond tree length {end}")
-                (tlen,) = _LINK_LEN.unpack_from(data, pos)
-                pos += 2
-                raw_target = data[pos:pos + tlen]
-                pos += tlen
-                if len(raw_target) != tlen or tlen == 0:
-                    raise CorruptObjectError(f"tree entry {i} has a bad link target")
-                try:
-                    target = raw_target.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise CorruptObjectError(f"link target of {name!r} is not UTF-8") from None
-                if size != tlen or files != 0:
-                    raise CorruptObjectError(f"link entry {name!r} has inconsistent sizes")
+                raise CorruptObjectError(f"link target of {name!r} is not UTF-8") from None
+            if size != tlen or files != 0:
+                raise CorruptObjectError(f"link entry {name!r} has inconsistent sizes")
+            if build:
                 entries.append(TreeEntry(name, kind, size, 0, None, False, target))
-            else:
-                oid = data[pos:pos + ID_SIZE]
-                pos += ID_SIZE
-                if len(oid) != ID_SIZE:
-                    raise CorruptObjectError(f"tree entry {i} extends beyond tree length {end}")
-                if kind == ENTRY_FILE and files != 1:
-                    raise CorruptObjectError(f"file entry {name!r} has file count {files}")
+        else:
+            oid = data[pos:pos + ID_SIZE]
+            pos += ID_SIZE
+            if len(oid) != ID_SIZE:
+                raise CorruptObjectError(f"tree entry {i} extends beyond tree length {end}")
+            if kind == ENTRY_FILE and files != 1:
+                raise CorruptObjectError(f"file entry {name!r} has file count {files}")
+            if build:
                 entries.append(TreeEntry(name, kind, size, files, oid, bool(mode & MODE_EXEC)))
-        if pos != end:
-            raise CorruptObjectError(f"tree has {end - pos} trailing bytes after {count} entries")
-        return cls(tuple(entries))
+    if pos != end:
+        raise CorruptObjectError(f"tree has {end - pos} trailing bytes after {count} entries")
+    return entries
+
+
+def encode_tree_items(items: Sequence[tuple[str, int, int, int, int, bytes | str]]) -> tuple[bytes, bytes]:
+    """Encode a tree from ``(name, kind, exec, size, files, id or link target)`` items
+    already sorted by the UTF-8 bytes of their names (as directory scans list them):
+    the same bytes as ``Tree.build(...).encode()`` without an object per entry (the
+    path of ``dvx add``/``status`` over many files). Returns ``(data, tree id)``."""
+    parts = [_HEADER.pack(TREE_MAGIC, OBJECT_VERSION), _TREE_HEAD.pack(len(items))]
+    head, sizes, link_len = _ENTRY_HEAD.pack, _ENTRY_SIZES.pack, _LINK_LEN.pack
+    for name, kind, exe, size, files, ref in items:
+        raw = name.encode("utf-8", "surrogateescape")
+        if kind == ENTRY_LINK:
+            target = ref.encode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+            parts.append(head(kind, 0, len(raw)) + raw + sizes(len(target), 0) + link_len(len(target)) + target)
+        else:
+            parts.append(head(kind, MODE_EXEC if exe else 0, len(raw)) + raw + sizes(size, files) + ref)  # type: ignore[operator]
+    data = b"".join(parts)
+    return data, object_id(KIND_TREE, data)
+
+
+def tree_refs(data: bytes | memoryview) -> list[tuple[str, int, bytes | None]]:
+    """``(name, kind, id)`` of each entry of a tree that was already verified and parsed
+    (``fsck``'s reachability walk after its full check of every object): the ids
+    without building a ``Tree``. Never use it on unverified bytes."""
+    out: list[tuple[str, int, bytes | None]] = []
+    (count,) = _TREE_HEAD.unpack_from(data, _HEADER.size)
+    pos = _HEADER.size + 4
+    raw = bytes(data)
+    head, n_head, n_sizes = _ENTRY_HEAD.unpack_from, _ENTRY_HEAD.size, _ENTRY_SIZES.size
+    for _ in range(count):
+        kind, _mode, name_len = head(raw, pos)
+        pos += n_head
+        name = raw[pos:pos + name_len].decode("utf-8")
+        pos += name_len + n_sizes
+        if kind == ENTRY_LINK:
+            (tlen,) = _LINK_LEN.unpack_from(raw, pos)
+            pos += 2 + tlen
+            out.append((name, kind, None))
+        else:
+            out.append((name, kind, raw[pos:pos + ID_SIZE]))
+            pos += ID_SIZE
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,14 @@ from blake3 import blake3
 
 from dvx.errors import DvxError, StoreError
 from dvx.fsutil import os_error
-from dvx.hashing import KIND_CHUNK, KIND_MANIFEST, KIND_TREE, chunk_id, manifest_id, object_id
+from dvx.hashing import (
+    KIND_CHUNK,
+    KIND_MANIFEST,
+    KIND_TREE,
+    chunk_id,
+    manifest_id,
+    object_id,
+)
 from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE, Manifest, Tree, TreeEntry
 from dvx.pools import LazyPool
 from dvx.statcache import Stat, stat_key
@@ -434,9 +441,6 @@ def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-FileIdLookup = Callable[[str], tuple[bytes, int]]  # rel -> (manifest id, size)
 
 
 def build_tree(scan: Scan, file_info: dict[str, tuple[bytes, int, int]],

@@ -8,14 +8,18 @@ every object the pointer names is present.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as stat_mod
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dvx import treescan
 from dvx.errors import DvxError
 from dvx.fsutil import atomic_write_bytes, os_error
 from dvx.gitignore import check_writable, ensure_ignored
+from dvx.hashing import KIND_TREE
 from dvx.lock import store_lock
 from dvx.pointer import (
     POINTER_SUFFIX,
@@ -27,18 +31,17 @@ from dvx.pointer import (
 )
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import CacheRecord, StatCache, stat_key
+from dvx.statcache import CacheRecord, Stat, StatCache, TreeRecord, record_digests, scan_fingerprint, stat_key
 from dvx.store.local import StoreWriter
 from dvx.tracked import find_tracked, owning_tracked
+from dvx.treescan import scan_dirs
 from dvx.workspace import (
     SMALL_FILE,
     DeltaBase,
     add_small_files,
-    build_tree,
     check_utf8,
     flatten_tree,
     hash_file,
-    scan_dir,
 )
 
 NAME_MAX = 255  # bytes in one file name (Linux, macOS)
@@ -111,7 +114,7 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
     cache = StatCache(repo.state_dir)
     results: list[AddResult] = []
     writer: StoreWriter | None = None
-    staged: list[tuple[str, Pointer, CacheRecord, int, int]] = []
+    staged: list[tuple[str, Pointer, CacheRecord | TreeRecord, bytes | None, int, int]] = []
     try:
         for rel in targets:
             abs_path = repo.abspath(rel)
@@ -120,18 +123,24 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
             scan_start = time.time_ns()
             skipped: list[str] = []
             if os.path.isdir(abs_path):
-                scan = scan_dir(abs_path, rel)
-                skipped = [f"{rel}/{x}" for x in scan.skipped()]
-                if (old is not None and old.kind == "tree" and record.root_id == old.oid
-                        and scan.files == record.stats and scan.links == record.links
-                        and scan.dirs == record.dirs and repo.store.contains(old.oid)):
+                scan = scan_dirs(abs_path, rel)
+                skipped = [f"{rel}/{x}" for x in treescan.skipped(scan)]
+                head_root, head_fp = cache.load_head(rel)
+                digests = record_digests(scan)
+                fp = scan_fingerprint(scan, digests)
+                if (old is not None and old.kind == "tree" and head_root == old.oid and head_fp == fp
+                        and repo.store.contains(old.oid)):
                     _ensure_ignored(abs_path, rel)  # unchanged data, but the line may be gone
                     results.append(AddResult(rel, old, False, 0, 0, skipped))
                     continue
                 if writer is None:
                     writer = repo.store.writer()
-                pointer, rec, hashed, stored = _add_dir(repo, rel, scan, record, writer, progress,
-                                                        old if old is not None and old.kind == "tree" else None)
+                prev = old if old is not None and old.kind == "tree" else None
+                pointer, tree_rec, hashed, stored = _add_dir(repo, rel, scan, digests, cache.load_tree(rel),
+                                                             writer, progress, scan_start, prev)
+                staged.append((rel, pointer, tree_rec, fp, hashed, stored))
+                results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored, skipped))
+                continue
             else:
                 st = stat_key(os.lstat(abs_path))
                 if (old is not None and old.kind == "file" and record.root_id == old.oid
@@ -153,7 +162,7 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                 rec = CacheRecord(mid, 0, {"": st}, {"": mid})
                 hashed, stored = 1, writer.bytes_written - before
             rec.scan_start_ns = scan_start
-            staged.append((rel, pointer, rec, hashed, stored))
+            staged.append((rel, pointer, rec, None, hashed, stored))
             results.append(AddResult(rel, pointer, old is None or old != pointer, hashed, stored, skipped))
         if writer is not None:
             writer.commit()  # every object is now durable and visible
@@ -164,7 +173,7 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
         raise
     finally:
         progress.finish()
-    for rel, pointer, rec, _, _ in staged:
+    for rel, pointer, saved, scan_fp, _, _ in staged:
         abs_path = repo.abspath(rel)
         _ensure_ignored(abs_path, rel)  # first: never a pointer whose data git would see
         try:
@@ -172,7 +181,10 @@ def _add(repo: Repository, paths: list[str], progress: Progress) -> list[AddResu
                                fsync=repo.config.core.fsync)
         except OSError as exc:
             raise os_error(exc, f"write {rel}{POINTER_SUFFIX}") from None
-        cache.save(rel, rec)
+        if isinstance(saved, TreeRecord):
+            cache.save_tree(rel, saved, scan_fp)
+        else:
+            cache.save(rel, saved)
     for r in results:  # the version now checked out here (dvx/ops/stale.py)
         cache.save_base(r.target, r.pointer.oid)
     # only where a pointer was written: an unchanged re-add stays instant (no dulwich)
@@ -221,55 +233,49 @@ def _delta_base(repo: Repository, manifest_id: bytes | None) -> DeltaBase | None
         return None
 
 
-def _add_dir(repo: Repository, rel: str, scan, record: CacheRecord,  # type: ignore[no-untyped-def]
-             writer: StoreWriter, progress: Progress, old: Pointer | None = None
-             ) -> tuple[Pointer, CacheRecord, int, int]:
+def _add_dir(repo: Repository, rel: str, scan: list[tuple[str, bytes]], digests: list[bytes],
+             record: TreeRecord,
+             writer: StoreWriter, progress: Progress, scan_start: int, old: Pointer | None = None
+             ) -> tuple[Pointer, TreeRecord, int, int]:
+    """Store a directory: only directories whose entries changed since the cached scan
+    are parsed, only their changed files read, only their trees and their ancestors'
+    encoded (``dvx.treescan.build``)."""
     abs_path = repo.abspath(rel)
-    for name in list(scan.files) + list(scan.links) + list(scan.dirs):
-        check_utf8(name, f"{rel}/{name}")
-    for name, target in scan.links.items():
-        check_utf8(target, f"link {rel}/{name}")
-    info: dict[str, tuple[bytes, int, int]] = {}
-    ids: dict[str, bytes] = {}
-    stats = dict(scan.files)
     before = writer.bytes_written
-    todo = []
-    for name, st in scan.files.items():
-        cached = record.ids.get(name)
-        if cached is not None and record.stats.get(name) == st and writer.has(cached):
-            info[name] = (cached, st[1], st[4])
-            ids[name] = cached
-        else:
-            todo.append(name)
-    progress.start(f"adding {rel}", len(todo))
-    todo.sort()
-    small = [n for n in todo if scan.files[n][1] <= SMALL_FILE]
-    large = [n for n in todo if scan.files[n][1] > SMALL_FILE]
+    hashed = [0]
+    old_files: list[dict[str, tuple[bytes, int, int]] | None] = [None]
+    progress.start(f"adding {rel}", None)
 
-    # Small files: read in batches (GIL released per batch, not per file: per-file
-    # worker threads were slower, 1.9 s vs 1.4 s for 20,000 files), hashed here.
-    advance = progress.advance
-    for name, mid, size, st in add_small_files(abs_path, rel, small, scan.files, repo.chunker, writer):
-        info[name] = (mid, size, st[4])
-        ids[name] = mid
-        stats[name] = st
-        advance()
-    old_files: dict[str, tuple[bytes, int, int]] = {}
-    if large and old is not None and repo.store.contains(old.oid):
-        try:
-            old_files = flatten_tree(repo.store, old.oid)[0]
-        except DvxError:
-            old_files = {}
-    for name in large:
-        prev = old_files.get(name)
-        manifest, st = hash_file(os.path.join(abs_path, name), f"{rel}/{name}", repo.chunker, writer,
-                                 scan.files[name], _delta_base(repo, prev[0] if prev else None))
-        mid = manifest.object_id()
-        info[name] = (mid, manifest.size, st[4])
-        ids[name] = mid
-        stats[name] = st
-        progress.advance()
-    tree_id, size, files = build_tree(scan, info, writer)
-    pointer = Pointer.create(dvx=POINTER_VERSION, kind="tree", id=tree_id.hex(), size=size, files=files)
-    rec = CacheRecord(tree_id, 0, stats, ids, dict(scan.links), frozenset(scan.dirs))
-    return pointer, rec, len(todo), writer.bytes_written - before
+    def hash_files(top: str, where: str, todo: list[tuple[str, Stat]]) -> Iterator[tuple[str, bytes, Stat]]:
+        expected = dict(todo)
+        small = [n for n, st in todo if st[1] <= SMALL_FILE]
+        # Small files: read in batches (GIL released per batch, not per file), hashed here.
+        for name, mid, _size, st in add_small_files(top, where, small, expected, repo.chunker, writer):
+            hashed[0] += 1
+            progress.advance()
+            yield name, mid, st
+        for name, st in todo:
+            if st[1] <= SMALL_FILE:
+                continue
+            if old_files[0] is None:  # the previous version of large files: delta bases
+                old_files[0] = {}
+                if old is not None and repo.store.contains(old.oid):
+                    with contextlib.suppress(DvxError):
+                        old_files[0] = flatten_tree(repo.store, old.oid)[0]
+            inner = where[len(rel) + 1:] + "/" + name if where != rel else name
+            prev = (old_files[0] or {}).get(inner)
+            manifest, got = hash_file(os.path.join(top, name), f"{where}/{name}", repo.chunker, writer,
+                                      st, _delta_base(repo, prev[0] if prev else None))
+            hashed[0] += 1
+            progress.advance()
+            yield name, manifest.object_id(), got
+
+    def store_tree(tid: bytes, data: bytes) -> None:
+        writer.add(KIND_TREE, tid, data)
+
+    states = treescan.build(abs_path, rel, scan, digests, record, hash_files, store_tree=store_tree,
+                            known=writer.has, check_names=True)
+    root = states[""]
+    pointer = Pointer.create(dvx=POINTER_VERSION, kind="tree", id=root.tree.hex(), size=root.size,
+                             files=root.files)
+    return pointer, treescan.to_cache(states, scan, scan_start), hashed[0], writer.bytes_written - before

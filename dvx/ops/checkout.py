@@ -20,16 +20,31 @@ import stat as stat_mod
 import time
 from dataclasses import dataclass, field
 
+from blake3 import blake3
+
+from dvx import treescan
 from dvx.errors import DvxError, MissingObjectError, WorkspaceConflictError
 from dvx.fsutil import os_error, random_token
 from dvx.lock import store_lock
+from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import RACY_NS, CacheRecord, Stat, StatCache, stat_key
+from dvx.statcache import (
+    NO_ID,
+    RACY_NS,
+    CacheRecord,
+    DirRecord,
+    Stat,
+    StatCache,
+    TreeRecord,
+    record_digests,
+    stat_key,
+)
 from dvx.store.local import Store
 from dvx.tracked import Tracked
-from dvx.workspace import flatten_tree, hash_file, scan_dir
+from dvx.treescan import scan_dirs
+from dvx.workspace import hash_file
 
 
 @dataclass
@@ -58,6 +73,17 @@ def failed(results: list[CheckoutResult]) -> list[CheckoutResult]:
 
 
 @dataclass
+class _Rescan:
+    """A directory to record in the stat cache after checkout: what the pointer has."""
+
+    tree: bytes
+    size: int
+    files: int
+    subs: bytes
+    names: list[tuple[str, int]]  # (name, kind) of its entries
+
+
+@dataclass
 class _Plan:
     tracked: Tracked
     pointer: Pointer
@@ -68,6 +94,11 @@ class _Plan:
     record: CacheRecord = field(default_factory=CacheRecord)
     unchanged: int = 0
     restored_names: list[str] = field(default_factory=list)  # "" for a tracked file
+    # trees: files found unchanged (name -> (stat, id)), and the stat cache's directories
+    # after checkout (None: rescan it then; with the pointer's tree there)
+    verified: dict[str, tuple[Stat, bytes]] = field(default_factory=dict)
+    tree_dirs: dict[str, DirRecord | _Rescan] | None = None
+    at: dict[str, tuple[str, int]] = field(default_factory=dict)  # file -> (dir, index in cached record)
 
 
 def checkout(repo: Repository, paths: list[str] | None = None, *, force: bool = False,
@@ -190,57 +221,170 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                 plan.remove.append("")
         plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0))
         return plan
-    files, links, dirs = flatten_tree(repo.store, pointer.oid)
-    plan.dirs = sorted(dirs)
-    scan = scan_dir(abs_path, t.target) if st is not None and stat_mod.S_ISDIR(st.st_mode) else None
+    _plan_tree(repo, plan, abs_path, st, cache, force, conflicts, seen)
+    return plan
+
+
+# a pointer's entry in one directory: kind, exec, size, files, id (file/tree) or link target
+_PEntry = tuple[int, int, int, int, "bytes | str"]
+
+
+def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result | None,
+               cache: StatCache, force: bool, conflicts: list[str],
+               seen: dict[str, tuple[bytes, Stat]]) -> None:
+    """Plan a tracked directory, doing work in proportion to what differs.
+
+    The pointer's tree is walked from the root. A work-tree directory whose record and
+    subdirectories match the stat cache and whose cached tree id is the pointer's is
+    skipped whole. A directory the cache knows (its cached tree id is the pointer's)
+    is compared with its cached record in C, so only the entries that changed are
+    looked at; others are read from the store and compared entry by entry."""
+    t = plan.tracked
+    rec = cache.load_tree(t.target)
+    scan = scan_dirs(abs_path, t.target) if st is not None and stat_mod.S_ISDIR(st.st_mode) else []
     if st is not None and not stat_mod.S_ISDIR(st.st_mode):
         if not force and (not stat_mod.S_ISREG(st.st_mode) or
                           _content_saved(repo, abs_path, t.target, None) is None):
             conflicts.append(t.target)
         plan.remove.append("")
-    record_stats: dict[str, tuple[int, int, int, int, int]] = {}
-    record_ids: dict[str, bytes] = {}
-    for name, (mid, size, exe) in files.items():
-        ws = scan.files.get(name) if scan else None
-        if ws is not None:
-            cached = record.ids.get(name) if record.stats.get(name) == ws else None
-            if cached == mid and ws[4] == exe:
-                record_stats[name], record_ids[name] = ws, mid
+    ws = dict(scan)
+    clean: dict[str, bytes] = {}  # work-tree directories whose whole subtree is as cached
+    kids = treescan.children_of(scan)
+    for (rel, _record), digest in zip(reversed(scan), reversed(record_digests(scan)), strict=True):
+        c = rec.dirs.get(rel)
+        if (c is not None and c.digest == digest and c.trusted and all(k in clean for k in kids[rel])
+                and b"".join(clean[k] for k in kids[rel]) == c.subs):
+            clean[rel] = c.tree
+    ckids = treescan.children_of([(r, b"") for r in rec.dirs])
+    new_dirs: dict[str, DirRecord | _Rescan] = {}  # the cache after checkout
+
+    def keep(rel: str) -> None:  # a clean subtree: its cache entries stay as they are
+        new_dirs[rel] = rec.dirs[rel]
+        for k in ckids.get(rel, []):
+            keep(k)
+
+    stack = [("", plan.pointer.oid)]
+    while stack:
+        rel, tid = stack.pop()
+        where = f"{t.target}/{rel}" if rel else t.target
+        if clean.get(rel) == tid:
+            keep(rel)
+            plan.unchanged += rec.dirs[rel].files
+            continue
+        if rel:
+            plan.dirs.append(rel)
+        cur = ws.get(rel)
+        c = rec.dirs.get(rel)
+        diffs: list[tuple[str, _PEntry | None, treescan.Entry | None, bytes | None]] = []
+        if c is not None and c.tree == tid and c.trusted and c.available():
+            # the cache describes the pointer's tree here: compare records (in C)
+            new_dirs[rel] = c
+            sub_ids = {k: c.subs[i * 32:(i + 1) * 32] for i, k in enumerate(ckids.get(rel, []))}
+            for k, kid in sub_ids.items():
+                stack.append((k, kid))
+            plan.unchanged += c.files - sum(rec.dirs[k].files for k in sub_ids if k in rec.dirs)
+            for name, ai, _bi, oe, ne in treescan.diff_entries(c.record, cur or b""):
+                if oe is not None and oe[1] == treescan.K_FILE:
+                    plan.unchanged -= 1  # counted above; _plan_entry decides
+                    plan.at[treescan.join(rel, name)] = (rel, ai)
+                pe: _PEntry | None = None
+                if oe is not None and oe[1] != treescan.K_SPECIAL:
+                    ref: bytes | str = c.ids[ai * 32:(ai + 1) * 32] if oe[1] == treescan.K_FILE else \
+                        (oe[7] or "") if oe[1] == treescan.K_LINK else sub_ids[treescan.join(rel, name)]
+                    pe = (oe[1], oe[2], oe[4], 1, ref)
+                diffs.append((name, pe, ne, None))
+        else:
+            tree = repo.store.read_tree(tid)
+            new_dirs[rel] = _Rescan(tid, tree.size, tree.files,
+                                    b"".join(e.oid or b"" for e in tree.entries if e.kind == ENTRY_TREE),
+                                    [(e.name, e.kind) for e in tree.entries])
+            cached: dict[str, tuple[tuple[int, ...], bytes]] = {}
+            if c is not None and c.available():
+                for i, e in enumerate(treescan.parse_entries(c.record)):
+                    if e[1] == treescan.K_FILE and c.ids[i * 32:(i + 1) * 32] != NO_ID:
+                        cached[e[0]] = (e[1:7], c.ids[i * 32:(i + 1) * 32])
+            pentries: dict[str, _PEntry] = {}
+            for e in tree.entries:
+                ref = e.target or "" if e.kind == ENTRY_LINK else e.oid or b""
+                pentries[e.name] = (e.kind, 1 if e.executable else 0, e.size, e.files, ref)
+                if e.kind == ENTRY_TREE:
+                    stack.append((treescan.join(rel, e.name), ref))  # type: ignore[arg-type]
+            for ne in treescan.parse_entries(cur) if cur else []:
+                pe = pentries.pop(ne[0], None)
+                hit = cached.get(ne[0])
+                diffs.append((ne[0], pe, ne, hit[1] if hit is not None and hit[0] == ne[1:7] else None))
+            diffs.extend((name, pe, None, None) for name, pe in pentries.items())
+        for name, pe, ne, cached_id in diffs:
+            _plan_entry(repo, plan, abs_path, treescan.join(rel, name), f"{where}/{name}", pe, ne,
+                        cached_id, force, conflicts, seen, ws)
+    plan.tree_dirs = new_dirs
+
+
+def _plan_entry(repo: Repository, plan: _Plan, abs_path: str, name: str, where: str,
+                pe: _PEntry | None, ne: treescan.Entry | None, cached: bytes | None, force: bool,
+                conflicts: list[str], seen: dict[str, tuple[bytes, Stat]], ws: dict[str, bytes]) -> None:
+    """One name of a directory where the pointer (``pe``) and the work tree (``ne``)
+    may differ."""
+    path = os.path.join(abs_path, name)
+    wkind = ne[1] if ne is not None else 0
+    pkind = pe[0] if pe is not None else 0
+    if wkind == treescan.K_FILE:
+        stat = (ne[3], ne[4], ne[5], ne[6], ne[2])  # type: ignore[index]
+        if pkind == ENTRY_FILE:
+            assert pe is not None
+            if cached == pe[4] and stat[4] == pe[1]:
                 plan.unchanged += 1
-                continue
-            if cached != mid:
-                path = os.path.join(abs_path, name)
-                now = _content_saved(repo, path, f"{t.target}/{name}", cached, seen)
-                if now == mid and ws[4] == exe:
-                    plan.unchanged += 1
-                    if path in seen and seen[path][1] == ws:
-                        record_stats[name], record_ids[name] = ws, mid
-                    continue
-                if now is None and not force:
-                    conflicts.append(f"{t.target}/{name}")
-        elif scan is not None and (name in scan.dirs or name in scan.links):
-            if name in scan.dirs and not force:
-                conflicts.append(f"{t.target}/{name}/")
+                plan.verified[name] = (stat, cached)
+                return
+            now = _content_saved(repo, path, where, cached, seen)
+            if now == pe[4] and stat[4] == pe[1]:
+                plan.unchanged += 1
+                if path in seen and seen[path][1] == stat:
+                    plan.verified[name] = (stat, now)
+                return
+        else:
+            now = _content_saved(repo, path, where, cached, seen)
+        if now is None and not force:
+            conflicts.append(where)
+        if pkind != ENTRY_FILE:
             plan.remove.append(name)
-        plan.restore.append((name, mid, size, exe))
-    if scan is not None:
-        for name, ws in scan.files.items():
-            if name in files:
-                continue
-            cached = record.ids.get(name) if record.stats.get(name) == ws else None
-            if not force and _content_saved(repo, os.path.join(abs_path, name),
-                                            f"{t.target}/{name}", cached) is None:
-                conflicts.append(f"{t.target}/{name}")
-            plan.remove.append(name)
-        for name, target in scan.links.items():
-            if links.get(name) != target:
-                plan.remove.append(name)
-        for name in scan.dirs:
-            if name not in dirs:
-                plan.remove.append(name)
-    plan.links = [(n, tg) for n, tg in links.items() if not scan or scan.links.get(n) != tg]
-    plan.record = CacheRecord(pointer.oid, 0, record_stats, record_ids, dict(links), frozenset(dirs))
-    return plan
+    elif wkind == treescan.K_DIR:
+        if pkind == ENTRY_TREE:
+            return  # compared directory by directory
+        if pkind == ENTRY_FILE:
+            if not force:
+                conflicts.append(f"{where}/")
+        else:
+            _check_unsaved_below(repo, abs_path, name, where, ws, force, conflicts, seen)
+        plan.remove.append(name)
+    elif wkind == treescan.K_LINK:
+        assert ne is not None
+        if pkind == ENTRY_LINK and pe is not None and pe[4] == ne[7]:
+            return
+        plan.remove.append(name)
+    if pkind == ENTRY_FILE:
+        assert pe is not None
+        plan.restore.append((name, pe[4], pe[2], pe[1]))  # type: ignore[arg-type]
+    elif pkind == ENTRY_LINK:
+        assert pe is not None
+        plan.links.append((name, pe[4]))  # type: ignore[arg-type]
+
+
+def _check_unsaved_below(repo: Repository, abs_path: str, rel: str, where: str, ws: dict[str, bytes],
+                         force: bool, conflicts: list[str], seen: dict[str, tuple[bytes, Stat]]) -> None:
+    """A work-tree directory the pointer does not have: every file in it must be saved
+    in the store before it may go."""
+    if force:
+        return
+    base = where[:len(where) - len(rel)]
+    for d, record in ws.items():
+        if d != rel and not d.startswith(rel + "/"):
+            continue
+        for e in treescan.parse_entries(record):
+            if e[1] == treescan.K_FILE:
+                name = treescan.join(d, e[0])
+                if _content_saved(repo, os.path.join(abs_path, name), base + name, None, seen) is None:
+                    conflicts.append(base + name)
 
 
 def _safe_dir(root: str, rel_dir: str, replace: bool = True) -> str:
@@ -377,6 +521,9 @@ def _settle(repo: Repository, plans: list[_Plan], cache: StatCache) -> None:
         if rec.root_id is None:
             continue
         abs_path = repo.abspath(p.tracked.target)
+        if p.tree_dirs is not None:
+            _settle_tree(p, abs_path, cache, now)
+            continue
         for name in p.restored_names:
             try:
                 st = stat_key(os.lstat(os.path.join(abs_path, name) if name else abs_path))
@@ -387,6 +534,71 @@ def _settle(repo: Repository, plans: list[_Plan], cache: StatCache) -> None:
                 rec.ids.pop(name, None)
         rec.scan_start_ns = now
         cache.save(p.tracked.target, rec)
+
+
+def _settle_tree(p: _Plan, abs_path: str, cache: StatCache, now: int) -> None:
+    """The stat cache of a tracked directory after checkout. Directories the cache
+    already described keep their entries (a restored file is re-hashed once, by the next
+    status, when its directory's record no longer matches); directories planned from
+    the store are scanned again and recorded with the ids checkout knows."""
+    assert p.tree_dirs is not None
+    limit = now - RACY_NS
+    dirs: dict[str, DirRecord] = {}
+    # directories the cache described: their records with the stats of the files this
+    # checkout wrote or found unchanged under a new stat, so the next command trusts them
+    patches: dict[str, dict[int, Stat]] = {}
+    untrusted: dict[str, list[int]] = {}
+    for name, (rel, i) in p.at.items():
+        st: Stat | None = None
+        if name in p.restored_names:
+            with contextlib.suppress(OSError):
+                st = stat_key(os.lstat(os.path.join(abs_path, name)))
+            if st != p.record.stats.get(name) or st is None or st[2] >= limit:
+                untrusted.setdefault(rel, []).append(i)  # changed since written: re-hash next time
+                continue
+        elif name in p.verified:
+            st = p.verified[name][0]
+        if st is not None:
+            patches.setdefault(rel, {})[i] = st
+    for rel, d in p.tree_dirs.items():
+        if isinstance(d, DirRecord):
+            if rel in patches or rel in untrusted:
+                if not d.available():
+                    continue
+                patched = treescan.patch_entries(d.record, patches.get(rel, {}))
+                new_ids, trusted = d.ids, d.trusted
+                if rel in untrusted:
+                    buf = bytearray(new_ids)
+                    for i in untrusted[rel]:
+                        buf[i * 32:(i + 1) * 32] = NO_ID
+                    new_ids, trusted = bytes(buf), False
+                d = DirRecord(blake3(patched).digest(), d.tree, d.size, d.files, d.subs, trusted,
+                              record=patched, ids=new_ids)
+            dirs[rel] = d
+            continue
+        try:
+            record = scan_dirs(os.path.join(abs_path, rel) if rel else abs_path, rel, recursive=False)[0][1]
+        except DvxError:
+            continue
+        entries = treescan.parse_entries(record)
+        ids = []
+        trusted = [(e[0], e[1]) for e in entries if e[1] != treescan.K_SPECIAL] == d.names
+        for e in entries:
+            mid = NO_ID
+            if e[1] == treescan.K_FILE:
+                name = treescan.join(rel, e[0])
+                st = (e[3], e[4], e[5], e[6], e[2])
+                if name in p.restored_names and p.record.stats.get(name) == st:
+                    mid = p.record.ids[name]
+                elif name in p.verified and p.verified[name][0] == st:
+                    mid = p.verified[name][1]
+                if mid == NO_ID or e[5] >= limit:
+                    mid, trusted = NO_ID, False
+            ids.append(mid)
+        dirs[rel] = DirRecord(blake3(record).digest(), d.tree, d.size, d.files, d.subs, trusted,
+                              record=record, ids=b"".join(ids))
+    order = sorted(dirs, key=lambda r: [x.encode("utf-8", "surrogateescape") for x in r.split("/") if x])
+    cache.save_tree(p.tracked.target, TreeRecord(p.pointer.oid, now, {r: dirs[r] for r in order}), None)
 
 
 def restore_tmp_dir(repo: Repository) -> str | None:

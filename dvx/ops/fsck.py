@@ -7,16 +7,17 @@ and sound. Problems are collected, never raised, so one run reports them all.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dvx.errors import DvxError
 from dvx.hashing import CONTEXTS, KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, KIND_TREE, id_matches
-from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree, parse_chunk_list
+from dvx.objects import ENTRY_FILE, ENTRY_TREE, LAYOUT_FLAT, ManifestHead, Tree, parse_chunk_list, tree_refs
 from dvx.pointer import POINTER_SUFFIX, Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.store.pack import COMP_DELTA
+from dvx.store.pack import COMP_DELTA, PackEntry
 from dvx.tracked import find_tracked
 
 if TYPE_CHECKING:
@@ -73,9 +74,12 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     names = store.pack_names()
     total = sum(store.pack_size(n) for n in names)
     progress.start("verifying packs", total, unit="bytes")
-    for name in names:
+    verified: set[str] = set()  # packs whose every object was hashed and parsed here
+    index: dict[bytes, int | bytes] = {}  # every object of a visible pack (see _Index)
+    for no, name in enumerate(names):
         report.packs += 1
-        _check_pack(repo, name, report, bad, progress)
+        if _check_pack(repo, name, no, report, bad, index, progress):
+            verified.add(name)
     progress.finish()
     for leftover, _mtime in store.orphan_packs():
         # what a kill between publishing a pack and its index leaves: invisible to
@@ -87,8 +91,6 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     leftovers = stale_restore_files(repo)
     if leftovers:
         report.notes.append(leftover_note(leftovers))
-    store.refresh()
-    index = store.full_index()
     if pointers is None:
         pointers = {}
         for t in find_tracked(repo):
@@ -102,7 +104,7 @@ def fsck(repo: Repository, progress: Progress = NULL_PROGRESS,
     missing: dict[bytes, Problem] = {}
     for target, p in sorted(pointers.items()):
         kind = KIND_MANIFEST if p.kind == "file" else KIND_TREE
-        _reach(store, index, p.oid, kind, target, bad, missing)
+        _reach(store, index, names, p.oid, kind, target, bad, missing, verified)
         _check_pointer_fields(store, index, target, p, bad, report)
     report.problems.extend(missing.values())
     report.problems.extend(bad.values())
@@ -115,73 +117,132 @@ def leftover_note(leftovers: list[tuple[str, int]]) -> str:
             ".dvx/tmp/checkout; the next `dvx checkout` removes them")
 
 
-def _check_pack(repo: Repository, name: str, report: FsckReport, bad: dict[bytes, Problem],
-                progress: Progress) -> None:
+# fsck's index of the objects of every visible pack, lighter than the store's full
+# index (a Location tuple per object: ~0.5 GB at 2M objects): an object id maps to
+#   its kind (a chunk: the walk needs to know only that it is there),
+#   its only chunk's id (a one-chunk manifest the pack scan verified: the walk reads
+#   nothing more), or
+#   a packed location (``_location``) for everything else.
+# The first pack (in name order) holding an object names it, as in the store's index.
+_LOC_BASE = 1 << 72
+
+
+def _location(pack_no: int, kind: int, offset: int, length: int) -> int:
+    return ((pack_no << 8 | kind) << 72) | offset << 32 | length
+
+
+def _kind(value: int | bytes) -> int:
+    if isinstance(value, bytes):
+        return KIND_MANIFEST
+    return value if value < _LOC_BASE else (value >> 72) & 0xFF
+
+
+def _unpack(value: int, names: list[str]) -> tuple[str, int, int, int]:
+    return names[value >> 80], (value >> 72) & 0xFF, (value >> 32) & 0xFFFFFFFFFF, value & 0xFFFFFFFF
+
+
+def _check_pack(repo: Repository, name: str, no: int, report: FsckReport, bad: dict[bytes, Problem],
+                index: dict[bytes, int | bytes], progress: Progress) -> bool:
+    """Check one pack and enter its objects in ``index``; returns whether every object
+    in it was hashed and parsed."""
     store = repo.store
     try:
         footer, footer_name = store.pack_footer(name)
         idx = store.pack_index(name)
     except (DvxError, OSError) as exc:
         report.problems.append(Problem("pack", name, str(exc)))
-        return
+        with contextlib.suppress(DvxError, OSError):  # readers still see what its index lists
+            for oid, kind, off, length in store.pack_index(name).raw_items():
+                index.setdefault(oid, _location(no, kind, off, length))
+        return False
     if footer_name != name:
         report.problems.append(Problem("pack", name, f"pack footer names it {footer_name}"))
-    if sorted((e.oid, e.kind, e.offset, e.length, e.comp) for e in footer) != \
-            [(e.oid, e.kind, e.offset, e.length, e.comp) for e in idx.entries()]:
+    if sorted(footer, key=_by_oid) != idx.entries():  # PackEntry tuples: every field compared
         report.problems.append(Problem("pack", name, "index does not match the pack footer"))
+    del idx
+    parse = {KIND_CHUNK_LIST: parse_chunk_list, KIND_TREE: Tree.check}
+    known = index.get
+    done = 0
     try:
-        for e, data in store.pack_objects(name, footer):
+        for (oid, kind, offset, length, comp), data in store.pack_objects(name, footer):
             report.objects += 1
-            progress.advance(e.length)
-            if e.kind not in CONTEXTS:
-                bad[e.oid] = Problem("object", e.oid.hex(), f"unknown kind {e.kind} in pack {name}")
+            if known(oid) is None:
+                index[oid] = kind if kind == KIND_CHUNK else _location(no, kind, offset, length)
+            done += length
+            if done >= PROGRESS_STEP:
+                progress.advance(done)
+                done = 0
+            if kind not in CONTEXTS:
+                bad[oid] = Problem("object", oid.hex(), f"unknown kind {kind} in pack {name}")
                 continue
-            if e.comp == COMP_DELTA:
+            if comp == COMP_DELTA:
                 try:
-                    data = store.expand_delta(e.oid, data, name)
+                    data = store.expand_delta(oid, bytes(data), name)
                 except DvxError as exc:
-                    bad[e.oid] = Problem("object", e.oid.hex(), f"delta in pack {name}: {exc.message}")
+                    bad[oid] = Problem("object", oid.hex(), f"delta in pack {name}: {exc.message}")
                     continue
-            if not id_matches(e.kind, data, e.oid):
-                bad[e.oid] = Problem("object", e.oid.hex(),
-                                     f"{KIND_NAMES[e.kind]} in pack {name} is corrupted (hash mismatch)")
+            if not id_matches(kind, data, oid):
+                bad[oid] = Problem("object", oid.hex(),
+                                   f"{KIND_NAMES[kind]} in pack {name} is corrupted (hash mismatch)")
                 continue
             try:
-                if e.kind == KIND_MANIFEST:
-                    ManifestHead.parse(data)
-                elif e.kind == KIND_CHUNK_LIST:
-                    parse_chunk_list(data)
-                elif e.kind == KIND_TREE:
-                    Tree.parse(data)
+                if kind == KIND_MANIFEST:
+                    head = ManifestHead.parse(data)
+                    if (head.layout == LAYOUT_FLAT and len(head.entries) == 1
+                            and index[oid] == _location(no, kind, offset, length)):
+                        index[oid] = head.entries[0][1]  # type: ignore[assignment]
+                else:
+                    check = parse.get(kind)
+                    if check is not None:
+                        check(data)
             except DvxError as exc:
-                bad[e.oid] = Problem("object", e.oid.hex(), str(exc))
+                bad[oid] = Problem("object", oid.hex(), str(exc))
     except (DvxError, OSError) as exc:  # e.g. a pack shorter than its footer says
         report.problems.append(Problem("pack", name, str(exc)))
+        return False
+    progress.advance(done)
+    return True
 
 
-def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, Problem],  # type: ignore[no-untyped-def]
-           missing: dict[bytes, Problem]) -> None:
-    """Walk everything a pointer reaches, recording users of bad or missing objects."""
+PROGRESS_STEP = 1 << 20
+
+
+def _by_oid(e: PackEntry) -> bytes:
+    return e.oid
+
+
+def _reach(store, index: dict[bytes, int | bytes], names: list[str], root: bytes, kind: int,  # type: ignore[no-untyped-def]
+           target: str, bad: dict[bytes, Problem], missing: dict[bytes, Problem],
+           verified: set[str]) -> None:
+    """Walk everything a pointer reaches, recording users of bad or missing objects.
+    What the pack scan verified is not hashed or checked again: a one-chunk manifest's
+    chunk is in the index, and a tree's entries are read without building them."""
     stack = [(root, kind, target)]
     while stack:  # paths are unique, so each (object, path) is visited once
         oid, k, path = stack.pop()
         if oid in bad:
             _used(bad[oid], path, target)
             continue
-        loc = index.get(oid)
-        if loc is None:
+        value = index.get(oid)
+        if value is None:
             prob = missing.setdefault(oid, Problem("object", oid.hex(), f"{KIND_NAMES[k]} {MISSING}"))
             _used(prob, path, target)
             continue
-        if loc[1] != k:
+        got = _kind(value)
+        if got != k:
             bad[oid] = Problem("object", oid.hex(), f"expected a {KIND_NAMES[k]}, store has a "
-                               f"{KIND_NAMES.get(loc[1], loc[1])}", [path], [target])
+                               f"{KIND_NAMES.get(got, got)}", [path], [target])
             continue
         if k == KIND_CHUNK:
             continue
+        if isinstance(value, bytes):  # a verified one-chunk manifest: its chunk's id
+            if value in bad or value not in index:
+                stack.append((value, KIND_CHUNK, path))
+            continue
+        loc = _unpack(value, names)
         try:
-            data = store.read(oid, k)
-        except DvxError:
+            _k, data = store.read_raw(oid, loc)
+        except (DvxError, OSError):
             continue  # reported by the pack scan
         if k == KIND_MANIFEST:
             head = ManifestHead.parse(data)
@@ -194,11 +255,12 @@ def _reach(store, index, root: bytes, kind: int, target: str, bad: dict[bytes, P
                 if cid in bad or cid not in index:
                     stack.append((cid, KIND_CHUNK, path))
         else:
-            for e in Tree.parse(data).entries:
-                if e.kind == ENTRY_FILE and e.oid is not None:
-                    stack.append((e.oid, KIND_MANIFEST, f"{path}/{e.name}"))
-                elif e.kind == ENTRY_TREE and e.oid is not None:
-                    stack.append((e.oid, KIND_TREE, f"{path}/{e.name}"))
+            for name, ekind, eid in (tree_refs(data) if loc[0] in verified else
+                                     [(e.name, e.kind, e.oid) for e in Tree.parse(data).entries]):
+                if ekind == ENTRY_FILE and eid is not None:
+                    stack.append((eid, KIND_MANIFEST, f"{path}/{name}"))
+                elif ekind == ENTRY_TREE and eid is not None:
+                    stack.append((eid, KIND_TREE, f"{path}/{name}"))
 
 
 def _used(prob: Problem, path: str, target: str) -> None:
@@ -212,11 +274,12 @@ def _check_pointer_fields(store, index, target: str, p: Pointer,  # type: ignore
     """A pointer's size, files and b3 lines must say what its manifest or tree says
     (`dvx ls` and `dvx status` trust them). Its exec line has no counterpart in the
     store for a single file (the model already refuses it on a tree)."""
-    loc = index.get(p.oid)
-    if loc is None or p.oid in bad or loc[1] != (KIND_MANIFEST if p.kind == "file" else KIND_TREE):
+    value = index.get(p.oid)
+    want = KIND_MANIFEST if p.kind == "file" else KIND_TREE
+    if value is None or p.oid in bad or _kind(value) != want:
         return  # reported as a missing or bad object
     try:
-        data = store.read(p.oid, loc[1])
+        data = store.read(p.oid, want)
         if p.kind == "file":
             head = ManifestHead.parse(data)
             size, files, b3 = head.size, 1, head.digest.hex()

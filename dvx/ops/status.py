@@ -1,8 +1,9 @@
 """``dvx status``: which tracked paths differ from their pointers, file by file.
 
-A tracked path whose files all match the stat cache (same inode, size, mtime_ns,
-ctime_ns, mode) and whose cached tree id equals the pointer's id is clean without
-reading any file or object. Otherwise only files whose stat changed are re-hashed.
+A tracked path whose scan fingerprint and cached tree id match the pointer is clean
+without reading any file or object. Otherwise only directories whose entries changed
+are looked at, only files whose stat changed are re-hashed, and only the trees on the
+way from a changed directory to the root are rebuilt (``dvx.treescan``).
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dvx import treescan
 from dvx.errors import DvxError, MissingObjectError
 from dvx.ops import stale
 from dvx.pointer import Pointer
 from dvx.progress import NULL_PROGRESS, Progress
 from dvx.repo import Repository
-from dvx.statcache import CacheRecord, StatCache, fingerprint, stat_key
+from dvx.statcache import CacheRecord, Stat, StatCache, record_digests, scan_fingerprint, stat_key
 from dvx.tracked import Tracked, select_tracked
-from dvx.workspace import build_tree, flatten_tree, hash_file, scan_dir
+from dvx.treescan import scan_dirs
+from dvx.workspace import flatten_tree, hash_file
 
 
 @dataclass
@@ -114,55 +118,40 @@ def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_res
         return PathStatus(t.target, "tree", "modified", message="a file replaced the directory")
     scan_start = time.time_ns()
     head_root, head_fp = cache.load_head(t.target)
-    scan = scan_dir(abs_path, t.target)
-    skipped.extend(f"{t.target}/{x}" for x in scan.skipped())
-    fp = fingerprint(scan.files, scan.links, scan.dirs)
+    scan = scan_dirs(abs_path, t.target)
+    skipped.extend(f"{t.target}/{x}" for x in treescan.skipped(scan))
+    digests = record_digests(scan)
+    fp = scan_fingerprint(scan, digests)
     if head_root == pointer.oid and head_fp == fp:
         return PathStatus(t.target, "tree", "clean")  # without loading the whole cache
-    record = cache.load(t.target)
-    if (record.root_id == pointer.oid and scan.files == record.stats
-            and scan.links == record.links and scan.dirs == record.dirs):
-        cache.save_head(t.target, record.root_id, fp)  # same scan, other order: remember it
-        return PathStatus(t.target, "tree", "clean")
-    # Something differs: hash the files whose stat changed and compare with the tree.
-    ids = dict(record.ids)
-    info: dict[str, tuple[bytes, int, int]] = {}
-    stats = dict(scan.files)
-    changed = [n for n, s in scan.files.items() if record.stats.get(n) != s or n not in ids]
-    progress.start(f"checking {t.target}", len(changed))
-    for name in changed:
-        manifest, stats[name] = hash_file(os.path.join(abs_path, name), f"{t.target}/{name}",
-                                          repo.chunker, None)
-        ids[name] = manifest.object_id()
-        progress.advance()
-    progress.finish()
-    for name, s in stats.items():
-        info[name] = (ids[name], s[1], s[4])
-    tree_id, _, _ = build_tree(scan, info, None)
-    cache.save(t.target, CacheRecord(tree_id, scan_start, stats,
-                                     {n: ids[n] for n in stats}, dict(scan.links),
-                                     frozenset(scan.dirs)))
+    # Something differs: resolve the tree directory by directory, hashing only files
+    # whose stat changed, in directories whose entries changed.
+    record = cache.load_tree(t.target)
+    hashed = [0]
+
+    def hash_files(top: str, where: str, todo: list[tuple[str, Stat]]) -> Iterator[tuple[str, bytes, Stat]]:
+        if not hashed[0]:
+            progress.start(f"checking {t.target}", None)
+        for name, _st in todo:
+            manifest, got = hash_file(os.path.join(top, name), f"{where}/{name}", repo.chunker, None)
+            hashed[0] += 1
+            progress.advance()
+            yield name, manifest.object_id(), got
+
+    states = treescan.build(abs_path, t.target, scan, digests, record, hash_files)
+    if hashed[0]:
+        progress.finish()
+    tree_id = states[""].tree
+    if any(s.rebuilt for s in states.values()) or record.root_id != tree_id or head_fp != fp:
+        cache.save_tree(t.target, treescan.to_cache(states, scan, scan_start), fp)
     if tree_id == pointer.oid:
         return PathStatus(t.target, "tree", "clean")
+    res = PathStatus(t.target, "tree", "modified", content_id=tree_id)
     try:
-        old_files, old_links, _ = flatten_tree(repo.store, pointer.oid)
+        _compare(repo, pointer.oid, states, res)
     except MissingObjectError:
         return PathStatus(t.target, "tree", "missing-object",
                           message="the tree is not in the local store; run `dvx pull`")
-    res = PathStatus(t.target, "tree", "modified", content_id=tree_id)
-    for name, (mid, _size, exe) in info.items():
-        old = old_files.get(name)
-        if old is None:
-            res.added.append(name)
-        elif old[0] != mid or old[2] != exe:
-            res.modified.append(name)
-    res.deleted = [n for n in old_files if n not in info]
-    for name, target in scan.links.items():
-        if name not in old_links:
-            res.added.append(name)
-        elif old_links[name] != target:
-            res.modified.append(name)
-    res.deleted += [n for n in old_links if n not in scan.links]
     res.added.sort()
     res.modified.sort()
     res.deleted.sort()
@@ -170,6 +159,62 @@ def _tree_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_res
         res.state = "modified"
         res.message = "empty directories differ"
     return res
+
+
+def _compare(repo: Repository, old_root: bytes, states: dict[str, treescan.DirState],
+             res: PathStatus) -> None:
+    """Fill ``res`` with the files that differ between the stored tree ``old_root`` and
+    the work tree, descending only into directories whose tree ids differ."""
+    from dvx.objects import ENTRY_FILE, ENTRY_LINK, ENTRY_TREE
+
+    def new_files(rel: str) -> Iterator[str]:  # every file and link below a new directory
+        for name, kind, _x, _s, _i, _t in treescan.record_files(states[rel]):
+            path = treescan.join(rel, name)
+            if kind == treescan.K_DIR:
+                yield from new_files(path)
+            else:
+                yield path
+
+    def old_files(prefix: str, tid: bytes) -> Iterator[str]:
+        files, links, _ = flatten_tree(repo.store, tid)
+        for name in list(files) + list(links):
+            yield f"{prefix}/{name}"
+
+    stack = [("", old_root)]
+    while stack:
+        rel, old_tid = stack.pop()
+        state = states[rel]
+        if state.tree == old_tid:
+            continue
+        old = {e.name: e for e in repo.store.read_tree(old_tid).entries}
+        for name, kind, exe, _size, mid, target in treescan.record_files(state):
+            path = treescan.join(rel, name)
+            prev = old.pop(name, None)
+            if kind == treescan.K_DIR:
+                if prev is not None and prev.kind == ENTRY_TREE:
+                    assert prev.oid is not None
+                    stack.append((path, prev.oid))
+                    continue
+                res.added.extend(new_files(path))
+            elif prev is not None and prev.kind == kind == ENTRY_FILE:
+                if prev.oid != mid or prev.executable != bool(exe):
+                    res.modified.append(path)
+                continue
+            elif prev is not None and prev.kind == ENTRY_LINK and kind == treescan.K_LINK:
+                if prev.target != target:
+                    res.modified.append(path)
+                continue
+            else:
+                res.added.append(path)
+            if prev is not None:  # another kind of entry was there
+                old[name] = prev
+        for name, prev in old.items():
+            path = treescan.join(rel, name)
+            if prev.kind == ENTRY_TREE:
+                assert prev.oid is not None
+                res.deleted.extend(old_files(path, prev.oid))
+            else:
+                res.deleted.append(path)
 
 
 def _file_status(repo: Repository, t: Tracked, pointer: Pointer, st: os.stat_result,

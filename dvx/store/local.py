@@ -56,6 +56,7 @@ PACK_TARGET_SIZE = 32 << 20  # also the size pushed to remotes as is: one single
 MAX_QUEUED_BYTES = 32 << 20
 SMALL_OBJECT = 64 << 10
 SMALL_BATCH = 4 << 20
+LAZY_LOOKUPS = 4096  # StoreWriter: questions answered without loading the full index
 
 Location = tuple[str, int, int, int]  # pack name, kind, offset, length
 
@@ -73,6 +74,7 @@ class Store:
         self.direct_io = bool(direct_io and fsync and _O_DIRECT)
         self._idx: dict[str, IdxFile] | None = None
         self._full: dict[bytes, Location] | None = None
+        self._hint = ""  # pack of the last object ``locate`` found (a guess, never trusted)
         self._deltas: set[bytes] = set()
         self._readers: dict[str, PackReader] = {}
         self._lock = threading.Lock()
@@ -123,9 +125,18 @@ class Store:
     def locate(self, oid: bytes) -> Location | None:
         if self._full is not None:
             return self._full.get(oid)
-        for name, idx in self._indexes().items():
+        indexes = self._indexes()
+        hint = self._hint  # the pack of the last hit first: related objects share packs
+        idx = indexes.get(hint) if hint else None
+        entry = idx.find(oid) if idx is not None else None
+        if entry is not None:
+            return hint, entry.kind, entry.offset, entry.length
+        for name, idx in indexes.items():
+            if name == hint:
+                continue
             entry = idx.find(oid)
             if entry is not None:
+                self._hint = name
                 return name, entry.kind, entry.offset, entry.length
         return None
 
@@ -273,14 +284,27 @@ class Store:
         """A pack's own footer entries and the name they hash to (``read_footer``)."""
         return read_footer(self.pack_path(name))
 
-    def pack_objects(self, name: str, entries: Iterable[PackEntry]) -> Iterator[tuple[PackEntry, bytes]]:
+    def pack_objects(self, name: str, entries: Iterable[PackEntry]
+                     ) -> Iterator[tuple[PackEntry, bytes | memoryview]]:
         """The stored bytes of ``entries`` of a pack (as stored: a delta is not
-        expanded, nothing is verified), read in offset order. For fsck."""
+        expanded, nothing is verified), in offset order, as views of one read-only
+        mapping of the pack (a view is valid until the next one is asked for). For fsck."""
         fd = os.open(self.pack_path(name), os.O_RDONLY)
+        view: memoryview | None = None
         try:
+            try:
+                view = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+            except (OSError, ValueError):  # an empty file, or no mmap here: read each
+                view = None
             for e in sorted(entries, key=lambda e: e.offset):
-                yield e, os.pread(fd, e.length, e.offset)  # short if truncated: fails verification
+                if view is not None:
+                    yield e, view[e.offset:e.offset + e.length]  # short if truncated: fails verification
+                else:
+                    yield e, os.pread(fd, e.length, e.offset)
         finally:
+            if view is not None:
+                with contextlib.suppress(BufferError):
+                    view.release()
             os.close(fd)
 
     def pack_size(self, name: str) -> int:
@@ -658,7 +682,12 @@ class StoreWriter:
     def __init__(self, store: Store, pack_target: int) -> None:
         self.store = store
         self.pack_target = pack_target
-        self.known = store.full_index()
+        # The store's full index, loaded on first need: a writer that stores a few
+        # objects (re-adding one changed file among a million) asks the pack indexes
+        # directly instead of loading millions of entries (see ``_stored``).
+        self._known: dict[bytes, Location] | None = None
+        self._lookups = 0
+        self._limit: int | None = None
         self.pending: set[bytes] = set()
         self.bytes_written = 0
         self.objects_written = 0
@@ -690,8 +719,36 @@ class StoreWriter:
             self.abort()
 
     # -- caller side ------------------------------------------------------------------
+    @property
+    def known(self) -> dict[bytes, Location]:
+        if self._known is None:
+            self._known = self.store.full_index()
+        return self._known
+
+    @known.setter
+    def known(self, value: dict[bytes, Location]) -> None:
+        self._known = value
+
+    def _stored(self, oid: bytes) -> bool:
+        """Whether the store held ``oid`` when this writer started: binary searches of
+        the pack indexes for the first ``LAZY_LOOKUPS`` questions, then the full index."""
+        known = self._known
+        if known is None:
+            self._lookups += 1
+            if self._lookups <= LAZY_LOOKUPS or self._lookups <= self._lazy_limit():
+                return self.store.locate(oid) is not None
+            known = self.known
+        return oid in known
+
+    def _lazy_limit(self) -> int:
+        """Lookups worth answering by binary search: 1/64 of the store's objects (the
+        full index costs a tuple per object)."""
+        if self._limit is None:
+            self._limit = sum(idx.count for idx in self.store._indexes().values()) // 64
+        return self._limit
+
     def has(self, oid: bytes) -> bool:
-        return oid in self.known or oid in self.pending
+        return oid in self.pending or self._stored(oid)
 
     def _pack(self) -> _OpenPack:
         if self._current is None:
@@ -713,13 +770,13 @@ class StoreWriter:
 
     def add_delta(self, oid: bytes, base: bytes, prefix: int, suffix: int, middle: bytes | memoryview) -> bool:
         """Store a chunk as a delta against ``base`` (a chunk stored whole)."""
-        if oid in self.known or oid in self.pending:
+        if oid in self.pending or self._stored(oid):
             return False
         return self.add(KIND_CHUNK, oid, DELTA_HEADER.pack(base, prefix, suffix) + bytes(middle), COMP_DELTA)
 
     def add(self, kind: int, oid: bytes, data: bytes | memoryview, comp: int = 0) -> bool:
         """Store one object unless present; returns whether it was written."""
-        if oid in self.known or oid in self.pending:
+        if oid in self.pending or self._stored(oid):
             return False
         pack = self._pack()
         pack.entries.append(PackEntry(oid, kind, pack.size, len(data), comp))
@@ -743,7 +800,7 @@ class StoreWriter:
     def add_small(self, kind: int, oid: bytes, data: bytes | memoryview) -> None:
         """``add`` for an object known to be below SMALL_OBJECT (the per-file hot path
         of adding many small files)."""
-        if oid in self.known or oid in self.pending:
+        if oid in self.pending or self._stored(oid):
             return
         pack = self._current or self._pack()
         n = len(data)
@@ -778,7 +835,7 @@ class StoreWriter:
         pack = self._pack()
         self._flush_small()
         for oid, start, end in spans:
-            if oid in self.known or oid in self.pending:
+            if oid in self.pending or self._stored(oid):
                 continue
             if pack.size >= self.pack_target:
                 self._flush_small()
@@ -949,10 +1006,12 @@ class StoreWriter:
         final = self.store.pack_path(name)
         if os.path.exists(self.store.idx_path(name)):
             os.unlink(pack.tmp_path)  # identical pack already present
+            pack.entries = []
             return name
         os.replace(pack.tmp_path, final)
         atomic_write_bytes(self.store.idx_path(name), encode_idx(pack.entries, pack.size),
                            fsync=self.store.fsync, mode=0o444)
+        pack.entries = []  # published: ``pending`` still names its objects; the rest can go
         self.new_packs.append(name)
         return name
 
