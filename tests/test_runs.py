@@ -405,3 +405,26 @@ def test_import_is_cheap() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=str(TOP))).stdout
     assert out.strip() == "[]"
+
+
+def test_a_branch_switch_during_a_run_changes_neither(code_repo: Path) -> None:
+    """The run belongs to the code it started on; the branch the user switched to is
+    left exactly as it is."""
+    start = git("rev-parse", "HEAD", cwd=code_repo).strip()
+    git("checkout", "-q", "-b", "other", cwd=code_repo)
+    write(code_repo / "other.py", "x\n")
+    git("add", "other.py", cwd=code_repo)
+    git("commit", "-qm", "other", cwd=code_repo)
+    other = git("rev-parse", "HEAD", cwd=code_repo).strip()
+    git("checkout", "-q", "main", cwd=code_repo)
+    run = dr.init(name="switch", system_metrics=False, capture_output=False)
+    run.log({"a": 1.0})
+    git("checkout", "-q", "other", cwd=code_repo)  # mid-run
+    run.log({"a": 2.0})
+    run.finish()
+    assert git("rev-parse", f"{run.ref}^", cwd=code_repo).strip() == start
+    assert git("rev-parse", "HEAD", cwd=code_repo).strip() == other
+    assert git("symbolic-ref", "HEAD", cwd=code_repo).strip() == "refs/heads/other"
+    assert git("status", "--porcelain", cwd=code_repo) == ""
+    assert [r["value"] for r in points(code_repo, run.id).to_pylist()] == [1.0, 2.0]
+    assert record_at(code_repo, run.ref)["code"]["branch"] == "refs/heads/main"
