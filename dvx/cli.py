@@ -177,36 +177,32 @@ def _click_usage(exc: click.UsageError) -> NoReturn:
     _usage_exit(exc.ctx, text)
 
 
+def _usage_in_dvx_format(call: Callable[[], T]) -> T:
+    """Run a click step; its usage errors (not `--help` for a bare group) become DVX's."""
+    try:
+        return call()
+    except click.exceptions.NoArgsIsHelpError:
+        raise
+    except click.UsageError as exc:
+        _click_usage(exc)
+
+
 class DvxGroup(TyperGroup):
     """The ``dvx`` group (and its sub-groups): usage errors in DVX's format."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:
-            _click_usage(exc)
+        return _usage_in_dvx_format(lambda: super(DvxGroup, self).parse_args(ctx, args))
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)  # resolves and parses the subcommand
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:
-            _click_usage(exc)
+        # resolves and parses the subcommand
+        return _usage_in_dvx_format(lambda: super(DvxGroup, self).invoke(ctx))
 
 
 class DvxCommand(TyperCommand):
     """A command whose usage errors come out in DVX's format."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as exc:
-            _click_usage(exc)
+        return _usage_in_dvx_format(lambda: super(DvxCommand, self).parse_args(ctx, args))
 
 
 class PathsCommand(DvxCommand):

@@ -111,24 +111,30 @@ def recover_abandoned(repo: Any) -> list[str]:
     return _recover(repo)
 
 
-class _ConfigProxy(MutableMapping):  # type: ignore[type-arg]
-    """``dvx.config``: the active run's config (empty and inert without one)."""
+class _RunMapping(MutableMapping):  # type: ignore[type-arg]
+    """A mapping of the active run (``_part``: "config" or "summary"): reads see it
+    (empty without a run), writes go to it (and warn once without one)."""
+
+    _part = ""
 
     def _target(self) -> MutableMapping[str, Any]:
         run = current()
-        if run is not None:
-            return run.config
-        return {}
+        return getattr(run, self._part) if run is not None else {}
+
+    def _writable(self) -> MutableMapping[str, Any] | None:
+        run = current()
+        if run is None:
+            _no_run(self._part)
+            return None
+        return getattr(run, self._part)  # type: ignore[no-any-return]
 
     def __getitem__(self, key: str) -> Any:
         return self._target()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        run = current()
-        if run is None:
-            _no_run("config")
-            return
-        run.config[key] = value
+        target = self._writable()
+        if target is not None:
+            target[key] = value
 
     def __delitem__(self, key: str) -> None:
         del self._target()[key]
@@ -138,6 +144,15 @@ class _ConfigProxy(MutableMapping):  # type: ignore[type-arg]
 
     def __len__(self) -> int:
         return len(self._target())
+
+    def __repr__(self) -> str:
+        return f"{self._part.capitalize()}({dict(self._target())!r})"
+
+
+class _ConfigProxy(_RunMapping):
+    """``dvx.config``: the active run's config, also by attribute (``dvx.config.lr``)."""
+
+    _part = "config"
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -151,44 +166,15 @@ class _ConfigProxy(MutableMapping):  # type: ignore[type-arg]
         self[name] = value
 
     def update(self, other: Any = (), /, **kw: Any) -> None:  # type: ignore[override]
-        run = current()
-        if run is None:
-            _no_run("config")
-            return
-        run.config.update(other, **kw)
-
-    def __repr__(self) -> str:
-        return f"Config({dict(self._target())!r})"
+        target = self._writable()
+        if target is not None:
+            target.update(other, **kw)
 
 
-class _SummaryProxy(MutableMapping):  # type: ignore[type-arg]
+class _SummaryProxy(_RunMapping):
     """``dvx.summary``: the active run's summary."""
 
-    def _target(self) -> MutableMapping[str, Any]:
-        run = current()
-        return run.summary if run is not None else {}
-
-    def __getitem__(self, key: str) -> Any:
-        return self._target()[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        run = current()
-        if run is None:
-            _no_run("summary")
-            return
-        run.summary[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._target()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._target())
-
-    def __len__(self) -> int:
-        return len(self._target())
-
-    def __repr__(self) -> str:
-        return f"Summary({dict(self._target())!r})"
+    _part = "summary"
 
 
 config = _ConfigProxy()

@@ -404,14 +404,18 @@ class Store:
                 if self.fsync:
                     os.fsync(f.fileno())
             os.chmod(tmp, 0o444)
-            os.replace(tmp, self.pack_path(name))  # the pack, then its index
-            atomic_write_bytes(self.idx_path(name), encode_idx(entries, size), fsync=self.fsync, mode=0o444)
-            if self.fsync:
-                fsync_dir(self.packs_dir)
-            return size
+            return self._publish_adopted(tmp, name, entries, size)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+    def _publish_adopted(self, tmp: str, name: str, entries: list[PackEntry], size: int) -> int:
+        """A verified, fsynced pack file goes live: the pack, then its index (§7)."""
+        os.replace(tmp, self.pack_path(name))
+        atomic_write_bytes(self.idx_path(name), encode_idx(entries, size), fsync=self.fsync, mode=0o444)
+        if self.fsync:
+            fsync_dir(self.packs_dir)
+        return size
 
     def _verify_objects(self, name: str, view: memoryview, entries: list[PackEntry], where: str) -> None:
         for e in sorted(entries, key=lambda e: e.offset):
@@ -451,11 +455,7 @@ class Store:
                     os.close(fd)
             finally:
                 view.release()
-            os.replace(tmp, self.pack_path(name))  # the pack, then its index
-            atomic_write_bytes(self.idx_path(name), encode_idx(entries, size), fsync=self.fsync, mode=0o444)
-            if self.fsync:
-                fsync_dir(self.packs_dir)
-            return size
+            return self._publish_adopted(tmp, name, entries, size)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
