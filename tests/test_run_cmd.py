@@ -124,3 +124,36 @@ def test_promote_and_rm(proj: Path) -> None:
     assert "no run" in run_dvx("runs", "show", run2, cwd=proj, check=False).stderr
     assert "dvx gc" in run_dvx("runs", "rm", run_id, cwd=proj).stdout
     subprocess.run(["git", "fsck", "--strict", "--no-progress"], cwd=proj, check=True)
+
+
+def _forge_run(proj: Path, run_id: str, path: str) -> None:
+    """Rewrite a committed run so its record names ``path`` for its output, as a
+    teammate's (or an attacker's) pushed run could."""
+    ref = f"refs/dvx/runs/{run_id}"
+    rec = json.loads(git("show", f"{ref}:.dvx-run/run.json", cwd=proj))
+    rec["outputs"][0]["path"] = path
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=json.dumps(rec), text=True,
+                          cwd=proj, check=True, capture_output=True).stdout.strip()
+    env = dict(os.environ, GIT_INDEX_FILE=str(proj / ".git" / "forge-index"))
+    subprocess.run(["git", "read-tree", ref], cwd=proj, env=env, check=True)
+    subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},.dvx-run/run.json"],
+                   cwd=proj, env=env, check=True)
+    tree = subprocess.run(["git", "write-tree"], cwd=proj, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+    sha = git("commit-tree", tree, "-p", ref, "-m", "forged", cwd=proj).strip()
+    git("update-ref", ref, sha, cwd=proj)
+
+
+@pytest.mark.parametrize("path", ["../escaped", "/tmp/dvx-absolute-escape", "a\nb", ".git/hooks/x",
+                                  "x" * 255])
+def test_promote_refuses_a_hostile_path_in_a_run_record(proj: Path, path: str) -> None:
+    run_id = last_json(run_dvx("run", "-o", "model", "--json", "--", "./train.sh", cwd=proj).stdout)["id"]
+    (proj / "model.dvx").unlink()
+    _forge_run(proj, run_id, path)
+    before = git("rev-parse", "HEAD", cwd=proj).strip()
+    proc = run_dvx("runs", "promote", run_id, cwd=proj, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert git("rev-parse", "HEAD", cwd=proj).strip() == before
+    assert not (proj.parent / "escaped.dvx").exists()
+    assert not os.path.exists("/tmp/dvx-absolute-escape.dvx")
+    assert not (proj / ".git" / "hooks" / "x.dvx").exists()

@@ -165,3 +165,20 @@ def test_no_git_remote_keeps_runs_local(repo_dir: Path, tmp_path: Path) -> None:
     log_run(repo_dir, "local1")
     rep = json.loads(run_dvx("push", "--create", "--json", cwd=repo_dir).stdout)
     assert rep["runs_pushed"] == [] and "no git remote" in rep["runs_note"]
+
+
+def test_hostile_run_ref_names_on_the_git_remote_are_refused(machine_a: tuple[Path, Path, Path],
+                                                            tmp_path: Path) -> None:
+    """Only refs/dvx/runs/<valid run id> may become a local ref: a nested name or one
+    starting with '-' from someone's push is reported, the good runs still arrive."""
+    a, bare, _store = machine_a
+    log_run(a, "good", n=5)
+    run_dvx("push", cwd=a)
+    sha = git("rev-parse", "refs/dvx/runs/good", cwd=a).strip()
+    for bad in ("refs/dvx/runs/nested/x", "refs/dvx/runs/-dash", "refs/dvx/runs/" + "x" * 200):
+        git("update-ref", bad, sha, cwd=bare)
+    b = clone(bare, tmp_path / "b")
+    got = json.loads(run_dvx("fetch", "--json", cwd=b, check=False).stdout)
+    assert got["runs_fetched"] == ["good"]
+    assert sum("is refused" in e for e in got["errors"]) == 3, got["errors"]
+    assert git("for-each-ref", "--format=%(refname)", "refs/dvx", cwd=b).split() == ["refs/dvx/runs/good"]

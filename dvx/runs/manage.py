@@ -65,9 +65,16 @@ def promote_run(repo: Repository, run_id: str) -> dict[str, Any]:
     wanted: dict[str, bytes] = {}
     for kind in ("inputs", "outputs"):
         for entry in run.get(kind) or []:
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(path, str) or not isinstance(entry.get("pointer"), str):
+                raise RunError(f"run {run['id']}: a malformed {kind} entry in its record",
+                               "the run was not written by dvx; promote it by hand")
+            # a path from a run record (a teammate's push) is untrusted: it must be a safe
+            # tracked path with no link or file above it, or nothing is written
+            repo.data_path(path, f"{REF_PREFIX}{run['id']}:{kind} {path!r}")
             blob = git.blob_at(info, entry["pointer"])
             if blob is not None:
-                wanted[entry["path"]] = blob[1]
+                wanted[path] = blob[1]
     changes: dict[str, bytes] = {}
     conflicts: list[str] = []
     for path, data in sorted(wanted.items()):
@@ -103,7 +110,7 @@ def promote_run(repo: Repository, run_id: str) -> dict[str, Any]:
     from dvx.fsutil import atomic_write_bytes
 
     for path, data in changes.items():
-        target = repo.abspath(path)
+        target = repo.data_path(path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         atomic_write_bytes(target + POINTER_SUFFIX, data, fsync=False)
         ensure_ignored(target)

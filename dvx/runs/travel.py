@@ -27,7 +27,7 @@ from typing import Any
 from dvx.errors import DvxError
 from dvx.pointer import Pointer
 from dvx.repo import Repository
-from dvx.runs.record import REF_PREFIX, RUN_DIR, decode_record
+from dvx.runs.record import REF_PREFIX, RUN_DIR, check_run_id, decode_record
 
 OFF = ("none", "false", "off", "no", "0")
 PENDING = os.path.join("state", "runs-pending-data")
@@ -215,6 +215,13 @@ def fetch_refs(repo: Repository, name: str | None = None) -> FetchedRuns:
         git = git.reopened()
         local = git.refs_under(REF_PREFIX)
         for ref, sha in sorted(theirs.items()):
+            try:  # a name from the remote: only a valid run id may become a local ref
+                check_run_id(ref[len(REF_PREFIX):])
+                if len(sha) != 40 or sha.strip("0123456789abcdef"):
+                    raise DvxError(f"invalid commit id {sha[:50]!r}")
+            except DvxError as exc:
+                got.errors.append(f"{ref[:120]!r} on the git remote is refused: {exc.message}")
+                continue
             mine = local.get(ref)
             if mine == sha or (mine is not None and git.is_ancestor(sha, mine)):
                 continue
