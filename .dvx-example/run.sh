@@ -7,7 +7,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(dirname "$here")"
-bash "$top/scripts/install.sh" >/dev/null
+bash "$top/scripts/install.sh" example >/dev/null
 export PATH="$top/.venv/bin:$PATH"
 work="${1:-$(mktemp -d /tmp/dvx-example.XXXXXX)}"
 mkdir -p "$work" && cd "$work"
