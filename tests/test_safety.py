@@ -475,3 +475,13 @@ def test_checkout_adds_a_missing_ignore_line(tmp_path: Path, repo_dir: Path, cli
     cli("checkout")
     assert (repo_dir / "d" / "f.bin").read_text() == "data"
     assert "d/" not in git("status", "--porcelain", "-uall", cwd=repo_dir)
+
+
+def test_pointer_name_vectors() -> None:
+    """protocols/vectors/pointer_names.json: what every reader accepts and refuses."""
+    from dvx.pointer import target_problem
+    from tests.conftest import VECTORS
+
+    v = json.loads((VECTORS / "pointer_names.json").read_text(encoding="utf-8"))
+    assert [t for t in v["accept"] if target_problem(t) is not None] == []
+    assert [t for t in v["refuse"] if target_problem(t) is None] == []
