@@ -18,13 +18,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import zlib
 from typing import Any
 
+from dvx.errors import CorruptObjectError
+
 KIND_HISTOGRAM, KIND_IMAGE = 4, 5  # segments.py's point kinds (runs.md §4)
 
 MAX_BINS = 100_000  # a histogram is a small object, not a copy of the data
+_MEDIA_NAME = re.compile(r"^[0-9a-f]{64}(\.[a-z0-9]+){1,2}$")  # <BLAKE3>.<suffix>
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
           (b"BM", "bmp"))
 
@@ -347,6 +351,10 @@ def read_media(repo: Any, run: dict[str, Any], key: str | None = None) -> list[d
     cache: dict[str, bytes] = {}
     for r in rows:
         ref = json.loads(r["text"])
+        name = ref.get("file") if isinstance(ref, dict) else None
+        if not (isinstance(name, str) and _MEDIA_NAME.match(name)):  # from a record: untrusted
+            raise CorruptObjectError(f"run {run['id']}: invalid media reference {str(name)[:80]!r}",
+                                     "the run was not written by dvx")
         data = cache.get(ref["file"])
         if data is None:
             data = cache[ref["file"]] = load(ref["file"])
