@@ -171,9 +171,9 @@ class IniFile:
             self._replace(old.first, old.end, [prefix + value + ending])
             return
         indent = ""
-        if sec.keys:
-            some = self.lines[next(iter(sec.keys.values())).first]
-            indent = some[:_indent(some)]
+        if sec.keys:  # as indented as the key it follows: deeper would read as its continuation
+            last = self.lines[max(k.first for k in sec.keys.values())]
+            indent = last[:_indent(last)]
         self._ensure_final_newline(sec.end)
         self._replace(sec.end, sec.end, [f"{indent}{key} = {value}{self._newline()}"])
 

@@ -435,6 +435,7 @@ _edits = st.lists(st.tuples(st.sampled_from(["set", "unset", "remove"]),
 @given(ini_texts(), _edits)
 @example("[s]\n# c\na = 1\n# c", [("set", "u", "a", "v"), ("remove", "u", "a", "v"),
                                     ("remove", "s", "a", "v")])  # repeated lines: found by hypothesis
+@example("[t]\n  c = 3\na = 1", [("set", "t", "b", "v")])  # keys of mixed indentation: found by hypothesis
 def test_ini_edits_change_only_what_they_must(text: str, edits: list[tuple[str, str, str, str]]) -> None:
     ini = IniFile(text)
     model = {s: dict(ini.items(s)) for s in ini.sections()}
