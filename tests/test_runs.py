@@ -53,11 +53,18 @@ def runs_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedP
     return proc
 
 
+def _default_sigint() -> None:
+    # a test run started in the background inherits SIGINT ignored, and Python keeps it so:
+    # the child must see Ctrl-C as a user's script does
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def child(code: str, cwd: Path, **kw) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
     env = dict(os.environ, PYTHONPATH=str(TOP))
     env.update(kw.pop("env", {}))
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=_default_sigint, **kw)
 
 
 def wait_line(proc: subprocess.Popen[str], text: str) -> None:
@@ -288,6 +295,26 @@ LOGGER = """
     print("flushed", flush=True)
     time.sleep(60)
 """
+
+
+def test_script_that_ends_without_finish_is_committed(code_repo: Path) -> None:
+    # the run is finished at interpreter exit; committing it writes a pack through the
+    # store's thread pool, which Python refuses once its thread machinery has shut down
+    # ("cannot schedule new futures after interpreter shutdown"): the run must be finished
+    # before that, not in a plain atexit hook
+    proc = child("""
+        import dvx.runs as dr
+        run = dr.init()
+        for i in range(10):
+            run.log({"loss": float(i)}, step=i)
+        print("logged", run.id, flush=True)
+    """, code_repo)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err and "Exception ignored" not in err, err
+    run_id = out.split()[1]
+    assert git("rev-parse", "--verify", f"refs/dvx/runs/{run_id}", cwd=code_repo).strip()
+    (run,) = list_runs(Repository(str(code_repo)))
+    assert (run["state"], run["history"]["points"]) == ("finished", 10)
 
 
 def test_sigterm_saves_everything(code_repo: Path) -> None:

@@ -657,7 +657,16 @@ def _register(run: Run) -> None:
     _active = run
     if not _hooks_installed:
         import atexit
+        import concurrent.futures.thread  # noqa: F401 - registers its exit hook before ours
 
+        # A run still open when the main thread ends is finished then, before Python
+        # joins threads and shuts the thread pools down (hooks run in reverse order, so
+        # ours comes before the pools'): committing it needs the store's pack thread. A
+        # plain atexit hook runs after that shutdown. It stays as the fallback.
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            with contextlib.suppress(RuntimeError):
+                register(_at_exit)
         atexit.register(_at_exit)
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _hooks_installed = True
