@@ -82,6 +82,18 @@ class Api:
         shown = ", ".join(ids[i] for i in matches[:5])
         raise RunError(f"run id {run_id!r} is ambiguous ({shown})", "give more of the id")
 
+    def lineage(self, target: str, direction: str = "up", depth: int | None = None,
+                types: str | list[str] | None = None, limit: int | None = None) -> Any:
+        """The lineage graph around ``target`` (see :func:`dvx.api.lineage`). The index
+        stays mapped in this object, so later queries only check that the refs did not
+        move (``docs/lineage.md``)."""
+        from dvx.lineage.query import LineageIndex, lineage
+
+        index = self.__dict__.get("_lineage")
+        if index is None:
+            index = self.__dict__["_lineage"] = LineageIndex(self.repo)
+        return lineage(self.repo, target, direction, depth, types, limit, index=index)
+
     def reindex(self) -> int:
         """Rebuild the local index from the run records in git; returns how many runs."""
         from dvx.runs import index

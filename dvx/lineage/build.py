@@ -1,0 +1,288 @@
+"""Git -> the lineage graph, from scratch or for what is new (``protocols/lineage.md`` §3, §5).
+
+Sources, in this order:
+
+1. Run records (every ``refs/dvx/runs/*``, through the run index
+   :mod:`dvx.runs.index`): a run node; ``used`` from each input, ``produced`` to each
+   output; ``code`` from the run's code commit (also kept on the run node as ``code``).
+2. Commits reachable from every ref that is neither a run nor an artifact ref, and from
+   the code commits of the runs (run commits themselves differ from their code commit
+   only in ``.dvx-run/``, whose pointers the record already describes). For each commit,
+   the pointers it changes against its first parent (:meth:`History.changes`): the new
+   version's data node gets the path; ``derived-from`` from the version it replaced;
+   ``committed-in`` to the earliest commit (author time, then sha) where that version
+   appears at that path.
+3. Artifact refs: each version's data node gets the path it came from and the label
+   ``NAME:vN`` (aliases too); ``produced`` from the run that logged it.
+
+An update reads only what changed: new run refs, commits not reachable from the heads
+already walked, and artifact refs that moved. A run ref removed or moved, or a head
+that is no longer reachable (a rewound or deleted branch), is not something an update
+can subtract: the graph is then built from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from dvx.errors import DvxError
+from dvx.lineage.model import (
+    CODE,
+    COMMIT,
+    COMMITTED_IN,
+    DATA,
+    DERIVED_FROM,
+    HEX_ID,
+    PRODUCED,
+    RUN,
+    SHA,
+    USED,
+    node_key,
+)
+from dvx.lineage.store import Tables, sort_edges
+from dvx.repo import Repository
+
+MAX_PROBLEMS = 50
+
+
+class Rebuild(Exception):
+    """An update cannot be done incrementally (``reason``): build from scratch."""
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Builder:
+    """The graph being built: nodes by key, attributes decoded only when touched, edges
+    appended and sorted once at the end."""
+
+    def __init__(self, repo: Repository, base: Tables | None = None) -> None:
+        from dvx.history import history_of
+
+        self.repo = repo
+        self.history = history_of(repo)
+        if base is None:
+            base = Tables(np.zeros(0, np.uint8), [], [], np.zeros(0, np.uint32), np.zeros(0, np.uint32),
+                          np.zeros(0, np.uint8), {})
+        self.kinds: list[int] = base.node_kind.tolist()
+        self.keys = base.keys
+        self.index = {k: i for i, k in enumerate(self.keys)}
+        self.meta_raw = base.meta
+        self.touched: dict[int, dict[str, Any]] = {}
+        self.base_edges = (base.edge_src, base.edge_dst, base.edge_kind)
+        self.drop_edges: set[tuple[int, int, int]] = set()
+        self.new_edges: list[tuple[int, int, int]] = []
+        st = base.state
+        self.runs: dict[str, str] = dict(st.get("runs") or {})
+        self.walked: list[str] = list(st.get("walked") or [])
+        self.first_seen: dict[str, list[Any]] = dict(st.get("first_seen") or {})
+        self.artifacts: dict[str, Any] = dict(st.get("artifacts") or {})
+        self.problems: list[str] = list(st.get("problems") or [])
+        self.codes: set[str] = set(st.get("codes") or [])  # code commits of the runs
+        self.commits_read = 0
+
+    # -- nodes and edges -------------------------------------------------------------
+    def node(self, kind: int, ident: str) -> int:
+        key = node_key(kind, ident)
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.keys)
+            self.keys.append(key)
+            self.kinds.append(kind)
+            self.meta_raw.append(b"{}")
+            self.touched[i] = {}
+        return i
+
+    def meta(self, i: int) -> dict[str, Any]:
+        m = self.touched.get(i)
+        if m is None:
+            try:
+                m = json.loads(self.meta_raw[i])
+            except ValueError:
+                m = {}
+            self.touched[i] = m = m if isinstance(m, dict) else {}
+        return m
+
+    def edge(self, a: int, b: int, kind: int) -> None:
+        self.new_edges.append((a, b, kind))
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS and text not in self.problems:
+            self.problems.append(text)
+
+    def data(self, ident: str, path: str | None, kind: str | None = None, size: Any = None,
+             files: Any = None) -> int:
+        i = self.node(DATA, ident)
+        m = self.meta(i)
+        if path is not None and path not in m.setdefault("paths", []):
+            m["paths"] = sorted([*m["paths"], path])
+        for name, value in (("kind", kind), ("size", size), ("files", files)):
+            if value is not None and name not in m:
+                m[name] = value
+        return i
+
+    def commit_node(self, sha: str) -> int:
+        i = self.node(COMMIT, sha)
+        m = self.meta(i)
+        if "time" not in m and "missing" not in m:
+            try:
+                c = self.history.commit(sha)
+                m.update(summary=c.summary, time=c.time, author=c.author)
+            except DvxError:
+                m["missing"] = True
+        return i
+
+    # -- 1. runs ---------------------------------------------------------------------
+    def add_run(self, run_id: str, commit: str | None, record: dict[str, Any]) -> None:
+        from dvx.pointer import check_target
+
+        r = self.node(RUN, run_id)
+        m = self.meta(r)
+        code = (record.get("code") or {}).get("commit") if isinstance(record.get("code"), dict) else None
+        code = code if isinstance(code, str) and SHA.match(code) else None
+        m.update(name=record.get("name") if isinstance(record.get("name"), str) else run_id,
+                 state=record.get("state"), project=record.get("project"),
+                 start=record.get("start_time"), end=record.get("end_time"), commit=commit, code=code)
+        for field, kind in (("inputs", USED), ("outputs", PRODUCED)):
+            entries = record.get(field)
+            for e in entries if isinstance(entries, list) else []:
+                ident = e.get("id") if isinstance(e, dict) else None
+                path = e.get("path") if isinstance(e, dict) else None
+                if not isinstance(ident, str) or not HEX_ID.match(ident):
+                    self.problem(f"run {run_id}: an entry of {field} has no valid content id; skipped")
+                    continue
+                try:
+                    check_target(path, f"run {run_id} {field}")  # type: ignore[arg-type]
+                except DvxError:
+                    path = None  # the bytes still count; the name does not
+                d = self.data(ident, path, e.get("kind"), e.get("size"), e.get("files"))
+                self.edge(d, r, USED) if kind == USED else self.edge(r, d, PRODUCED)
+        if code is not None:
+            self.edge(self.commit_node(code), r, CODE)
+
+    def runs_from_index(self) -> None:
+        """Read the records of the runs not in the graph yet."""
+        from dvx.runs import index as runs_index
+
+        table = runs_index.load(self.repo)
+        if not table.num_rows:
+            refs, commits = [], []
+        else:
+            refs = table.column(runs_index.REF).to_pylist()
+            commits = table.column(runs_index.COMMIT).to_pylist()
+        now = dict(zip(refs, commits, strict=True))
+        gone = [rid for rid, sha in self.runs.items() if now.get(rid) != sha]
+        if gone:
+            raise Rebuild(f"run {gone[0]} was removed or moved")
+        records = table.column(runs_index.RECORD) if table.num_rows else None
+        for row, (rid, sha) in enumerate(zip(refs, commits, strict=True)):
+            if rid in self.runs or records is None:
+                continue
+            try:
+                record = json.loads(records[row].as_py())
+            except ValueError:
+                self.problem(f"run {rid}: unreadable record; skipped")
+                continue
+            if not isinstance(record, dict):
+                continue
+            self.add_run(rid, sha, record)
+            self.runs[rid] = sha
+            code = self.meta(self.index[node_key(RUN, rid)]).get("code")
+            if code:
+                self.codes.add(code)
+
+    # -- 2. commits ------------------------------------------------------------------
+    def walk_commits(self, heads: list[str]) -> None:
+        old = set(self.walked)
+        new_heads = sorted(set(heads) - old)
+        dropped = sorted(old - set(heads))
+        if dropped and self.history.commits_from(dropped, exclude=heads):
+            raise Rebuild("a branch or tag was rewound or deleted")
+        if not new_heads:
+            self.walked = sorted(set(heads))
+            return
+        from dvx.history import Bad
+
+        bad: Bad = {}
+        for sha in self.history.commits_from(new_heads, exclude=sorted(old)):
+            self.commits_read += 1
+            changes = self.history.changes(sha, bad=bad)
+            if not changes:
+                continue
+            when = self.history.commit(sha).time
+            for target, before, after in changes:
+                if after is None or target.startswith(".dvx-run/"):
+                    continue
+                d = self.data(after.id, target, after.kind, after.size, after.files)
+                if before is not None and before.id != after.id:
+                    prev = self.data(before.id, target, before.kind, before.size, before.files)
+                    self.edge(prev, d, DERIVED_FROM)
+                key = f"{target}\n{after.id}"
+                seen = self.first_seen.get(key)
+                if seen is None or [when, sha] < seen:
+                    if seen is not None:
+                        old_c = self.index.get(node_key(COMMIT, seen[1]))
+                        if old_c is not None:
+                            self.drop_edges.add((d, old_c, COMMITTED_IN))
+                    self.first_seen[key] = [when, sha]
+                    self.edge(d, self.commit_node(sha), COMMITTED_IN)
+        for key, err in sorted(bad.items()):
+            self.problem(f"{key}: {err}")
+        self.walked = sorted(set(heads))
+
+    # -- 3. artifacts ----------------------------------------------------------------
+    def add_artifacts(self, refs: dict[str, str]) -> None:
+        from dvx.lineage.artifacts import read_artifacts
+
+        gone = [n for n in self.artifacts if n not in refs]
+        if gone:
+            raise Rebuild(f"artifact {gone[0]} was removed")
+        changed = {n: sha for n, sha in refs.items() if (self.artifacts.get(n) or {}).get("commit") != sha}
+        if not changed:
+            return
+        problems: list[str] = []
+        found = read_artifacts(self.repo, changed, problems)
+        for p in problems:
+            self.problem(p)
+        for name, versions in found.items():
+            for v in versions:
+                d = self.data(v.id, v.path)
+                if v.run is not None and node_key(RUN, v.run) in self.index:
+                    self.edge(self.index[node_key(RUN, v.run)], d, PRODUCED)
+            self.artifacts[name] = {"commit": changed[name], "versions": [v.to_json() for v in versions]}
+
+    # -- the result ------------------------------------------------------------------
+    def tables(self) -> Tables:
+        for i, m in self.touched.items():
+            self.meta_raw[i] = _dumps(m)
+        src, dst, kind = self.base_edges
+        if self.drop_edges:
+            keep = np.array([(int(a), int(b), int(k)) not in self.drop_edges
+                             for a, b, k in zip(src, dst, kind, strict=True)], bool)
+            src, dst, kind = src[keep], dst[keep], kind[keep]
+        if self.new_edges:
+            extra = np.array(self.new_edges, np.uint32).reshape(-1, 3)
+            src = np.concatenate([src.astype(np.uint32), extra[:, 0]])
+            dst = np.concatenate([dst.astype(np.uint32), extra[:, 1]])
+            kind = np.concatenate([kind.astype(np.uint8), extra[:, 2].astype(np.uint8)])
+        src, dst, kind = sort_edges(src, dst, kind)
+        state = {"artifacts": self.artifacts, "codes": sorted(self.codes), "first_seen": self.first_seen,
+                 "problems": self.problems, "runs": self.runs, "walked": self.walked}
+        return Tables(np.array(self.kinds, np.uint8), self.keys, self.meta_raw, src, dst, kind, state)
+
+
+def build(repo: Repository, base: Tables | None = None) -> tuple[Tables, int]:
+    """The graph of ``repo``: ``base`` brought up to date (``Rebuild`` when it cannot be),
+    or built from scratch. Returns the tables and how many commits were read."""
+    from dvx.lineage.refs import artifact_refs, branch_heads
+
+    b = Builder(repo, base)
+    b.runs_from_index()
+    heads = sorted(set(branch_heads(repo).values()) | b.codes)
+    b.walk_commits(heads)
+    b.add_artifacts(artifact_refs(repo))
+    return b.tables(), b.commits_read

@@ -1,0 +1,130 @@
+"""The answer to a lineage query: nodes, edges, and their JSON, DOT and Mermaid forms
+(``protocols/lineage.md`` §7 describes the JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Node:
+    """A data version, run or commit. ``key`` is ``kind:id``; ``depth`` the number of
+    hops from the target (negative upstream, positive downstream, 0 the target)."""
+
+    key: str
+    kind: str  # data | run | commit
+    id: str
+    label: str
+    depth: int
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "id": self.id, "label": self.label, "depth": self.depth,
+                **self.attrs}
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``source -> target`` in the direction data flows. ``kind``: used, produced,
+    committed-in, derived-from, code, or ``via`` (a path through nodes that a type
+    filter left out)."""
+
+    source: str
+    target: str
+    kind: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": self.source, "target": self.target, "kind": self.kind}
+
+
+def label_of(kind: str, ident: str, attrs: dict[str, Any]) -> str:
+    if kind == "data":
+        names = list(attrs.get("artifacts") or []) + list(attrs.get("paths") or [])
+        return f"{names[0]}@{ident[:12]}" if names else ident[:12]
+    if kind == "run":
+        name = attrs.get("name")
+        return f"run {ident}" + (f" ({name})" if name and name != ident else "")
+    summary = attrs.get("summary")
+    return ident[:12] + (f" {summary}" if summary else "")
+
+
+class LineageGraph:
+    """What a query found: ``target`` (a :class:`Node`), ``nodes`` (the target first,
+    then by distance), ``edges``, ``cycles`` (flow cycles met, as lists of node keys),
+    ``truncated`` (``limit`` cut it short) and ``notices`` (an index rebuilt, records
+    skipped)."""
+
+    def __init__(self, target: Node, direction: str, nodes: list[Node], edges: list[Edge],
+                 cycles: list[list[str]] | None = None, truncated: bool = False,
+                 notices: list[str] | None = None, problems: list[str] | None = None) -> None:
+        self.target = target
+        self.direction = direction
+        self.nodes = nodes
+        self.edges = edges
+        self.cycles = cycles or []
+        self.truncated = truncated
+        self.notices = notices or []
+        self.problems = problems or []
+        self._by_key = {n.key: n for n in nodes}
+
+    def __repr__(self) -> str:
+        return (f"LineageGraph({self.target.key!r}, {self.direction}, {len(self.nodes)} nodes, "
+                f"{len(self.edges)} edges)")
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def node(self, key: str) -> Node:
+        return self._by_key[key]
+
+    def upstream(self, key: str) -> list[tuple[Edge, Node]]:
+        """The edges into ``key`` and their source nodes."""
+        return [(e, self._by_key[e.source]) for e in self.edges if e.target == key]
+
+    def downstream(self, key: str) -> list[tuple[Edge, Node]]:
+        """The edges out of ``key`` and their target nodes."""
+        return [(e, self._by_key[e.target]) for e in self.edges if e.source == key]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target.key, "direction": self.direction,
+                "nodes": [n.to_json() for n in self.nodes], "edges": [e.to_json() for e in self.edges],
+                "cycles": self.cycles, "truncated": self.truncated, "notices": self.notices,
+                "problems": self.problems}
+
+    def _ids(self) -> dict[str, str]:
+        return {n.key: f"n{i}" for i, n in enumerate(self.nodes)}
+
+    def to_dot(self) -> str:
+        """Graphviz DOT: data as boxes, runs as ellipses, commits as notes."""
+        ids = self._ids()
+        shape = {"data": "box", "run": "ellipse", "commit": "note"}
+        lines = ["digraph lineage {", "  rankdir=LR;"]
+        for n in self.nodes:
+            extra = ", penwidth=2" if n.key == self.target.key else ""
+            lines.append(f"  {ids[n.key]} [label={json.dumps(n.label, ensure_ascii=False)}, "
+                         f"shape={shape[n.kind]}{extra}];")
+        for e in self.edges:
+            lines.append(f"  {ids[e.source]} -> {ids[e.target]} [label={json.dumps(e.kind)}];")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def to_mermaid(self) -> str:
+        """A Mermaid flowchart (``flowchart LR``), as GitHub renders in Markdown."""
+        ids = self._ids()
+
+        def text(s: str) -> str:
+            return s.replace('"', "#quot;")
+
+        shape = {"data": ('["', '"]'), "run": ('(["', '"])'), "commit": ('[/"', '"/]')}
+        lines = ["flowchart LR"]
+        for n in self.nodes:
+            a, b = shape[n.kind]
+            lines.append(f"  {ids[n.key]}{a}{text(n.label)}{b}")
+        for e in self.edges:
+            lines.append(f"  {ids[e.source]} -->|{e.kind}| {ids[e.target]}")
+        return "\n".join(lines) + "\n"
