@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     # the verbs (dvx.api)
     "add", "checkout", "commit", "diff", "fetch", "fsck", "gc", "hooks_install", "hooks_uninstall",
-    "init_repo", "lineage", "log", "ls", "pull", "push", "raise_on_error", "remote_add", "remote_list",
+    "init_repo", "log", "ls", "pull", "push", "raise_on_error", "remote_add", "remote_list",
     "remote_modify", "remote_remove", "status",
     # runs, as wandb users expect (dvx.runs); `log` serves both: dvx.log(dict, step=...)
     # logs to the active run, dvx.log(path) lists versions like the CLI verb

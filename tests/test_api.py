@@ -20,7 +20,7 @@ from tests.conftest import Cli, git, run_dvx, write
 
 EXPECTED_ALL = [
     "add", "checkout", "commit", "diff", "fetch", "fsck", "gc", "hooks_install", "hooks_uninstall",
-    "init_repo", "lineage", "log", "ls", "pull", "push", "raise_on_error", "remote_add", "remote_list",
+    "init_repo", "log", "ls", "pull", "push", "raise_on_error", "remote_add", "remote_list",
     "remote_modify", "remote_remove", "status",
     "config", "define_metric", "finish", "init", "log_artifact", "summary", "use_artifact",
     "Api",

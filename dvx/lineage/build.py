@@ -78,12 +78,14 @@ class Builder:
         self.new_edges: list[tuple[int, int, int]] = []
         st = base.state
         self.runs: dict[str, str] = dict(st.get("runs") or {})
-        self.walked: list[str] = list(st.get("walked") or [])
+        self.walked: set[str] = set(st.get("walked") or [])  # every commit read
+        self.heads: list[str] = list(st.get("heads") or [])  # where the last walk started
         self.first_seen: dict[str, list[Any]] = dict(st.get("first_seen") or {})
         self.artifacts: dict[str, Any] = dict(st.get("artifacts") or {})
         self.problems: list[str] = list(st.get("problems") or [])
         self.codes: set[str] = set(st.get("codes") or [])  # code commits of the runs
         self.commits_read = 0
+        self._path_ok: dict[str, bool] = {}  # run entry paths repeat: check each once
 
     # -- nodes and edges -------------------------------------------------------------
     def node(self, kind: int, ident: str) -> int:
@@ -137,9 +139,19 @@ class Builder:
         return i
 
     # -- 1. runs ---------------------------------------------------------------------
-    def add_run(self, run_id: str, commit: str | None, record: dict[str, Any]) -> None:
-        from dvx.pointer import check_target
+    def _safe_path(self, path: Any) -> str | None:
+        """``path`` when it is a valid tracked path, else None (the bytes still count;
+        a forged name does not)."""
+        if not isinstance(path, str):
+            return None
+        ok = self._path_ok.get(path)
+        if ok is None:
+            from dvx.pointer import target_problem
 
+            ok = self._path_ok[path] = target_problem(path) is None
+        return path if ok else None
+
+    def add_run(self, run_id: str, commit: str | None, record: dict[str, Any]) -> None:
         r = self.node(RUN, run_id)
         m = self.meta(r)
         code = (record.get("code") or {}).get("commit") if isinstance(record.get("code"), dict) else None
@@ -152,14 +164,10 @@ class Builder:
             for e in entries if isinstance(entries, list) else []:
                 ident = e.get("id") if isinstance(e, dict) else None
                 path = e.get("path") if isinstance(e, dict) else None
-                if not isinstance(ident, str) or not HEX_ID.match(ident):
+                if not isinstance(ident, str) or len(ident) != 64 or not HEX_ID.match(ident):
                     self.problem(f"run {run_id}: an entry of {field} has no valid content id; skipped")
                     continue
-                try:
-                    check_target(path, f"run {run_id} {field}")  # type: ignore[arg-type]
-                except DvxError:
-                    path = None  # the bytes still count; the name does not
-                d = self.data(ident, path, e.get("kind"), e.get("size"), e.get("files"))
+                d = self.data(ident, self._safe_path(path), e.get("kind"), e.get("size"), e.get("files"))
                 self.edge(d, r, USED) if kind == USED else self.edge(r, d, PRODUCED)
         if code is not None:
             self.edge(self.commit_node(code), r, CODE)
@@ -197,18 +205,36 @@ class Builder:
 
     # -- 2. commits ------------------------------------------------------------------
     def walk_commits(self, heads: list[str]) -> None:
-        old = set(self.walked)
-        new_heads = sorted(set(heads) - old)
-        dropped = sorted(old - set(heads))
+        """Read the commits reachable from ``heads`` that no earlier build read (the
+        walk stops at commits already walked)."""
+        walked = self.walked
+        todo = [h for h in dict.fromkeys(heads) if h not in walked]
+        seen = set(todo)
+        boundary: set[str] = set()
+        order: list[str] = []
+        while todo:
+            sha = todo.pop()
+            try:
+                c = self.history.commit(sha)
+            except DvxError as exc:  # a record naming a commit this clone lacks
+                self.problem(f"commit {sha[:12]}: {exc}")
+                walked.add(sha)
+                continue
+            order.append(sha)
+            for p in c.parents:
+                if p in walked:
+                    boundary.add(p)
+                elif p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        dropped = [h for h in self.heads if h not in heads and h not in boundary and h not in seen]
         if dropped and self.history.commits_from(dropped, exclude=heads):
             raise Rebuild("a branch or tag was rewound or deleted")
-        if not new_heads:
-            self.walked = sorted(set(heads))
-            return
         from dvx.history import Bad
 
         bad: Bad = {}
-        for sha in self.history.commits_from(new_heads, exclude=sorted(old)):
+        for sha in order:
+            walked.add(sha)
             self.commits_read += 1
             changes = self.history.changes(sha, bad=bad)
             if not changes:
@@ -222,17 +248,17 @@ class Builder:
                     prev = self.data(before.id, target, before.kind, before.size, before.files)
                     self.edge(prev, d, DERIVED_FROM)
                 key = f"{target}\n{after.id}"
-                seen = self.first_seen.get(key)
-                if seen is None or [when, sha] < seen:
-                    if seen is not None:
-                        old_c = self.index.get(node_key(COMMIT, seen[1]))
+                seen_at = self.first_seen.get(key)
+                if seen_at is None or [when, sha] < seen_at:
+                    if seen_at is not None:
+                        old_c = self.index.get(node_key(COMMIT, seen_at[1]))
                         if old_c is not None:
                             self.drop_edges.add((d, old_c, COMMITTED_IN))
                     self.first_seen[key] = [when, sha]
                     self.edge(d, self.commit_node(sha), COMMITTED_IN)
         for key, err in sorted(bad.items()):
             self.problem(f"{key}: {err}")
-        self.walked = sorted(set(heads))
+        self.heads = sorted(set(heads))
 
     # -- 3. artifacts ----------------------------------------------------------------
     def add_artifacts(self, refs: dict[str, str]) -> None:
@@ -271,7 +297,8 @@ class Builder:
             kind = np.concatenate([kind.astype(np.uint8), extra[:, 2].astype(np.uint8)])
         src, dst, kind = sort_edges(src, dst, kind)
         state = {"artifacts": self.artifacts, "codes": sorted(self.codes), "first_seen": self.first_seen,
-                 "problems": self.problems, "runs": self.runs, "walked": self.walked}
+                 "heads": self.heads, "problems": self.problems, "runs": self.runs,
+                 "walked": sorted(self.walked)}
         return Tables(np.array(self.kinds, np.uint8), self.keys, self.meta_raw, src, dst, kind, state)
 
 

@@ -84,9 +84,7 @@ def branch_heads(repo: Repository) -> dict[str, str]:
     top = os.path.join(gd, "refs")
     for dirpath, dirs, files in os.walk(top):
         rel = os.path.relpath(dirpath, gd).replace(os.sep, "/") + "/"
-        if rel in (RUNS, ARTIFACTS):
-            dirs[:] = []
-            continue
+        dirs[:] = [d for d in dirs if rel + d + "/" not in (RUNS, ARTIFACTS)]  # never listed
         names.update(rel + f for f in files if not f.endswith(".lock"))
     out: dict[str, str] = {}
     refs = git.repo.refs
