@@ -341,8 +341,8 @@ def main() -> None:
         print(f"{label}: {len(keys)} nodes; dvx {dt * 1000:.2f} ms warm ({dt_nodes * 1000:.2f} ms with every "
               f"node's attributes); wandb way {dt_hop * 1000:.1f} ms ({lookups} lookups, "
               f"{dt_hop / dt:.0f}x); sqlite CTE {dt_sql * 1000:.2f} ms ({dt_sql / dt:.1f}x); "
-              f"same closure as sqlite: {sql_keys == keys}; wandb way found {len(hop_keys)} nodes, all among them: "  # type: ignore[arg-type]
-              f"{subset}", flush=True)
+              f"same closure as sqlite: {sql_keys == keys}; wandb way found "
+              f"{res['closures'][label]['wandb_way_nodes']} nodes, all among them: {subset}", flush=True)
 
     # 3. the CLI
     res["cli"] = {}

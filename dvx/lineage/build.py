@@ -42,7 +42,7 @@ from dvx.lineage.model import (
     USED,
     node_key,
 )
-from dvx.lineage.store import Tables, sort_edges
+from dvx.lineage.store import Index, Tables, offsets_of, sort_edges
 from dvx.repo import Repository
 
 MAX_PROBLEMS = 50
@@ -57,28 +57,26 @@ def _dumps(obj: dict[str, Any]) -> bytes:
 
 
 class Builder:
-    """The graph being built: nodes by key, attributes decoded only when touched, edges
-    appended and sorted once at the end."""
+    """The graph being built. On top of an index (an update), nodes already there are
+    found in its key section and only the nodes touched are decoded and re-encoded;
+    edges are appended and sorted once at the end."""
 
-    def __init__(self, repo: Repository, base: Tables | None = None) -> None:
+    def __init__(self, repo: Repository, base: Index | None = None) -> None:
         from dvx.history import history_of
 
         self.repo = repo
         self.history = history_of(repo)
-        if base is None:
-            base = Tables(np.zeros(0, np.uint8), [], [], np.zeros(0, np.uint32), np.zeros(0, np.uint32),
-                          np.zeros(0, np.uint8), {})
-        self.kinds: list[int] = base.node_kind.tolist()
-        self.keys = base.keys
-        self.index = {k: i for i, k in enumerate(self.keys)}
-        self.meta_raw = base.meta
+        self.base = base
+        self.n_base = base.n if base is not None else 0
+        self.new_keys: list[str] = []
+        self.new_kinds: list[int] = []
+        self.index: dict[str, int] = {}  # new nodes, and the base's nodes looked up so far
         self.touched: dict[int, dict[str, Any]] = {}
-        self.base_edges = (base.edge_src, base.edge_dst, base.edge_kind)
         self.drop_edges: set[tuple[int, int, int]] = set()
         self.new_edges: list[tuple[int, int, int]] = []
-        st = base.state
-        self.runs: dict[str, str] = dict(st.get("runs") or {})
-        self.walked: set[str] = set(st.get("walked") or [])  # every commit read
+        st = base.state if base is not None else {}
+        self.runs: dict[str, str] = base.runs() if base is not None else {}
+        self.walked: set[str] = base.walked() if base is not None else set()  # every commit read
         self.heads: list[str] = list(st.get("heads") or [])  # where the last walk started
         self.first_seen: dict[str, list[Any]] = dict(st.get("first_seen") or {})
         self.artifacts: dict[str, Any] = dict(st.get("artifacts") or {})
@@ -88,25 +86,29 @@ class Builder:
         self._path_ok: dict[str, bool] = {}  # run entry paths repeat: check each once
 
     # -- nodes and edges -------------------------------------------------------------
+    def lookup(self, key: str) -> int | None:
+        i = self.index.get(key)
+        if i is None and self.base is not None:
+            i = self.base.find(key)
+            if i is not None:
+                self.index[key] = i
+        return i
+
     def node(self, kind: int, ident: str) -> int:
         key = node_key(kind, ident)
-        i = self.index.get(key)
+        i = self.lookup(key)
         if i is None:
-            i = self.index[key] = len(self.keys)
-            self.keys.append(key)
-            self.kinds.append(kind)
-            self.meta_raw.append(b"{}")
+            i = self.index[key] = self.n_base + len(self.new_keys)
+            self.new_keys.append(key)
+            self.new_kinds.append(kind)
             self.touched[i] = {}
         return i
 
     def meta(self, i: int) -> dict[str, Any]:
         m = self.touched.get(i)
         if m is None:
-            try:
-                m = json.loads(self.meta_raw[i])
-            except ValueError:
-                m = {}
-            self.touched[i] = m = m if isinstance(m, dict) else {}
+            m = self.base.meta(i) if self.base is not None and i < self.n_base else {}
+            self.touched[i] = m
         return m
 
     def edge(self, a: int, b: int, kind: int) -> None:
@@ -277,15 +279,46 @@ class Builder:
         for name, versions in found.items():
             for v in versions:
                 d = self.data(v.id, v.path)
-                if v.run is not None and node_key(RUN, v.run) in self.index:
-                    self.edge(self.index[node_key(RUN, v.run)], d, PRODUCED)
+                run = self.lookup(node_key(RUN, v.run)) if v.run is not None else None
+                if run is not None:
+                    self.edge(run, d, PRODUCED)
             self.artifacts[name] = {"commit": changed[name], "versions": [v.to_json() for v in versions]}
 
     # -- the result ------------------------------------------------------------------
     def tables(self) -> Tables:
-        for i, m in self.touched.items():
-            self.meta_raw[i] = _dumps(m)
-        src, dst, kind = self.base_edges
+        base = self.base
+        n = self.n_base + len(self.new_keys)
+        new_keys = [k.encode() for k in self.new_keys]
+        if base is not None:
+            key_len = np.diff(np.frombuffer(base.key_offsets, np.uint32).astype(np.int64))
+            meta_len = np.diff(np.frombuffer(base.meta_offsets, np.uint32).astype(np.int64))
+            keys_blob = base.keys_blob + b"".join(new_keys)
+            old_meta = base.meta_blob()
+            kinds = np.concatenate([np.frombuffer(base.node_kind, np.uint8),
+                                    np.array(self.new_kinds, np.uint8)])
+            src = np.frombuffer(base.edge_src, np.uint32)
+            dst = np.frombuffer(base.edge_dst, np.uint32)
+            kind = np.frombuffer(base.edge_kind, np.uint8)
+        else:
+            key_len = meta_len = np.zeros(0, np.int64)
+            keys_blob, old_meta = b"".join(new_keys), b""
+            kinds = np.array(self.new_kinds, np.uint8)
+            src, dst, kind = np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.uint8)
+        key_len = np.concatenate([key_len, np.array([len(k) for k in new_keys], np.int64)])
+        # attributes: the base's blob between the nodes touched, then the new nodes
+        encoded = {i: _dumps(m) for i, m in self.touched.items()}
+        pieces: list[bytes] = []
+        lengths = np.concatenate([meta_len, np.zeros(n - self.n_base, np.int64)])
+        pos = 0
+        off = np.frombuffer(base.meta_offsets, np.uint32) if base is not None else None
+        for i in sorted(encoded):
+            if i < self.n_base and off is not None:  # a base node: replace its document
+                pieces += [old_meta[pos:int(off[i])], encoded[i]]
+                pos = int(off[i + 1])
+            lengths[i] = len(encoded[i])
+        pieces.append(old_meta[pos:])
+        pieces += [encoded[i] for i in range(self.n_base, n)]
+        meta_blob = b"".join(pieces)
         if self.drop_edges:
             keep = np.array([(int(a), int(b), int(k)) not in self.drop_edges
                              for a, b, k in zip(src, dst, kind, strict=True)], bool)
@@ -297,12 +330,12 @@ class Builder:
             kind = np.concatenate([kind.astype(np.uint8), extra[:, 2].astype(np.uint8)])
         src, dst, kind = sort_edges(src, dst, kind)
         state = {"artifacts": self.artifacts, "codes": sorted(self.codes), "first_seen": self.first_seen,
-                 "heads": self.heads, "problems": self.problems, "runs": self.runs,
-                 "walked": sorted(self.walked)}
-        return Tables(np.array(self.kinds, np.uint8), self.keys, self.meta_raw, src, dst, kind, state)
+                 "heads": self.heads, "problems": self.problems}
+        return Tables(kinds, keys_blob, offsets_of(key_len), meta_blob, offsets_of(lengths), src, dst, kind,
+                      state, self.runs, self.walked)
 
 
-def build(repo: Repository, base: Tables | None = None) -> tuple[Tables, int]:
+def build(repo: Repository, base: Index | None = None) -> tuple[Tables, int]:
     """The graph of ``repo``: ``base`` brought up to date (``Rebuild`` when it cannot be),
     or built from scratch. Returns the tables and how many commits were read."""
     from dvx.lineage.refs import artifact_refs, branch_heads

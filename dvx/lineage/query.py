@@ -48,15 +48,14 @@ class LineageIndex:
             if found is not None and found.signature == sig:
                 self.ix = found
                 return found
-            if found is not None:
-                try:
-                    base = found.tables()
-                except IndexDamaged as exc:
-                    notices.append(f"{exc}; rebuilt from git")
+            base = found
         from dvx.lineage.build import Rebuild, build  # numpy: only when building
 
         try:
             tables, self.last_commits_read = build(self.repo, base)
+        except IndexDamaged as exc:  # a section only an update reads
+            notices.append(f"{exc}; rebuilt from git")
+            tables, self.last_commits_read = build(self.repo, None)
         except Rebuild as why:
             notices.append(f"lineage index rebuilt from git: {why}")
             tables, self.last_commits_read = build(self.repo, None)

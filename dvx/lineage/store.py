@@ -37,7 +37,7 @@ SECTIONS = (
     ("node_kind", "u1"), ("key_offsets", "<u4"), ("keys", "bytes"),
     ("meta_offsets", "<u4"), ("meta", "bytes"),
     ("edge_src", "<u4"), ("edge_dst", "<u4"), ("edge_kind", "u1"), ("fwd_offsets", "<u4"),
-    ("rev_edges", "<u4"), ("rev_offsets", "<u4"), ("state", "bytes"),
+    ("rev_edges", "<u4"), ("rev_offsets", "<u4"), ("state", "bytes"), ("runs", "bytes"), ("walked", "bytes"),
 )
 
 
@@ -51,15 +51,38 @@ def index_dir(dvx_dir: str) -> str:
 
 @dataclass
 class Tables:
-    """The graph as arrays: what the file holds, section by section."""
+    """The graph as arrays: what the file holds, section by section. Keys and
+    attributes are one blob each with N + 1 offsets, so an update that touches a few
+    nodes copies the rest as they are."""
 
     node_kind: np.ndarray  # u1[N]
-    keys: list[str]  # N node keys
-    meta: list[bytes]  # N compact JSON documents
+    keys_blob: bytes  # N node keys, concatenated
+    key_offsets: np.ndarray  # u4[N + 1]
+    meta_blob: bytes  # N compact JSON documents, concatenated
+    meta_offsets: np.ndarray  # u4[N + 1]
     edge_src: np.ndarray  # u4[E], sorted by (src, dst, kind)
     edge_dst: np.ndarray
     edge_kind: np.ndarray
     state: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)  # run id -> commit of the runs read
+    walked: set[str] = field(default_factory=set)  # every commit read
+
+    @classmethod
+    def from_lists(cls, node_kind: np.ndarray, keys: list[str], meta: list[bytes], edge_src: np.ndarray,
+                   edge_dst: np.ndarray, edge_kind: np.ndarray, state: dict[str, Any],
+                   runs: dict[str, str] | None = None, walked: set[str] | None = None) -> Tables:
+        key_bytes = [k.encode() for k in keys]
+        return cls(node_kind, b"".join(key_bytes), offsets_of([len(k) for k in key_bytes]), b"".join(meta),
+                   offsets_of([len(m) for m in meta]), edge_src, edge_dst, edge_kind, state, runs or {},
+                   walked or set())
+
+
+def offsets_of(lengths: Any) -> np.ndarray:
+    import numpy as np
+
+    out = np.zeros(len(lengths) + 1, np.uint32)
+    np.cumsum(lengths, out=out[1:])
+    return out
 
 
 def _adjacency(n: int, by: np.ndarray) -> np.ndarray:
@@ -88,12 +111,7 @@ def encode(t: Tables, signature: str) -> bytes:
     """The bytes of the index file (§4): deterministic for the same tables."""
     import numpy as np
 
-    n, e = len(t.keys), len(t.edge_src)
-    key_bytes = [k.encode() for k in t.keys]
-    key_offsets = np.zeros(n + 1, np.uint32)
-    np.cumsum([len(k) for k in key_bytes], out=key_offsets[1:])
-    meta_offsets = np.zeros(n + 1, np.uint32)
-    np.cumsum([len(m) for m in t.meta], out=meta_offsets[1:])
+    n, e = len(t.node_kind), len(t.edge_src)
     fwd = _adjacency(n, t.edge_src)
     rev_edges = np.lexsort((t.edge_kind, t.edge_src, t.edge_dst)).astype(np.uint32) if e \
         else np.zeros(0, np.uint32)
@@ -101,13 +119,16 @@ def encode(t: Tables, signature: str) -> bytes:
     state = json.dumps(t.state, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     data: dict[str, bytes] = {
         "node_kind": np.ascontiguousarray(t.node_kind, np.uint8).tobytes(),
-        "key_offsets": key_offsets.tobytes(), "keys": b"".join(key_bytes),
-        "meta_offsets": meta_offsets.tobytes(), "meta": b"".join(t.meta),
+        "key_offsets": np.ascontiguousarray(t.key_offsets, np.uint32).tobytes(), "keys": t.keys_blob,
+        "meta_offsets": np.ascontiguousarray(t.meta_offsets, np.uint32).tobytes(), "meta": t.meta_blob,
         "edge_src": np.ascontiguousarray(t.edge_src, np.uint32).tobytes(),
         "edge_dst": np.ascontiguousarray(t.edge_dst, np.uint32).tobytes(),
         "edge_kind": np.ascontiguousarray(t.edge_kind, np.uint8).tobytes(),
         "fwd_offsets": fwd.tobytes(), "rev_edges": rev_edges.tobytes(), "rev_offsets": rev.tobytes(),
         "state": state,
+        # one "<run id> <commit>" or "<commit>" per line, sorted: ids and shas hold no space
+        "runs": "".join(f"{r} {c}\n" for r, c in sorted(t.runs.items())).encode(),
+        "walked": "".join(f"{c}\n" for c in sorted(t.walked)).encode(),
     }
     sections: dict[str, list[int]] = {}
     pos = 0
@@ -255,11 +276,16 @@ class Index:
             return {}
         return value if isinstance(value, dict) else {}
 
-    def meta_raw(self) -> list[bytes]:
-        start, length = self._sec["meta"]
-        blob = bytes(self._buf[start:start + length])
-        off = self.meta_offsets.tolist()
-        return [blob[off[i]:off[i + 1]] for i in range(self.n)]
+    def meta_blob(self) -> bytes:
+        return self._bytes("meta")
+
+    def runs(self) -> dict[str, str]:
+        """``run id -> commit`` of the runs in the graph."""
+        lines = self._bytes("runs").decode("ascii", "replace").split("\n")
+        return dict(line.split(" ", 1) for line in lines if " " in line)  # type: ignore[misc]
+
+    def walked(self) -> set[str]:
+        return set(self._bytes("walked").decode("ascii", "replace").split())
 
     @property
     def state(self) -> dict[str, Any]:
@@ -270,14 +296,6 @@ class Index:
                 raise IndexDamaged(f"{self.where} is damaged: unreadable state") from None
             self._state = value if isinstance(value, dict) else {}
         return self._state
-
-    def tables(self) -> Tables:
-        """Everything, as writable tables (for an incremental update)."""
-        import numpy as np
-
-        return Tables(np.array(self.node_kind, np.uint8), self.keys(), self.meta_raw(),
-                      np.array(self.edge_src, np.uint32), np.array(self.edge_dst, np.uint32),
-                      np.array(self.edge_kind, np.uint8), dict(self.state))
 
 
 def open_index(path: str) -> Index | None:

@@ -33,15 +33,16 @@ EDGES = [(0, 1, 0), (1, 2, 1), (2, 3, 0), (3, 4, 1), (0, 5, 2), (5, 1, 4), (5, 3
 STATE = {"artifacts": {"model": {"commit": "4" * 40, "versions": [
     {"aliases": ["latest"], "dropped": False, "id": B, "name": "model", "path": "models/model.pt",
      "run": "train1", "version": 0}]}}, "codes": [SHA], "first_seen": {f"data\n{A}": [1, SHA]},
-    "heads": [SHA], "problems": [], "runs": {"eval1": "3" * 40, "train1": "2" * 40}, "walked": [SHA]}
+    "heads": [SHA], "problems": []}
+RUNS = {"eval1": "3" * 40, "train1": "2" * 40}
 
 
 def tables() -> Tables:
     column = [np.array([e[i] for e in EDGES], np.uint8 if i == 2 else np.uint32) for i in range(3)]
     src, dst, kind = sort_edges(*column)
-    return Tables(np.array([n[0] for n in NODES], np.uint8), [n[1] for n in NODES],
-                  [json.dumps(n[2], sort_keys=True, separators=(",", ":")).encode() for n in NODES],
-                  src, dst, kind, STATE)
+    return Tables.from_lists(np.array([n[0] for n in NODES], np.uint8), [n[1] for n in NODES],
+                             [json.dumps(n[2], sort_keys=True, separators=(",", ":")).encode() for n in NODES],
+                             src, dst, kind, STATE, RUNS, {SHA})
 
 
 def main() -> None:
@@ -57,6 +58,8 @@ def main() -> None:
         "nodes": [{"kind": k, "key": key, "meta": meta} for k, key, meta in NODES],
         "edges": [list(e) for e in EDGES],
         "state": STATE,
+        "runs": RUNS,
+        "walked": [SHA],
         "file_hex": data.hex(),
         "closures": walks,
     }
