@@ -42,7 +42,7 @@ from dvx.lineage.model import (
     USED,
     node_key,
 )
-from dvx.lineage.store import Index, Tables, offsets_of, sort_edges
+from dvx.lineage.store import Index, Tables, merge_edges, offsets_of, sort_edges
 from dvx.repo import Repository
 
 MAX_PROBLEMS = 50
@@ -75,7 +75,8 @@ class Builder:
         self.drop_edges: set[tuple[int, int, int]] = set()
         self.new_edges: list[tuple[int, int, int]] = []
         st = base.state if base is not None else {}
-        self.runs: dict[str, str] = base.runs() if base is not None else {}
+        self._runs: dict[str, str] | None = None if base is not None else {}  # read when needed
+        self.runs_signature = st.get("runs_signature")
         self.walked: set[str] = base.walked() if base is not None else set()  # every commit read
         self.heads: list[str] = list(st.get("heads") or [])  # where the last walk started
         self.first_seen: dict[str, list[Any]] = dict(st.get("first_seen") or {})
@@ -84,6 +85,13 @@ class Builder:
         self.codes: set[str] = set(st.get("codes") or [])  # code commits of the runs
         self.commits_read = 0
         self._path_ok: dict[str, bool] = {}  # run entry paths repeat: check each once
+
+    @property
+    def runs(self) -> dict[str, str]:
+        """``run id -> commit`` of the runs in the graph."""
+        if self._runs is None:
+            self._runs = self.base.runs() if self.base is not None else {}
+        return self._runs
 
     # -- nodes and edges -------------------------------------------------------------
     def lookup(self, key: str) -> int | None:
@@ -178,7 +186,11 @@ class Builder:
         """Read the records of the runs not in the graph yet."""
         from dvx.runs import index as runs_index
 
+        sig = runs_index.signature(self.repo)
+        if self.base is not None and sig == self.runs_signature:
+            return  # no run ref added, moved or removed
         table = runs_index.load(self.repo)
+        self.runs_signature = sig
         if not table.num_rows:
             refs, commits = [], []
         else:
@@ -323,16 +335,20 @@ class Builder:
             keep = np.array([(int(a), int(b), int(k)) not in self.drop_edges
                              for a, b, k in zip(src, dst, kind, strict=True)], bool)
             src, dst, kind = src[keep], dst[keep], kind[keep]
-        if self.new_edges:
+        if self.new_edges and (self.base is None or self.drop_edges):
             extra = np.array(self.new_edges, np.uint32).reshape(-1, 3)
             src = np.concatenate([src.astype(np.uint32), extra[:, 0]])
             dst = np.concatenate([dst.astype(np.uint32), extra[:, 1]])
             kind = np.concatenate([kind.astype(np.uint8), extra[:, 2].astype(np.uint8)])
-        src, dst, kind = sort_edges(src, dst, kind)
+        if self.base is not None and not self.drop_edges:  # sorted already: merge the new ones in
+            src, dst, kind = merge_edges(src, dst, kind, self.new_edges)
+        else:
+            src, dst, kind = sort_edges(src, dst, kind)
         state = {"artifacts": self.artifacts, "codes": sorted(self.codes), "first_seen": self.first_seen,
-                 "heads": self.heads, "problems": self.problems}
+                 "heads": self.heads, "problems": self.problems, "runs_signature": self.runs_signature}
         return Tables(kinds, keys_blob, offsets_of(key_len), meta_blob, offsets_of(lengths), src, dst, kind,
-                      state, self.runs, self.walked)
+                      state, self.runs if self._runs is not None else self.base.runs_blob(),  # type: ignore[union-attr]
+                      self.walked)
 
 
 def build(repo: Repository, base: Index | None = None) -> tuple[Tables, int]:
