@@ -200,12 +200,12 @@ class Builder:
         gone = [rid for rid, sha in self.runs.items() if now.get(rid) != sha]
         if gone:
             raise Rebuild(f"run {gone[0]} was removed or moved")
-        records = table.column(runs_index.RECORD) if table.num_rows else None
+        records = table.column(runs_index.RECORD).to_pylist() if table.num_rows else None
         for row, (rid, sha) in enumerate(zip(refs, commits, strict=True)):
             if rid in self.runs or records is None:
                 continue
             try:
-                record = json.loads(records[row].as_py())
+                record = json.loads(records[row])
             except ValueError:
                 self.problem(f"run {rid}: unreadable record; skipped")
                 continue

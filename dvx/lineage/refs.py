@@ -8,7 +8,7 @@ The signature changes whenever a ref is added, removed or moved: git (and dulwic
 write a loose ref by renaming ``<ref>.lock`` into its directory, delete one by
 unlinking it and rewriting ``packed-refs``, and pack refs by rewriting ``packed-refs``.
 It is the ``(inode, mtime, ctime, size)`` of every directory below ``refs/``, of
-``packed-refs`` and of ``HEAD``, plus the signature of the run index.
+``packed-refs`` and of ``HEAD`` (``protocols/lineage.md`` §5).
 """
 
 from __future__ import annotations
