@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,39 +57,69 @@ class LineageGraph:
     ``truncated`` (``limit`` cut it short) and ``notices`` (an index rebuilt, records
     skipped)."""
 
-    def __init__(self, target: Node, direction: str, nodes: list[Node], edges: list[Edge],
+    def __init__(self, target: Node, direction: str, nodes: list[Node] | None, edges: list[Edge] | None,
                  cycles: list[list[str]] | None = None, truncated: bool = False,
-                 notices: list[str] | None = None, problems: list[str] | None = None) -> None:
+                 notices: list[str] | None = None, problems: list[str] | None = None, *,
+                 loader: Callable[[], tuple[list[Node], list[Edge], list[list[str]]]] | None = None,
+                 keys: list[str] | None = None) -> None:
         self.target = target
         self.direction = direction
-        self.nodes = nodes
-        self.edges = edges
-        self.cycles = cycles or []
+        self._nodes, self._edges, self._cycles = nodes, edges, cycles or []
+        self._loader = loader if nodes is None else None
+        self._keys = keys
         self.truncated = truncated
         self.notices = notices or []
         self.problems = problems or []
-        self._by_key = {n.key: n for n in nodes}
+        self._by_key: dict[str, Node] | None = None
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            self._nodes, self._edges, self._cycles = self._loader()
+            self._loader = None
+
+    @property
+    def nodes(self) -> list[Node]:
+        self._load()
+        return self._nodes or []
+
+    @property
+    def edges(self) -> list[Edge]:
+        self._load()
+        return self._edges or []
+
+    @property
+    def cycles(self) -> list[list[str]]:
+        self._load()
+        return self._cycles
+
+    @property
+    def keys(self) -> list[str]:
+        """The node keys, target first (without decoding any node's attributes)."""
+        if self._keys is None:
+            self._keys = [n.key for n in self.nodes]
+        return self._keys
 
     def __repr__(self) -> str:
-        return (f"LineageGraph({self.target.key!r}, {self.direction}, {len(self.nodes)} nodes, "
-                f"{len(self.edges)} edges)")
+        return f"LineageGraph({self.target.key!r}, {self.direction}, {len(self)} nodes)"
 
     def __len__(self) -> int:
-        return len(self.nodes)
+        return len(self.keys)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._by_key
+        return key in self.keys
 
     def node(self, key: str) -> Node:
+        if self._by_key is None:
+            self._by_key = {n.key: n for n in self.nodes}
         return self._by_key[key]
 
     def upstream(self, key: str) -> list[tuple[Edge, Node]]:
         """The edges into ``key`` and their source nodes."""
-        return [(e, self._by_key[e.source]) for e in self.edges if e.target == key]
+        return [(e, self.node(e.source)) for e in self.edges if e.target == key]
 
     def downstream(self, key: str) -> list[tuple[Edge, Node]]:
         """The edges out of ``key`` and their target nodes."""
-        return [(e, self._by_key[e.target]) for e in self.edges if e.source == key]
+        return [(e, self.node(e.target)) for e in self.edges if e.source == key]
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target.key, "direction": self.direction,

@@ -122,21 +122,29 @@ def lineage(repo: Repository, target: str, direction: str = "up", depth: int | N
     truncated = limit is not None and len(order) > limit
     if truncated:
         order = order[:limit]
-    keep = set(order)
-    src, dst, kind = ix.edge_src, ix.edge_dst, ix.edge_kind
-    pairs = [(src[e], dst[e], kind[e]) for e in sorted(edge_ids)]
-    pairs = [(a, b, k) for a, b, k in pairs if a in keep and b in keep]
-    cycles = flow_cycles([(a, b) for a, b, k in pairs if k in FLOW_EDGES])
     artifacts = _artifact_labels(ix)
-    made = {i: _node(ix, i, depth_of[i], artifacts) for i in order}
-    if wanted is not None:
-        shown = [i for i in order if i == start or _wanted(made[i], wanted)]
-        pairs = _contract(pairs, set(shown), start, d)
-        order = shown
-    edges = [Edge(made[a].key, made[b].key, EDGE_KINDS[k] if k >= 0 else "via") for a, b, k in pairs]
+
+    def materialize() -> tuple[list[Node], list[Edge], list[list[str]]]:
+        """Nodes with their attributes, edges and cycles: built when first asked for,
+        so a caller that only counts or checks membership pays for the walk alone."""
+        nonlocal order
+        keep = set(order)
+        src, dst, kind = ix.edge_src, ix.edge_dst, ix.edge_kind
+        pairs = [(src[e], dst[e], kind[e]) for e in sorted(edge_ids)]
+        pairs = [(a, b, k) for a, b, k in pairs if a in keep and b in keep]
+        cycles = flow_cycles([(a, b) for a, b, k in pairs if k in FLOW_EDGES])
+        made = {i: _node(ix, i, depth_of[i], artifacts) for i in order}
+        if wanted is not None:
+            shown = [i for i in order if i == start or _wanted(made[i], wanted)]
+            pairs = _contract(pairs, set(shown), start, d)
+            order = shown
+        edges = [Edge(made[a].key, made[b].key, EDGE_KINDS[k] if k >= 0 else "via") for a, b, k in pairs]
+        return [made[i] for i in order], edges, [[made[i].key for i in c] for c in cycles]
+
     problems = list(ix.state.get("problems") or [])
-    return LineageGraph(made[start], d, [made[i] for i in order], edges,
-                        [[made[i].key for i in c] for c in cycles], truncated, notices, problems)
+    keys = None if wanted is not None else [ix.key(i) for i in order]
+    return LineageGraph(_node(ix, start, 0, artifacts), d, None, None, None, truncated, notices, problems,
+                        loader=materialize, keys=keys)
 
 
 def _artifact_labels(ix: Index) -> dict[str, list[str]]:
