@@ -65,10 +65,34 @@ def _from_record(name: str, record: Any) -> list[ArtifactVersion]:
     return out
 
 
+def _through_api(repo: Repository, refs: dict[str, str]) -> dict[str, list[ArtifactVersion]] | None:
+    """The versions through ``dvx.artifacts.list_artifacts`` (the artifacts module's
+    reading API), or None when it is not there or fails (then the refs are read here)."""
+    import importlib
+
+    try:
+        list_artifacts = importlib.import_module("dvx.artifacts").list_artifacts
+    except (ImportError, AttributeError):
+        return None
+    try:
+        out: dict[str, list[ArtifactVersion]] = {}
+        for a in list_artifacts(repo):
+            if a.name in refs and getattr(a, "commit", refs[a.name]) == refs[a.name]:
+                out[a.name] = [ArtifactVersion(a.name, int(v.version), str(v.id), v.path, v.run,
+                                               bool(v.dropped), sorted(getattr(v, "aliases", None) or []))
+                               for v in a.versions if isinstance(v.id, str) and HEX_ID.match(v.id)]
+        return out if set(out) == set(refs) else None
+    except Exception:  # noqa: BLE001 - a malformed artifact there: read each ref here, tolerantly
+        return None
+
+
 def read_artifacts(repo: Repository, refs: dict[str, str],
                    problems: list[str]) -> dict[str, list[ArtifactVersion]]:
     """``name -> versions`` of the artifact refs ``refs`` (name -> commit); each one
     that cannot be read adds a line to ``problems``."""
+    found = _through_api(repo, refs)
+    if found is not None:
+        return found
     from dvx.history import history_of
 
     git = history_of(repo).git
@@ -82,8 +106,8 @@ def read_artifacts(repo: Repository, refs: dict[str, str],
             entries = {n: s for n, _m, s in git.tree_entries(info.tree)}
             blob = entries.get(b"artifact.json")
             if blob is None and git.prefix:  # a DVX root below the top of the git tree
-                found = git.blob_at(info, "artifact.json")
-                blob = found[0] if found else None
+                inside = git.blob_at(info, "artifact.json")
+                blob = inside[0] if inside else None
             if blob is None:
                 raise ValueError("its commit has no artifact.json")
             out[name] = _from_record(name, json.loads(git.read_blob(blob)))
