@@ -1,8 +1,10 @@
 """Artifact versions as the lineage graph sees them (``protocols/lineage.md`` §3.3).
 
-Read from ``refs/dvx/artifacts/<NAME>``: the commit's ``artifact.json`` (the format the
-artifacts module writes, ``protocols/artifacts.md``). When ``dvx.artifacts`` offers its
-reading API (``list_artifacts``) it is used; until then the ref's tree is read here.
+Read from ``refs/dvx/artifacts/<NAME>``: the commit's ``artifact.json`` at the DVX
+root's path in its tree (the format the artifacts module writes,
+``protocols/artifacts.md``). When ``dvx.artifacts`` offers its reading API
+(``list_artifacts``) it is used; without it, or for an artifact it skips, the ref's
+tree is read here.
 Either way the reader is tolerant: an artifact whose record is malformed is reported
 (``problems``) and skipped, never a crash.
 """
@@ -76,11 +78,15 @@ def _through_api(repo: Repository, refs: dict[str, str]) -> dict[str, list[Artif
         return None
     try:
         out: dict[str, list[ArtifactVersion]] = {}
-        for a in list_artifacts(repo):
-            if a.name in refs and getattr(a, "commit", refs[a.name]) == refs[a.name]:
-                out[a.name] = [ArtifactVersion(a.name, int(v.version), str(v.id), v.path, v.run,
-                                               bool(v.dropped), sorted(getattr(v, "aliases", None) or []))
-                               for v in a.versions if isinstance(v.id, str) and HEX_ID.match(v.id)]
+        for a in list_artifacts(repo, problems=[]):  # what it skips is read (and reported) below
+            if a.name not in refs or getattr(a, "commit", refs[a.name]) != refs[a.name]:
+                continue
+            by_version: dict[int, list[str]] = {}
+            for alias, number in (getattr(a, "aliases", None) or {}).items():
+                by_version.setdefault(number, []).append(alias)
+            out[a.name] = [ArtifactVersion(a.name, int(v.version), str(v.id), v.path, v.run, bool(v.dropped),
+                                           sorted(by_version.get(v.version, [])))
+                           for v in a.versions if isinstance(v.id, str) and HEX_ID.match(v.id)]
         return out if set(out) == set(refs) else None
     except Exception:  # noqa: BLE001 - a malformed artifact there: read each ref here, tolerantly
         return None
