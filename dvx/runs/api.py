@@ -82,6 +82,12 @@ class Api:
         shown = ", ".join(ids[i] for i in matches[:5])
         raise RunError(f"run id {run_id!r} is ambiguous ({shown})", "give more of the id")
 
+    def reindex(self) -> int:
+        """Rebuild the local index from the run records in git; returns how many runs."""
+        from dvx.runs import index
+
+        return int(index.load(self.repo, rebuild=True).num_rows)
+
     def lineage(self, target: str, direction: str = "up", depth: int | None = None,
                 types: str | list[str] | None = None, limit: int | None = None) -> Any:
         """The lineage graph around ``target`` (see :func:`dvx.api.lineage`). The index
@@ -93,12 +99,6 @@ class Api:
         if index is None:
             index = self.__dict__["_lineage"] = LineageIndex(self.repo)
         return lineage(self.repo, target, direction, depth, types, limit, index=index)
-
-    def reindex(self) -> int:
-        """Rebuild the local index from the run records in git; returns how many runs."""
-        from dvx.runs import index
-
-        return int(index.load(self.repo, rebuild=True).num_rows)
 
 
 class Run:
