@@ -202,6 +202,17 @@ class PerHop:
                     todo.append(e["id"])
         return seen
 
+    def both(self, run_id: str) -> set[str]:
+        """Both ways from a run: its record, then upstream of its inputs and downstream
+        of its outputs."""
+        rec = self.record(run_id)
+        seen = {f"run:{run_id}", f"commit:{rec['code']['commit']}"}
+        for e in rec["inputs"]:
+            seen |= self.upstream(e["id"])
+        for e in rec["outputs"]:
+            seen |= self.downstream(e["id"])
+        return seen
+
     def downstream(self, data_id: str) -> set[str]:
         seen, todo = {f"data:{data_id}"}, [data_id]
         while todo:
@@ -308,7 +319,7 @@ def main() -> None:
         "upstream of the newest model": (f"id:{last_model}", "up"),
         "upstream of artifact model-0:latest": ("artifact:model-0:latest", "up"),
         "downstream of the first dataset version": (f"id:{g['first_dataset']}", "down"),
-        "downstream of a mid-history model": (f"id:{g['models'][len(g['models']) // 2]}", "down"),
+        "both ways from a mid-history run": (f"run:{g['runs'][len(g['runs']) // 2]}", "both"),
     }
     api.lineage(queries["upstream of the newest model"][0])  # map the index
     res["closures"] = {}
@@ -321,13 +332,14 @@ def main() -> None:
                             [n.attrs for n in api.lineage(target, direction).nodes], 5)
         keys = {n.key for n in graph.nodes}  # type: ignore[attr-defined]
         start_key = graph.target.key  # type: ignore[attr-defined]
-        data_id = start_key.split(":", 1)[1]
+        ident = start_key.split(":", 1)[1]
         per_hop.lookups = 0
-        walk = per_hop.upstream if direction == "up" else per_hop.downstream
-        dt_hop, hop_keys = timed(lambda walk=walk, data_id=data_id: walk(data_id), 1)
+        walk = {"up": per_hop.upstream, "down": per_hop.downstream, "both": per_hop.both}[direction]
+        dt_hop, hop_keys = timed(lambda walk=walk, ident=ident: walk(ident), 1)
         lookups = per_hop.lookups
-        sql = UP_SQL if direction == "up" else DOWN_SQL
-        dt_sql, rows = timed(lambda sql=sql, k=start_key: con.execute(sql, (k, k)).fetchall(), 5)
+        sqls = {"up": [UP_SQL], "down": [DOWN_SQL], "both": [UP_SQL, DOWN_SQL]}[direction]
+        dt_sql, rows = timed(lambda sqls=sqls, k=start_key: [r for s in sqls for r in con.execute(s, (k, k))],
+                             5)
         sql_keys = {r[0] for r in rows}  # type: ignore[union-attr]
         # the per-hop walk follows used/produced only; DVX also follows derived-from
         # (earlier/later versions of a path) and commits, so its closure holds the other

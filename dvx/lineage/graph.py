@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Node:
     """A data version, run or commit. ``key`` is ``kind:id``; ``depth`` the number of
     hops from the target (negative upstream, positive downstream, 0 the target)."""
@@ -19,14 +19,14 @@ class Node:
     id: str
     label: str
     depth: int
-    attrs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "id": self.id, "label": self.label, "depth": self.depth,
                 **self.attrs}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Edge:
     """``source -> target`` in the direction data flows. ``kind``: used, produced,
     committed-in, derived-from, code, or ``via`` (a path through nodes that a type

@@ -133,7 +133,7 @@ def lineage(repo: Repository, target: str, direction: str = "up", depth: int | N
         pairs = [(src[e], dst[e], kind[e]) for e in sorted(edge_ids)]
         pairs = [(a, b, k) for a, b, k in pairs if a in keep and b in keep]
         cycles = flow_cycles([(a, b) for a, b, k in pairs if k in FLOW_EDGES])
-        made = {i: _node(ix, i, depth_of[i], artifacts) for i in order}
+        made = {i: _node(ix, i, depth_of[i], artifacts, m) for i, m in zip(order, ix.metas(order), strict=True)}
         if wanted is not None:
             shown = [i for i in order if i == start or _wanted(made[i], wanted)]
             pairs = _contract(pairs, set(shown), start, d)
@@ -158,11 +158,12 @@ def _artifact_labels(ix: Index) -> dict[str, list[str]]:
     return out
 
 
-def _node(ix: Index, i: int, depth: int, artifacts: dict[str, list[str]]) -> Node:
+def _node(ix: Index, i: int, depth: int, artifacts: dict[str, list[str]],
+          attrs: dict[str, Any] | None = None) -> Node:
     key = ix.key(i)
     kind = NODE_KINDS[int(ix.node_kind[i])]
     ident = key.partition(":")[2]
-    attrs = ix.meta(i)
+    attrs = ix.meta(i) if attrs is None else attrs
     if kind == "data":
         attrs["artifacts"] = artifacts.get(ident, [])
     return Node(key, kind, ident, label_of(kind, ident, attrs), depth, attrs)
