@@ -330,3 +330,13 @@ def test_index_file_vectors() -> None:
     bad[8] = 9  # another format version
     with pytest.raises(Exception, match="format 9"):
         Index(bytes(bad), "vector")
+
+
+def test_a_path_with_an_at_sign(repo_dir: Path, cli: Cli) -> None:
+    """``PATH@REV`` splits at the last ``@`` only when no tracked path is named so."""
+    write(repo_dir / "v@2.txt", "x\n")
+    cli("add", "v@2.txt")
+    cli("commit", "-m", "at")
+    ident = _pointer_id(repo_dir, "v@2.txt")
+    assert dvx.api.lineage("v@2.txt").target.id == ident
+    assert dvx.api.lineage("v@2.txt@HEAD").target.id == ident

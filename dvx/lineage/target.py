@@ -82,21 +82,32 @@ def _path(repo: Repository, spec: str) -> str | None:
     from dvx.history import history_of
 
     h = history_of(repo)
-    path, at, rev = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    if "@" in spec:
+        whole = _pointer(h, spec, None)  # a tracked path may hold "@" itself: it wins
+        if whole is not None:
+            return whole
+        path, _, rev = spec.rpartition("@")
+        return _pointer(h, path, rev)
+    return _pointer(h, spec, None)
+
+
+def _pointer(h: Any, path: str, rev: str | None) -> str | None:
+    """``data:<id>`` of the pointer of ``path`` at ``rev`` (None: the work tree's, else
+    HEAD's)."""
     path = path.strip("/")
     if path.startswith("./"):
         path = path[2:]
     if not path:
         return None
     try:
-        if at:
+        if rev is not None:
             p = h.pointer_at(rev, path)
         else:
             p = h.pointer_at(None, path)
             if p is None and h.git.head() is not None:
                 p = h.pointer_at("HEAD", path)
     except DvxError as exc:
-        if at and "revision" in str(exc):
+        if rev is not None and "revision" in str(exc):
             raise
         return None
     return node_key(DATA, p.id) if p is not None else None
