@@ -340,3 +340,30 @@ def test_a_path_with_an_at_sign(repo_dir: Path, cli: Cli) -> None:
     ident = _pointer_id(repo_dir, "v@2.txt")
     assert dvx.api.lineage("v@2.txt").target.id == ident
     assert dvx.api.lineage("v@2.txt@HEAD").target.id == ident
+
+
+def test_updates_for_a_new_run_and_a_moved_alias(project: dict[str, str], repo_dir: Path, cli: Cli) -> None:
+    """A new run ref and a moved artifact ref are read without a rebuild (no notice)."""
+    repo = Repository.find(str(repo_dir))
+    li = LineageIndex(repo)
+    model = lineage(repo, "models/model.pt", "down", index=li).target.id
+    pointer = (repo_dir / "models" / "model.pt.dvx").read_bytes()
+    doc = _artifact_doc("m", [(model, project["train"])], {"latest": 0})
+    _artifact_ref(repo_dir, "m", doc, {"v0.dvx": pointer})
+    assert "m:v0 (latest)" in lineage(repo, "artifact:m", "up", index=li).target.attrs["artifacts"]
+    third = _run(["models/model.pt"], {"eval/other.json": "{}"}, "third")
+    g = lineage(repo, f"id:{model}", "down", index=li)
+    assert f"run:{third}" in g and not g.notices and li.last_commits_read == 0
+    _artifact_ref(repo_dir, "m", _artifact_doc("m", [(model, project["train"])], {"latest": 0, "prod": 0}),
+                  {"v0.dvx": pointer})
+    moved = lineage(repo, "artifact:m:prod", "up", index=li)
+    assert moved.target.attrs["artifacts"] == ["m:v0 (latest, prod)"] and not moved.notices
+
+
+def test_uncommitted_data_is_answered_alone(repo_dir: Path, cli: Cli) -> None:
+    write(repo_dir / "new.txt", "fresh\n")
+    cli("add", "new.txt")
+    res = cli("lineage", "new.txt", "--format", "json")
+    out = json.loads(res.stdout)
+    assert [n["paths"] for n in out["nodes"]] == [["new.txt"]] and out["edges"] == []
+    assert "in no commit, run or artifact yet" in out["notices"][0]

@@ -109,7 +109,7 @@ def lineage(repo: Repository, target: str, direction: str = "up", depth: int | N
     key = resolve(repo, ix, target)
     start = ix.find(key)
     if start is None:  # e.g. a commit with no data in it, a path version no run touched
-        return _lonely(key, d, notices, ix)
+        return _lonely(key, d, notices, ix, str(target))
     depth_of: dict[int, int] = {start: 0}
     edge_ids: set[int] = set()
     for up in ((True,) if d == "up" else (False,) if d == "down" else (True, False)):
@@ -201,11 +201,14 @@ def _contract(pairs: list[tuple[int, int, int]], shown: set[int], start: int,
     return sorted(out)
 
 
-def _lonely(key: str, d: str, notices: list[str], ix: Index) -> LineageGraph:
+def _lonely(key: str, d: str, notices: list[str], ix: Index, target: str) -> LineageGraph:
     from dvx.lineage.model import split_key
 
     kind, ident = split_key(key)
-    node = Node(key, NODE_KINDS[kind], ident, label_of(NODE_KINDS[kind], ident, {}), 0, {})
+    attrs: dict[str, Any] = {}
+    if kind == DATA and not target.partition(":")[1]:  # named by a path: show it
+        attrs["paths"] = [target.removeprefix("./")]
+    node = Node(key, NODE_KINDS[kind], ident, label_of(NODE_KINDS[kind], ident, attrs), 0, attrs)
     if kind == DATA:
-        notices.append("this data version appears in no commit, run or artifact")
+        notices.append("this data version is in no commit, run or artifact yet (commit it, or use it in a run)")
     return LineageGraph(node, d, [node], [], notices=notices, problems=list(ix.state.get("problems") or []))
