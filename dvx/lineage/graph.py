@@ -61,16 +61,19 @@ class LineageGraph:
                  cycles: list[list[str]] | None = None, truncated: bool = False,
                  notices: list[str] | None = None, problems: list[str] | None = None, *,
                  loader: Callable[[], tuple[list[Node], list[Edge], list[list[str]]]] | None = None,
-                 keys: list[str] | None = None) -> None:
+                 keys: Callable[[], list[str]] | None = None, count: int | None = None) -> None:
         self.target = target
         self.direction = direction
         self._nodes, self._edges, self._cycles = nodes, edges, cycles or []
         self._loader = loader if nodes is None else None
-        self._keys = keys
+        self._keys: list[str] | None = None
+        self._keys_loader = keys
+        self._count = count
         self.truncated = truncated
         self.notices = notices or []
         self.problems = problems or []
         self._by_key: dict[str, Node] | None = None
+        self._keyset: set[str] | None = None
 
     def _load(self) -> None:
         if self._loader is not None:
@@ -96,17 +99,19 @@ class LineageGraph:
     def keys(self) -> list[str]:
         """The node keys, target first (without decoding any node's attributes)."""
         if self._keys is None:
-            self._keys = [n.key for n in self.nodes]
+            self._keys = self._keys_loader() if self._keys_loader is not None else [n.key for n in self.nodes]
         return self._keys
 
     def __repr__(self) -> str:
         return f"LineageGraph({self.target.key!r}, {self.direction}, {len(self)} nodes)"
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._count if self._count is not None else len(self.keys)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.keys
+        if self._keyset is None:
+            self._keyset = set(self.keys)
+        return key in self._keyset
 
     def node(self, key: str) -> Node:
         if self._by_key is None:

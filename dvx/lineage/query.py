@@ -142,9 +142,14 @@ def lineage(repo: Repository, target: str, direction: str = "up", depth: int | N
         return [made[i] for i in order], edges, [[made[i].key for i in c] for c in cycles]
 
     problems = list(ix.state.get("problems") or [])
-    keys = None if wanted is not None else [ix.key(i) for i in order]
+    walked = list(order)
+
+    def keys() -> list[str]:
+        return [ix.key(i) for i in walked]
+
+    plain = wanted is None  # without a type filter the walk is the answer: count and keys need no nodes
     return LineageGraph(_node(ix, start, 0, artifacts), d, None, None, None, truncated, notices, problems,
-                        loader=materialize, keys=keys)
+                        loader=materialize, keys=keys if plain else None, count=len(walked) if plain else None)
 
 
 def _artifact_labels(ix: Index) -> dict[str, list[str]]:
