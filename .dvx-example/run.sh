@@ -2,7 +2,8 @@
 # The DVX example, end to end, in a fresh temporary git repository:
 #   init, add, status, commit, change a file, add again, diff, log, a trip back in
 #   history, fsck, push to a local-directory remote, and a teammate's clone + pull;
-#   then a tiny numpy training script logged as a run (dvx runs list / show).
+#   then a tiny numpy training script logged as a run (dvx runs list / show), an
+#   evaluation run that uses its model, and the lineage of the model (dvx lineage).
 # Installs DVX into ./.venv first. Usage: bash .dvx-example/run.sh [WORKDIR]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,7 +17,7 @@ export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EM
 # shellcheck source=steps.sh
 source "$here/steps.sh"  # step CMD...: prints `$ CMD` (quoted, so it can be pasted), runs it
 
-cp "$here/train.py" "$here/make_data.py" "$here/train_run.py" .
+cp "$here/train.py" "$here/make_data.py" "$here/train_run.py" "$here/eval_run.py" .
 git init -q -b main .
 python make_data.py .
 step dvx init
@@ -64,5 +65,10 @@ step dvx runs show "$run_id"
 step git log --oneline -2 "refs/dvx/runs/$run_id"
 step git show --stat --format=%s "refs/dvx/runs/$run_id"
 step dvx status
+echo "# lineage: a second run evaluates the model the first one made; then where the model came from and went"
+step git add eval_run.py
+step dvx commit -m "evaluation script"
+step python eval_run.py
+step dvx lineage models/model.pt --both
 echo
 echo "example finished: work tree $work, remote $work.remote, clone $work.clone"

@@ -69,7 +69,7 @@ __all__ = [
     "AddReport", "CheckoutReport", "DiffReport", "HooksReport", "InitResult", "LogReport",
     "LsReport", "RemoteChange", "RemoteList", "StatusReport",
     "add", "checkout", "commit", "diff", "failures", "fetch", "fsck", "gc", "hooks_install",
-    "hooks_uninstall", "init_repo", "log", "ls", "pull", "push", "raise_on_error", "remote_add",
+    "hooks_uninstall", "init_repo", "lineage", "log", "ls", "pull", "push", "raise_on_error", "remote_add",
     "remote_list", "remote_modify", "remote_remove", "run_command", "runs_promote", "runs_rm", "status",
 ]
 
@@ -488,6 +488,20 @@ def log(path: str | os.PathLike[str] | None = None, *, repo: RepoArg = ".",
         raise UsageError(f"max_count must not be negative, not {max_count}")
     with _opened(repo) as (r, base):
         return LogReport(do(r, _path(base, path), max_count, rev))
+
+
+def lineage(target: str, *, repo: RepoArg = ".", direction: str = "up", depth: int | None = None,
+            types: str | Sequence[str] | None = None, limit: int | None = None) -> Any:
+    """The lineage graph around ``target`` (``dvx lineage``; ``docs/lineage.md``): a
+    tracked path (``PATH`` or ``PATH@REV``, relative to the repository root),
+    ``artifact:NAME[:vN|:ALIAS]``, ``run:ID`` or a content id; ``direction`` ``"up"``
+    (what made it), ``"down"`` (what was made from it) or ``"both"``. Returns a
+    :class:`dvx.lineage.graph.LineageGraph` (``.nodes``, ``.edges``, ``.to_json()``,
+    ``.to_dot()``, ``.to_mermaid()``)."""
+    from dvx.lineage.query import lineage as do
+
+    with _opened(repo) as (r, _base):
+        return do(r, target, direction, depth, types, limit)
 
 
 def ls(path: str | os.PathLike[str] | None = None, *, repo: RepoArg = ".",

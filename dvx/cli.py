@@ -770,6 +770,9 @@ app.add_typer(runs_app, name="runs")
 from dvx.cli_runs import RUN_CONTEXT, run_cmd  # noqa: E402
 
 app.command("run", cls=DvxCommand, context_settings=RUN_CONTEXT)(run_cmd)
+from dvx.cli_lineage import lineage_cmd  # noqa: E402  (the lineage code loads on use)
+
+app.command("lineage", cls=DvxCommand)(lineage_cmd)
 OptionsOpt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
                                                       help="fsspec option, e.g. endpoint_url=...")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="keep in .dvx/config.local (not committed)")]

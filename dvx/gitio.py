@@ -466,6 +466,27 @@ class GitRepo:
         walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
         return [e.commit.id.decode() for e in walker]
 
+    def reachable_from(self, include: list[str], exclude: list[str] | None = None) -> list[str]:
+        """Commits reachable from ``include`` and from none of ``exclude``, newest first;
+        ids this repository does not hold as commits are ignored on either side."""
+        from dulwich.objects import Commit
+
+        def present(shas: list[str]) -> list[bytes]:
+            out = []
+            for s in dict.fromkeys(shas):
+                try:
+                    if isinstance(self.repo.object_store[s.encode()], Commit):  # type: ignore[index]
+                        out.append(s.encode())
+                except (KeyError, ValueError):
+                    continue
+            return out
+
+        heads = present(include)
+        if not heads:
+            return []
+        walker = self.repo.get_walker(include=heads, exclude=present(exclude or []) or None)  # type: ignore[arg-type]
+        return [e.commit.id.decode() for e in walker]
+
     def peel_commit(self, sha: str) -> str | None:
         """The commit ``sha`` names (an annotated tag peeled), or None if it is not a
         commit or not in this repository."""

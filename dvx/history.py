@@ -304,6 +304,39 @@ class History:
                             seen.add((path, sub))
                             yield sha, path, sub
 
+    def commits_from(self, include: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
+        """Ids of the commits reachable from ``include`` and from none of ``exclude``
+        (``git rev-list INCLUDE... --not EXCLUDE...``), newest first. Commits ``include``
+        names that this repository lacks are left out (a hand-edited record may name
+        one)."""
+        with self._lock:
+            return self.git.reachable_from(list(include), list(exclude))
+
+    def changes(self, sha: str, *, bad: Bad | None = None) -> list[tuple[str, Pointer | None, Pointer | None]]:
+        """``(target, old, new)`` for each pointer that commit ``sha`` changes against its
+        first parent (a root commit: against nothing), sorted by target; ``old`` or
+        ``new`` is None where the pointer is absent. A refused name or a malformed
+        pointer is recorded in ``bad`` (key ``COMMIT12:TARGET``) and left out, or raises
+        without it. Only the directories that changed are read (the lineage graph,
+        ``dvx.lineage``, walks every commit this way)."""
+        out: list[tuple[str, Pointer | None, Pointer | None]] = []
+        with self._lock:
+            c = self.commit(sha)
+            parent = self.commit(c.parents[0]) if c.parents else None
+            for target, (old, new) in sorted(self._changes(parent, c, None).items()):
+                where = f"{sha[:12]}:{target}{POINTER_SUFFIX}"
+                try:
+                    check_target(target, where)
+                    a = self._parse(old, f"{sha[:12]}^:{target}{POINTER_SUFFIX}") if old is not None else None
+                    b = self._parse(new, where) if new is not None else None
+                except DvxError as exc:
+                    if bad is None:
+                        raise
+                    bad.setdefault(f"{sha[:12]}:{target}", exc)
+                    continue
+                out.append((target, a, b))
+        return out
+
     # -- versions of a path ------------------------------------------------------------
     def versions(self, target: str | None = None, *, rev: str = "HEAD",
                  bad: Bad | None = None) -> Iterator[Version]:

@@ -88,6 +88,18 @@ class Api:
 
         return int(index.load(self.repo, rebuild=True).num_rows)
 
+    def lineage(self, target: str, direction: str = "up", depth: int | None = None,
+                types: str | list[str] | None = None, limit: int | None = None) -> Any:
+        """The lineage graph around ``target`` (see :func:`dvx.api.lineage`). The index
+        stays mapped in this object, so later queries only check that the refs did not
+        move (``docs/lineage.md``)."""
+        from dvx.lineage.query import LineageIndex, lineage
+
+        index = self.__dict__.get("_lineage")
+        if index is None:
+            index = self.__dict__["_lineage"] = LineageIndex(self.repo)
+        return lineage(self.repo, target, direction, depth, types, limit, index=index)
+
 
 class Run:
     """One run, read-only: its record's fields as attributes, and its points."""
