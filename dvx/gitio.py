@@ -458,13 +458,20 @@ class GitRepo:
                     continue
         return out
 
-    def reachable_commits(self, extra: set[str] | None = None) -> list[str]:
-        """Commits reachable from every ref, and from ``extra`` (e.g. reflog entries)."""
-        heads = sorted(set(self.ref_commits().values()) | (extra or set()))
-        if not heads:
-            return []
-        walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
-        return [e.commit.id.decode() for e in walker]
+    def reachable_commits(self, extra: set[str] | None = None, tips_only: str | None = None) -> list[str]:
+        """Commits reachable from every ref, and from ``extra`` (e.g. reflog entries).
+        Refs under the prefix ``tips_only`` add only the commit they name, not its
+        history (unless another ref reaches it)."""
+        refs = self.ref_commits()
+        tips = sorted({sha for name, sha in refs.items() if tips_only and name.startswith(tips_only)})
+        heads = sorted({sha for name, sha in refs.items() if not (tips_only and name.startswith(tips_only))}
+                       | (extra or set()))
+        found: list[str] = []
+        if heads:
+            walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
+            found = [e.commit.id.decode() for e in walker]
+        seen = set(found)
+        return found + [t for t in tips if t not in seen]
 
     def peel_commit(self, sha: str) -> str | None:
         """The commit ``sha`` names (an annotated tag peeled), or None if it is not a
@@ -974,6 +981,17 @@ class GitRepo:
         (paths relative to it), and point ``ref`` at it if ``ref`` still names ``old``
         (None: the ref must not exist). HEAD, the branch, the index and the work tree
         are never touched. Identity by git's rules, else ``DVX <dvx@localhost>``."""
+        sha = self.write_commit(base=base, subtree=subtree, files=files, parents=parents,
+                                message=message, when=when)
+        if not self.set_ref(ref, sha, old):
+            raise GitError(f"{ref} was changed by another process meanwhile",
+                           f"this run's commit is {sha}")
+        return sha
+
+    def write_commit(self, *, base: str | None, subtree: str, files: dict[str, bytes],
+                     parents: list[str], message: str, when: int | None = None) -> str:
+        """The commit of :meth:`commit_on_ref`, written to the object store and named by
+        no ref. ``subtree`` "" replaces the whole tree at the DVX root."""
         from dulwich.objects import Blob, Commit, Tree
 
         store = self.repo.object_store
@@ -1013,7 +1031,8 @@ class GitRepo:
             return tree.id  # type: ignore[no-any-return]
 
         base_tree = self.commit_info(base).tree if base else None
-        root_tree = insert(base_tree, self._full(subtree).split("/"))
+        full = self._full(subtree)
+        root_tree = insert(base_tree, full.split("/")) if full else sub_id
         config = self.repo.get_config_stack()
         idents = []
         for kind in ("author", "committer"):
@@ -1030,15 +1049,6 @@ class GitRepo:
         commit.author_timezone = commit.commit_timezone = time.localtime(when).tm_gmtoff
         commit.message = message.encode()
         store.add_object(commit)
-        refs = self.repo.refs
-        try:
-            ok = (refs.add_if_new(ref.encode(), commit.id) if old is None  # type: ignore[arg-type, call-overload, assignment, misc]
-                  else refs.set_if_equals(ref.encode(), old.encode(), commit.id))  # type: ignore[arg-type, call-overload, assignment, misc]
-        except OSError as exc:
-            raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
-        if not ok:
-            raise GitError(f"{ref} was changed by another process meanwhile",
-                           f"this run's commit is {commit.id.decode()}")
         return commit.id.decode()  # type: ignore[no-any-return]
 
     # -- refs to and from a git remote (runs travel: protocols/runs.md §9) ----------------
