@@ -114,7 +114,8 @@ def version_pointer(repo: Repository | Any, art: Artifact, number: int) -> Point
     where = f"{REF_PREFIX}{art.name}:{version_file(number)}"
     found = git.blob_at(git.commit_info(art.commit), version_file(number))
     if found is None:
-        raise ArtifactError(f"{where} is missing", "the artifact's commit is damaged; check `git log` of its ref")
+        raise ArtifactError(f"{where} is missing",
+                            "the artifact's commit is damaged; check `git log` of its ref")
     pointer = parse_pointer(found[1], where)
     if pointer.id != art.versions[number].id:
         raise ArtifactError(f"{where} names {pointer.id[:12]}, but artifact.json says "
@@ -138,7 +139,8 @@ def version_pointers(repo: Repository | Any, art: Artifact) -> dict[int, bytes]:
     return out
 
 
-def looks_like_reference(text: str, root: str) -> bool:
+def looks_like_reference(text: str) -> bool:
     """Whether ``use_artifact(text)`` means an artifact (``NAME:vN`` / ``NAME:ALIAS``)
-    rather than a path: it has one ``:`` and no file of that name exists."""
-    return text.count(":") == 1 and "/" not in text and not os.path.lexists(os.path.join(root, text))
+    rather than a path: it has one ``:``, no ``/``, and no file of that name exists
+    (relative to the current directory, as paths are)."""
+    return text.count(":") == 1 and "/" not in text and not os.path.lexists(text)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dvx.artifacts.names import LATEST, ArtifactError, check_alias, check_name, check_type
+from dvx.pointer import target_problem
 
 FORMAT = 1
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -195,7 +196,8 @@ def decode_artifact(data: bytes, where: str, name: str | None = None, commit: st
             raise _fail(where, f"alias {alias!r} names {n!r}, which is not a version it holds")
     if LATEST not in aliases and any(not v.dropped for v in versions):
         raise _fail(where, "it has versions but no `latest` alias")
-    return Artifact(art_name, art_type, tuple(versions), dict(aliases), _decode_retention(doc.get("retention"), where),
+    retention = _decode_retention(doc.get("retention"), where)
+    return Artifact(art_name, art_type, tuple(versions), dict(aliases), retention,
                     commit)
 
 
@@ -206,13 +208,16 @@ def _decode_version(v: Any, i: int, name: str, where: str) -> ArtifactVersion:
     if missing:
         raise _fail(where, f"versions[{i}] lacks {', '.join(missing)}")
     checks = [
-        (v["version"] == i and _int(v["version"]), f"version {v['version']!r} (versions are dense: expected {i})"),
+        (v["version"] == i and _int(v["version"]),
+         f"version {v['version']!r} (versions are dense: expected {i})"),
         (isinstance(v["id"], str) and bool(_HEX.fullmatch(v["id"])), f"id {v['id']!r}"),
         (v["kind"] in KINDS, f"kind {v['kind']!r}"),
         (_int(v["size"]) and v["size"] >= 0, f"size {v['size']!r}"),
         (v["files"] is None or (_int(v["files"]) and v["files"] >= 0), f"files {v['files']!r}"),
-        (isinstance(v["path"], str) and 0 < len(v["path"]) <= 4096, f"path {v['path']!r}"),
-        (v["run"] is None or (isinstance(v["run"], str) and bool(_RUN.fullmatch(v["run"]))), f"run {v['run']!r}"),
+        (isinstance(v["path"], str) and 0 < len(v["path"]) <= 4096 and target_problem(v["path"]) is None,
+         f"path {v['path']!r} (a repository path, protocols/format.md §8)"),
+        (v["run"] is None or (isinstance(v["run"], str) and bool(_RUN.fullmatch(v["run"]))),
+         f"run {v['run']!r}"),
         (v["commit"] is None or (isinstance(v["commit"], str) and bool(_SHA.fullmatch(v["commit"]))),
          f"commit {v['commit']!r}"),
         (isinstance(v["created"], str) and bool(_ISO.fullmatch(v["created"])), f"created {v['created']!r}"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from dvx.artifacts.read import _git, list_artifacts
 from dvx.artifacts.record import Artifact
@@ -29,7 +30,8 @@ class Drop:
     reason: str  # "keep_last" | "ttl"
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "version": self.version, "id": self.id, "size": self.size, "reason": self.reason}
+        return {"name": self.name, "version": self.version, "id": self.id, "size": self.size,
+                "reason": self.reason}
 
 
 def due(art: Artifact, now: float | None = None) -> list[Drop]:
@@ -56,7 +58,7 @@ def apply_retention(repo: Repository, *, dry_run: bool = False, now: float | Non
                     problems: list[str] | None = None) -> list[Drop]:
     """Drop what every artifact's policy says (nothing is written with ``dry_run``).
     Returns what was (or would be) dropped."""
-    from dvx.artifacts.write import Change, drop, update
+    from dvx.artifacts.write import update
 
     git = _git(repo)
     dropped: list[Drop] = []
@@ -67,17 +69,22 @@ def apply_retention(repo: Repository, *, dry_run: bool = False, now: float | Non
             dropped += due(art, now)
             continue
         done: list[Drop] = []
-
-        def change(cur: Artifact | None) -> Change:
-            todo = due(cur, now) if cur is not None else []
-            done[:] = todo
-            if not todo or cur is None:
-                return Change(None, "")
-            return drop(cur, [d.version for d in todo], "retention: " + cur.retention.describe())
-
-        update(git, art.name, change)
+        update(git, art.name, _dropper(now, done))
         dropped += done
     return dropped
+
+
+def _dropper(now: float | None, done: list[Drop]) -> Any:
+    from dvx.artifacts.write import Change, drop
+
+    def change(cur: Artifact | None) -> Change:
+        todo = due(cur, now) if cur is not None else []
+        done[:] = todo
+        if not todo or cur is None:
+            return Change(None, "")
+        return drop(cur, [d.version for d in todo], "retention: " + cur.retention.describe())
+
+    return change
 
 
 def tips(repo: Repository, names: set[str]) -> set[str]:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from dvx.artifacts.names import LATEST, ArtifactError, check_alias, check_name, check_type, parse_reference, ref_name
+from dvx.artifacts.names import (
+    LATEST,
+    ArtifactError,
+    check_alias,
+    check_name,
+    check_type,
+    parse_reference,
+    ref_name,
+)
 from dvx.artifacts.read import RECORD, _git, artifact_refs, pick, read_commit, version_file, version_pointers
 from dvx.artifacts.record import Artifact, ArtifactVersion, Retention, encode_artifact, now_iso
 from dvx.pointer import Pointer
@@ -154,7 +162,8 @@ def remove_alias(repo: Repository | object, name: str, alias: str) -> int:
                                 f"its aliases: {cur.describe_aliases()}")
         found[:] = [cur.aliases[alias]]
         aliases = {a: n for a, n in cur.aliases.items() if a != alias}
-        return Change(replace(cur, aliases=aliases), f"artifacts: {name} alias {alias} removed (was v{found[0]})")
+        return Change(replace(cur, aliases=aliases),
+                      f"artifacts: {name} alias {alias} removed (was v{found[0]})")
 
     update(repo, name, change)
     return found[0]
@@ -188,4 +197,5 @@ def drop(cur: Artifact, numbers: list[int], why: str) -> Change:
     if LATEST not in aliases and left:
         aliases[LATEST] = left[-1]
     listed = ", ".join(f"v{n}" for n in sorted(gone))
-    return Change(replace(cur, versions=versions, aliases=aliases), f"artifacts: {cur.name} drop {listed} ({why})")
+    return Change(replace(cur, versions=versions, aliases=aliases),
+                  f"artifacts: {cur.name} drop {listed} ({why})")

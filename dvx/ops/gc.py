@@ -17,8 +17,8 @@ an artifact ref keeps live only the versions its newest commit holds.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dvx.lock import store_lock
 from dvx.pointer import Pointer
