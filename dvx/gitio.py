@@ -1182,16 +1182,25 @@ class GitRepo:
 
     def set_ref(self, ref: str, new: str | None, old: str | None) -> bool:
         """Compare-and-swap a local ref from ``old`` (None: must be absent) to ``new``
-        (None: delete it). False when the ref held something else."""
+        (None: delete it). False when the ref held something else. While another
+        process holds the ref's lock (``<ref>.lock``) this waits for it (up to ~5 s),
+        then compares."""
+        from dulwich.file import FileLocked
+
         refs: Any = self.repo.refs
-        try:
-            if new is None:
-                return bool(refs.remove_if_equals(ref.encode(), old.encode() if old else None))
-            if old is None:
-                return bool(refs.add_if_new(ref.encode(), new.encode()))
-            return bool(refs.set_if_equals(ref.encode(), old.encode(), new.encode()))
-        except OSError as exc:
-            raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
+        for attempt in range(100):
+            try:
+                if new is None:
+                    return bool(refs.remove_if_equals(ref.encode(), old.encode() if old else None))
+                if old is None:
+                    return bool(refs.add_if_new(ref.encode(), new.encode()))
+                return bool(refs.set_if_equals(ref.encode(), old.encode(), new.encode()))
+            except FileLocked:
+                time.sleep(0.005 * min(attempt + 1, 10))
+            except OSError as exc:
+                raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
+        raise GitError(f"cannot update {ref}: {ref}.lock has been held by another process for seconds",
+                       "if no DVX or git process is running, delete the .lock file in .git")
 
 
 HOOK_HINT = "fix what the hook reports, then retry"
