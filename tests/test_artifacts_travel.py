@@ -49,7 +49,8 @@ def test_push_then_clone_pull_brings_artifacts_and_their_data(two_clones: tuple[
                                                               tmp_path: Path) -> None:
     a, b, bare = two_clones
     sha = git("rev-parse", "refs/dvx/artifacts/model", cwd=a).strip()
-    assert git("ls-remote", str(bare), "refs/dvx/artifacts/*", cwd=a).split() == [sha, "refs/dvx/artifacts/model"]
+    listed = git("ls-remote", str(bare), "refs/dvx/artifacts/*", cwd=a).split()
+    assert listed == [sha, "refs/dvx/artifacts/model"]
     assert git("rev-parse", "refs/dvx/artifacts/model", cwd=b).strip() == sha
     assert show(b)["aliases"] == {"best": 0, "latest": 1}
     run_dvx("artifacts", "get", "model:best", "-o", str(tmp_path / "best.bin"), cwd=b)
@@ -64,7 +65,8 @@ def test_push_then_clone_pull_brings_artifacts_and_their_data(two_clones: tuple[
     assert show(b)["aliases"]["best"] == 1
 
 
-def test_get_fetches_a_version_the_local_store_lacks(two_clones: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_get_fetches_a_version_the_local_store_lacks(two_clones: tuple[Path, Path, Path],
+                                                     tmp_path: Path) -> None:
     _a, _b, bare = two_clones
     c = tmp_path / "c"
     subprocess.run(["git", "clone", "-q", str(bare), str(c)], check=True, capture_output=True)
@@ -86,7 +88,8 @@ def test_alias_moved_on_both_sides_conflicts_on_push_and_fetch_keeps_both(
     mine = git("rev-parse", "refs/dvx/artifacts/model", cwd=b).strip()
     proc = run_dvx("push", cwd=b, check=False)
     assert proc.returncode == 1
-    assert "error: artifact model: alias best was moved to v2 here and to v1 on origin; not pushed" in proc.stderr
+    assert ("error: artifact model: alias best was moved to v2 here and to v1 on origin; not pushed"
+            in proc.stderr)
     assert "hint: run `dvx fetch`" in proc.stderr
     assert git("ls-remote", str(bare), "refs/dvx/artifacts/model", cwd=b).split()[0] == theirs  # untouched
     proc = run_dvx("fetch", "--json", cwd=b, check=False)
@@ -116,12 +119,14 @@ def test_versions_added_on_both_sides_are_renumbered_and_disjoint_aliases_merge(
     run_dvx("push", cwd=a)
     time.sleep(1.1)  # B logs later: its version is the latest after the merge
     write(b / "model.bin", pseudo_random(40_000, 30))
-    run_dvx("artifacts", "add", "model.bin", "--name", "model", "--type", "model", "--alias", "candidate", cwd=b)
+    run_dvx("artifacts", "add", "model.bin", "--name", "model", "--type", "model", "--alias", "candidate",
+            cwd=b)
     write(b / "same.bin", pseudo_random(40_000, 20))  # the same bytes A logged as v2
     run_dvx("artifacts", "add", "same.bin", "--name", "model", "--type", "model", cwd=b)
     assert [v["id"] for v in show(b)["versions"]][2] != [v["id"] for v in show(a)["versions"]][2]
     proc = run_dvx("push", cwd=b, check=False)
-    assert proc.returncode == 1 and "origin has 1 new version(s) you have not fetched; not pushed" in proc.stderr
+    assert proc.returncode == 1
+    assert "origin has 1 new version(s) you have not fetched; not pushed" in proc.stderr
     got = json.loads(run_dvx("fetch", "--json", cwd=b).stdout)
     assert not got["errors"], got
     assert got["artifacts_notes"] == ["artifact model: origin added versions too; yours were renumbered after "
