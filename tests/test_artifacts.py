@@ -403,3 +403,42 @@ def test_gc_keeps_artifact_data_and_applies_retention(repo_dir: Path, tmp_path: 
     assert art.live == [] and art.aliases == {}
     with pytest.raises(DvxError, match="has no alias 'latest'"):
         resolve(repo, "model")
+
+
+# -- merge rules (pure) -----------------------------------------------------------------------
+def _state(versions: list[tuple[str, str, bool]], aliases: dict[str, int], keep_last: int | None = None,
+           kind: str = "model"):  # type: ignore[no-untyped-def]
+    from dvx.artifacts.record import Artifact, ArtifactVersion, Retention
+
+    vs = tuple(ArtifactVersion("m", i, (c * 64)[:64], "file", 1, 1, "p", None, None, created, dropped)
+               for i, (c, created, dropped) in enumerate(versions))
+    return Artifact("m", kind, vs, aliases, Retention(keep_last=keep_last))
+
+
+def test_merge_rules() -> None:
+    from dvx.artifacts.merge import merge
+
+    t0, t1, t2 = "2026-12-01T00:00:00Z", "2026-12-01T00:00:01Z", "2026-12-01T00:00:02Z"
+    base = _state([("a", t0, False), ("b", t0, False)], {"latest": 1, "x": 0, "y": 0})
+    theirs = _state([("a", t0, True), ("b", t0, False), ("c", t1, False)], {"latest": 2, "x": 1, "y": 0},
+                    keep_last=3)
+    mine = _state([("a", t0, False), ("b", t0, False), ("d", t2, False), ("c", t2, False)],
+                  {"latest": 3, "x": 0, "y": 1, "z": 2})
+    got = merge(base, theirs, mine, "origin")
+    art = got.artifact
+    assert art is not None
+    assert [v.id[0] for v in art.versions] == ["a", "b", "c", "d"]  # mine's c is theirs' v2
+    assert art.versions[0].dropped  # dropped on one side: dropped
+    assert got.renumbered == {2: 3}
+    assert art.aliases == {"latest": 2, "x": 1, "y": 1, "z": 3}  # x theirs, y mine, z mine renumbered
+    assert art.retention.keep_last == 3 and not got.conflicts
+    clash = merge(base, _state([("a", t0, False), ("b", t0, False)], {"latest": 1, "x": 1, "y": 0}),
+                  _state([("a", t0, False), ("b", t0, False), ("e", t1, False)], {"latest": 2, "x": 2, "y": 0}),
+                  "origin")
+    assert clash.alias_conflicts == [("x", 2, 1)] and clash.artifact is not None
+    assert clash.artifact.aliases["x"] == 2
+    assert getattr(clash.conflicts[0], "hint", "").startswith("keep yours with `dvx push`")
+    other_type = merge(None, _state([("a", t0, False)], {"latest": 0}, kind="dataset"),
+                       _state([("a", t0, False)], {"latest": 0}), "origin")
+    assert other_type.artifact is None
+    assert "type 'model' here and 'dataset' on origin" in other_type.conflicts[0]
