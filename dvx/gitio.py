@@ -974,6 +974,14 @@ class GitRepo:
         refs = self.repo.refs.as_dict(prefix.rstrip("/").encode())  # type: ignore[arg-type, call-overload, assignment, misc]
         return {prefix + k.decode("utf-8", "replace"): v.decode() for k, v in refs.items()}
 
+    def ref_value(self, ref: str) -> str | None:
+        """The sha a ref names (a symbolic ref followed), or None when it does not exist."""
+        try:
+            value = self.repo.refs[ref.encode()]  # type: ignore[index]
+        except KeyError:
+            return None
+        return value.decode() if value else None
+
     def commit_on_ref(self, ref: str, *, base: str | None, subtree: str, files: dict[str, bytes],
                       parents: list[str], message: str, old: str | None, when: int | None = None) -> str:
         """Write a commit whose tree is ``base``'s tree (empty without one) with the

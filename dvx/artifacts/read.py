@@ -70,9 +70,9 @@ def get_artifact(repo: Repository | Any, name: str) -> Artifact:
     """The artifact ``name`` (ArtifactError naming the ones that exist when unknown)."""
     git = _git(repo)
     check_name(name)
-    refs = artifact_refs(git)
-    sha = refs.get(name)
+    sha = git.ref_value(REF_PREFIX + name)
     if sha is None:
+        refs = artifact_refs(git)
         known = sorted(n for n in refs if n != name)
         listed = ", ".join(known[:20]) + (f" (and {len(known) - 20} more)" if len(known) > 20 else "")
         raise ArtifactError(f"no artifact named {name!r}",

@@ -19,7 +19,7 @@ from dvx.artifacts.names import (
     parse_reference,
     ref_name,
 )
-from dvx.artifacts.read import RECORD, _git, artifact_refs, pick, read_commit, version_file, version_pointers
+from dvx.artifacts.read import RECORD, _git, pick, read_commit, version_file, version_pointers
 from dvx.artifacts.record import Artifact, ArtifactVersion, Retention, encode_artifact, now_iso
 from dvx.pointer import Pointer
 from dvx.repo import Repository
@@ -55,7 +55,7 @@ def update(repo: Repository | object, name: str, change: Callable[[Artifact | No
     git = _git(repo)
     ref = ref_name(name)
     for _ in range(ATTEMPTS):
-        old = artifact_refs(git).get(name)
+        old = git.ref_value(ref)
         current = read_commit(git, name, old) if old is not None else None
         done = change(current)
         if done.artifact is None:
