@@ -178,3 +178,43 @@ def test_hostile_artifact_refs_on_the_git_remote_are_refused(two_clones: tuple[P
     assert got["artifacts_fetched"] == ["model"]
     assert sum("is refused" in e for e in got["errors"]) == 3, got["errors"]
     assert git("for-each-ref", "--format=%(refname)", "refs/dvx", cwd=c).split() == ["refs/dvx/artifacts/model"]
+
+
+def test_git_push_of_an_artifact_ref_by_hand_after_retention_dropped_versions(
+        two_clones: tuple[Path, Path, Path]) -> None:
+    """Regression: the pre-push hook pushed the data of every commit of the artifact's
+    history, so a version retention had dropped (its data collected) failed the push."""
+    a, b, bare = two_clones
+    run_dvx("hooks", "install", cwd=a)
+    for seed in (4, 5):  # v2 is never pushed, then dropped and collected
+        write(a / "model.bin", pseudo_random(40_000, seed))
+        run_dvx("artifacts", "add", "model.bin", "--name", "model", "--type", "model", cwd=a)
+    run_dvx("artifacts", "retention", "model", "--keep-last", "1", "--no-keep-aliased", cwd=a)
+    rep = json.loads(run_dvx("gc", "--grace", "0", "--json", cwd=a).stdout)
+    assert [d["version"] for d in rep["artifact_versions_dropped"]] == [0, 1, 2]
+    proc = subprocess.run(["git", "push", "origin", "refs/dvx/artifacts/model"], cwd=a, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    sha = git("rev-parse", "refs/dvx/artifacts/model", cwd=a).strip()
+    assert git("ls-remote", str(bare), "refs/dvx/artifacts/model", cwd=a).split()[0] == sha
+    run_dvx("fetch", cwd=b)
+    assert [v["dropped"] for v in show(b)["versions"]] == [True, True, True, False]
+    run_dvx("artifacts", "get", "model", "-o", str(b / "v3.bin"), cwd=b)
+    assert (b / "v3.bin").read_bytes() == pseudo_random(40_000, 5)
+
+
+def test_an_artifact_created_on_both_sides_with_other_types_is_a_clear_conflict(
+        two_clones: tuple[Path, Path, Path]) -> None:
+    a, b, _bare = two_clones
+    write(a / "d.csv", "x\n")
+    run_dvx("artifacts", "add", "d.csv", "--name", "data", "--type", "dataset", cwd=a)
+    run_dvx("push", cwd=a)
+    write(b / "d.bin", "y")
+    run_dvx("artifacts", "add", "d.bin", "--name", "data", "--type", "raw", cwd=b)
+    mine = git("rev-parse", "refs/dvx/artifacts/data", cwd=b).strip()
+    proc = run_dvx("push", cwd=b, check=False)
+    assert proc.returncode == 1
+    assert "error: artifact data has type 'raw' here and 'dataset' on origin; not pushed" in proc.stderr
+    proc = run_dvx("fetch", cwd=b, check=False)
+    assert proc.returncode == 1 and "type 'raw' here and 'dataset' on origin" in proc.stderr
+    assert git("rev-parse", "refs/dvx/artifacts/data", cwd=b).strip() == mine  # kept, nothing lost

@@ -73,6 +73,9 @@ def describe_divergence(git: Any, name: str, mine: str, theirs: str, remote: str
     except DvxError:
         return ErrorText(f"artifact {name}: {remote} has changes you have not fetched; not pushed", hint)
     result = merge(base, there, here, remote)  # type: ignore[arg-type]
+    if result.artifact is None:  # created on both sides with other types
+        return ErrorText(f"artifact {name} has type {here.type!r} here and {there.type!r} on {remote}; "
+                         "not pushed", getattr(result.conflicts[0], "hint", None) if result.conflicts else None)
     if result.alias_conflicts:
         alias, m, t = result.alias_conflicts[0]
         return ErrorText(f"artifact {name}: alias {alias} was moved to {version_label(m)} here and to "

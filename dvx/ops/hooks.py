@@ -257,7 +257,7 @@ def _push_runs(repo: Repository, remote: str, args: list[str], lines: list[str])
 def _pushed_pointers(repo: Repository, lines: list[str]) -> tuple[dict, dict[str, DvxError]]:  # type: ignore[type-arg]
     """label (``PATH@id``) -> pointer for every pointer of the commits being pushed, and
     the malformed ones (``sha:PATH`` -> error)."""
-    from dvx.history import history_of
+    from dvx.history import ARTIFACT_REFS, history_of
 
     history = history_of(repo)
     git = history.git
@@ -272,6 +272,9 @@ def _pushed_pointers(repo: Repository, lines: list[str]) -> tuple[dict, dict[str
         start = git.peel_commit(local_sha)
         if start is None:
             continue  # a tag of a tree or blob: no pointers to push
+        if _local_ref.startswith(ARTIFACT_REFS):  # only its newest commit is live (artifacts.md §7)
+            commits.setdefault(start)
+            continue
         stop = git.peel_commit(remote_sha) if remote_sha != ZERO_SHA else None
         for sha in git.commits_between(start, [stop] if stop else []):
             commits.setdefault(sha)
