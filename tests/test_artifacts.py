@@ -442,3 +442,43 @@ def test_merge_rules() -> None:
                        _state([("a", t0, False)], {"latest": 0}), "origin")
     assert other_type.artifact is None
     assert "type 'model' here and 'dataset' on origin" in other_type.conflicts[0]
+
+
+# -- properties: bad input only raises our error ----------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids,
+                                                                              max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_any_reference_text_parses_or_raises_artifact_error(text: str) -> None:
+    try:
+        ref = parse_reference(text)
+    except ArtifactError:
+        return
+    assert parse_reference(str(ref)) == ref
+    assert str(ref) == text  # only canonical spellings are accepted
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["format", "name", "type", "versions", "aliases", "retention", "extra"]), _JSON,
+       st.integers(0, 2), st.sampled_from(["version", "id", "kind", "size", "files", "path", "run", "commit",
+                                           "created", "dropped"]))
+def test_any_damaged_record_raises_only_our_error(key: str, value: object, index: int, field: str) -> None:
+    good = json.loads(VECTORS["canonical"])
+    top = json.loads(VECTORS["canonical"])
+    top[key] = value
+    entry = json.loads(VECTORS["canonical"])
+    entry["versions"][index][field] = value
+    for doc in (top, entry):
+        try:
+            art = decode_artifact(json.dumps(doc).encode(), "x", "model")
+        except (ArtifactError, FormatVersionError):
+            continue
+        # accepted: then it is a record the spec allows, and it encodes canonically
+        assert decode_artifact(encode_artifact(art), "x", "model") == art
+    assert decode_artifact(json.dumps(good).encode(), "x", "model").name == "model"
