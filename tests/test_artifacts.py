@@ -321,7 +321,7 @@ def test_get_materialises_without_escaping_or_overwriting(repo_dir: Path, tmp_pa
     assert (out / "y.txt").read_text() == "y"
     default = run_dvx("artifacts", "get", "ds:latest", cwd=repo_dir).stdout
     assert (repo_dir / "artifacts" / "ds" / "v0" / "d" / "y.txt").read_text() == "y", default
-    for bad in (".dvx/x", ".git/x", "."):
+    for bad in (".dvx/x", ".git/x", ".", "..", str(tmp_path)):
         proc = run_dvx("artifacts", "get", "ds", "-o", bad, "--force", cwd=repo_dir, check=False)
         assert proc.returncode == 1 and proc.stderr.startswith("error:"), (bad, proc.stderr)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dvx-")] == []

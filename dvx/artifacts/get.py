@@ -77,8 +77,9 @@ def _check_destination(repo: Repository, target: str, force: bool) -> None:
             raise ArtifactError(f"{target} is inside {inside}", "choose a destination outside DVX's and git's "
                                                                 "own directories")
     refuse_git_dir(target)
-    if real in (os.path.realpath(repo.root), os.path.realpath(os.sep)) or real == os.path.realpath(os.getcwd()):
-        raise ArtifactError(f"refusing to replace {target}", "name a new path with -o")
+    for keep in (os.path.realpath(repo.root), os.path.realpath(os.getcwd())):
+        if keep == real or keep.startswith(real.rstrip(os.sep) + os.sep):
+            raise ArtifactError(f"refusing to replace {target}: it holds {keep}", "name a new path with -o")
     if os.path.lexists(target) and not force:
         raise WorkspaceConflictError(f"{target} already exists", "choose another path with -o, or replace it "
                                                                   "with --force")

@@ -59,7 +59,8 @@ def update(repo: Repository | object, name: str, change: Callable[[Artifact | No
         current = read_commit(git, name, old) if old is not None else None
         done = change(current)
         if done.artifact is None:
-            assert current is not None
+            if current is None:  # deleted meanwhile, and nothing to create
+                raise ArtifactError(f"no artifact named {name!r}", "see `dvx artifacts list`")
             return current
         pointers = version_pointers(git, current) if current is not None else {}
         pointers.update(done.pointers or {})
