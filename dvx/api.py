@@ -71,6 +71,8 @@ __all__ = [
     "add", "checkout", "commit", "diff", "failures", "fetch", "fsck", "gc", "hooks_install",
     "hooks_uninstall", "init_repo", "lineage", "log", "ls", "pull", "push", "raise_on_error", "remote_add",
     "remote_list", "remote_modify", "remote_remove", "run_command", "runs_promote", "runs_rm", "status",
+    "artifacts_add", "artifacts_alias", "artifacts_get", "artifacts_list", "artifacts_retention",
+    "artifacts_show", "artifacts_unalias",
 ]
 
 
@@ -737,3 +739,100 @@ def runs_promote(run_id: str, *, repo: RepoArg = ".") -> dict[str, Any]:
 
     with _opened(repo) as (r, _base):
         return promote_run(r, run_id)
+
+
+# -- artifacts (protocols/artifacts.md, docs/artifacts.md) -------------------------------------
+
+def artifacts_add(path: str | os.PathLike[str], *, name: str, type: str, aliases: Sequence[str] = (),
+                  repo: RepoArg = ".", progress: ProgressArg = None) -> Any:
+    """Store ``path`` as ``dvx add`` does and record it as the newest version of artifact
+    ``name`` (``dvx artifacts add``); a version with the same content is re-logged
+    instead (``latest`` and ``aliases`` move to it). Returns an ``AddedVersion``
+    (``version``, ``created``)."""
+    from dvx.artifacts.add import add_artifact
+
+    with _opened(repo) as (r, base):
+        return add_artifact(r, _path(base, path) or "", name, type, list(aliases), _progress(progress))
+
+
+def artifacts_list(*, type: str | None = None, repo: RepoArg = ".") -> Any:
+    """Every artifact (of ``type``), by name: an ``ArtifactList`` of
+    :class:`dvx.artifacts.Artifact` with ``problems`` (malformed refs, skipped)."""
+    from dvx.artifacts.read import list_artifacts
+
+    with _opened(repo) as (r, _base):
+        problems: list[str] = []
+        found = [a for a in list_artifacts(r, problems) if type is None or a.type == type]
+        return ArtifactList(found, problems)
+
+
+class ArtifactList(_Result, list):  # type: ignore[type-arg]
+    def __init__(self, items: list[Any], problems: list[str]) -> None:
+        list.__init__(self, items)
+        self.errors = problems
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [a.to_json() for a in self]
+
+
+def artifacts_show(ref: str, *, repo: RepoArg = ".") -> Any:
+    """``NAME``: the whole artifact (:class:`dvx.artifacts.Artifact`); ``NAME:vN`` or
+    ``NAME:ALIAS``: that version (:class:`dvx.artifacts.ArtifactVersion`)."""
+    from dvx.artifacts.names import parse_reference
+    from dvx.artifacts.read import get_artifact, pick
+
+    with _opened(repo) as (r, _base):
+        art = get_artifact(r, parse_reference(ref).name)
+        return art.with_aliases() if ":" not in ref else pick(art, ref)
+
+
+def artifacts_alias(ref: str, alias: str, *, repo: RepoArg = ".") -> Any:
+    """Point ``alias`` at the version ``ref`` (``NAME:vN`` or ``NAME:ALIAS``) names; the
+    alias moves if it named another version. Returns that version."""
+    from dvx.artifacts.write import set_alias
+
+    with _opened(repo) as (r, _base):
+        return set_alias(r, ref, alias)
+
+
+def artifacts_unalias(name: str, alias: str, *, repo: RepoArg = ".") -> int:
+    """Remove ``alias`` from artifact ``name``; returns the version it named."""
+    from dvx.artifacts.write import remove_alias
+
+    with _opened(repo) as (r, _base):
+        return remove_alias(r, name, alias)
+
+
+def artifacts_get(ref: str, *, output: str | os.PathLike[str] | None = None, force: bool = False,
+                  remote: str | None = None, repo: RepoArg = ".", progress: ProgressArg = None) -> Any:
+    """Materialise the version ``ref`` names at ``output`` (default
+    ``artifacts/NAME/vN/<file name>``), fetching its data from ``remote`` (default: the
+    default remote) when the local store lacks it. An existing ``output`` is replaced
+    only with ``force``. Returns a ``GetResult``."""
+    from dvx.artifacts.get import get_version
+
+    with _opened(repo) as (r, base):
+        return get_version(r, ref, _path(base, output), force=force, remote=remote,
+                           progress=_progress(progress))
+
+
+def artifacts_retention(name: str, *, keep_last: int | None = -1, keep_aliased: bool | None = None,
+                        ttl_days: int | None = -1, repo: RepoArg = ".") -> Any:
+    """Show or change the retention policy ``dvx gc`` applies to ``name``. Arguments left
+    out keep their value; ``keep_last`` / ``ttl_days`` None or 0 remove that limit.
+    Returns the artifact (its ``retention``)."""
+    from dataclasses import replace
+
+    from dvx.artifacts.read import get_artifact
+    from dvx.artifacts.write import set_retention
+
+    with _opened(repo) as (r, _base):
+        art = get_artifact(r, name)
+        policy = art.retention
+        if keep_last != -1:
+            policy = replace(policy, keep_last=keep_last or None)
+        if ttl_days != -1:
+            policy = replace(policy, ttl_days=ttl_days or None)
+        if keep_aliased is not None:
+            policy = replace(policy, keep_aliased=keep_aliased)
+        return set_retention(r, name, policy) if policy != art.retention else art

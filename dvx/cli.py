@@ -756,6 +756,10 @@ def gc(
         if rep.packs_kept_young:
             out.print(f"kept {rep.packs_kept_young} packs younger than the "
                       f"{GRACE_SECONDS if grace is None else grace} s grace period")
+        for d in rep.artifact_versions_dropped:
+            out.print(f"{'would drop' if dry_run else 'dropped'} artifact version {d['name']}:v{d['version']} "
+                      f"({human(int(str(d['size'])))}, {d['reason']})")
+        _fail_if(rep.errors)
 
     _run(go)
 
@@ -767,7 +771,10 @@ app.add_typer(remote_app, name="remote")
 from dvx.cli_runs import runs_app  # noqa: E402  (a typer app; the runs code loads on use)
 
 app.add_typer(runs_app, name="runs")
+from dvx.cli_artifacts import artifacts_app  # noqa: E402  (a typer app; the artifacts code loads on use)
 from dvx.cli_runs import RUN_CONTEXT, run_cmd  # noqa: E402
+
+app.add_typer(artifacts_app, name="artifacts")
 
 app.command("run", cls=DvxCommand, context_settings=RUN_CONTEXT)(run_cmd)
 from dvx.cli_lineage import lineage_cmd  # noqa: E402  (the lineage code loads on use)
@@ -889,6 +896,9 @@ def push(
                       f"{rep.requests} requests)")
         if not as_json and rep.runs_pushed:
             out.print(f"{rep.runs_git_remote}: sent {len(rep.runs_pushed)} run(s) (refs/dvx/runs/)")
+        if not as_json and rep.artifacts_pushed:
+            out.print(f"{rep.runs_git_remote}: sent artifact(s) {', '.join(rep.artifacts_pushed)} "
+                      "(refs/dvx/artifacts/)")
         _fail_if(failures(rep))
 
     _run(go)
@@ -897,6 +907,10 @@ def push(
 def _fetch_summary(rep) -> str:  # type: ignore[no-untyped-def]
     runs = (f"\n{rep.runs_git_remote}: received {len(rep.runs_fetched)} run(s) (refs/dvx/runs/)"
             if rep.runs_fetched else "")
+    if rep.artifacts_fetched:
+        runs += (f"\n{rep.runs_git_remote}: received artifact(s) {', '.join(rep.artifacts_fetched)} "
+                 "(refs/dvx/artifacts/)")
+    runs += "".join(f"\nnote: {n}" for n in rep.artifacts_notes)
     if not rep.roots or rep.roots == rep.roots_already_local:
         return f"{rep.remote}: nothing to fetch, all {rep.roots} versions are local" + runs
     return (f"{rep.remote}: downloaded {human(rep.bytes_downloaded)} ({rep.packs_downloaded} packs, "

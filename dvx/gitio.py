@@ -458,13 +458,20 @@ class GitRepo:
                     continue
         return out
 
-    def reachable_commits(self, extra: set[str] | None = None) -> list[str]:
-        """Commits reachable from every ref, and from ``extra`` (e.g. reflog entries)."""
-        heads = sorted(set(self.ref_commits().values()) | (extra or set()))
-        if not heads:
-            return []
-        walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
-        return [e.commit.id.decode() for e in walker]
+    def reachable_commits(self, extra: set[str] | None = None, tips_only: str | None = None) -> list[str]:
+        """Commits reachable from every ref, and from ``extra`` (e.g. reflog entries).
+        Refs under the prefix ``tips_only`` add only the commit they name, not its
+        history (unless another ref reaches it)."""
+        refs = self.ref_commits()
+        tips = sorted({sha for name, sha in refs.items() if tips_only and name.startswith(tips_only)})
+        heads = sorted({sha for name, sha in refs.items() if not (tips_only and name.startswith(tips_only))}
+                       | (extra or set()))
+        found: list[str] = []
+        if heads:
+            walker = self.repo.get_walker(include=[h.encode() for h in heads])  # type: ignore[misc]
+            found = [e.commit.id.decode() for e in walker]
+        seen = set(found)
+        return found + [t for t in tips if t not in seen]
 
     def reachable_from(self, include: list[str], exclude: list[str] | None = None) -> list[str]:
         """Commits reachable from ``include`` and from none of ``exclude``, newest first;
@@ -988,6 +995,14 @@ class GitRepo:
         refs = self.repo.refs.as_dict(prefix.rstrip("/").encode())  # type: ignore[arg-type, call-overload, assignment, misc]
         return {prefix + k.decode("utf-8", "replace"): v.decode() for k, v in refs.items()}
 
+    def ref_value(self, ref: str) -> str | None:
+        """The sha a ref names (a symbolic ref followed), or None when it does not exist."""
+        try:
+            value = self.repo.refs[ref.encode()]  # type: ignore[index]
+        except KeyError:
+            return None
+        return value.decode() if value else None
+
     def commit_on_ref(self, ref: str, *, base: str | None, subtree: str, files: dict[str, bytes],
                       parents: list[str], message: str, old: str | None, when: int | None = None) -> str:
         """Write a commit whose tree is ``base``'s tree (empty without one) with the
@@ -995,6 +1010,17 @@ class GitRepo:
         (paths relative to it), and point ``ref`` at it if ``ref`` still names ``old``
         (None: the ref must not exist). HEAD, the branch, the index and the work tree
         are never touched. Identity by git's rules, else ``DVX <dvx@localhost>``."""
+        sha = self.write_commit(base=base, subtree=subtree, files=files, parents=parents,
+                                message=message, when=when)
+        if not self.set_ref(ref, sha, old):
+            raise GitError(f"{ref} was changed by another process meanwhile",
+                           f"this run's commit is {sha}")
+        return sha
+
+    def write_commit(self, *, base: str | None, subtree: str, files: dict[str, bytes],
+                     parents: list[str], message: str, when: int | None = None) -> str:
+        """The commit of :meth:`commit_on_ref`, written to the object store and named by
+        no ref. ``subtree`` "" replaces the whole tree at the DVX root."""
         from dulwich.objects import Blob, Commit, Tree
 
         store = self.repo.object_store
@@ -1034,7 +1060,8 @@ class GitRepo:
             return tree.id  # type: ignore[no-any-return]
 
         base_tree = self.commit_info(base).tree if base else None
-        root_tree = insert(base_tree, self._full(subtree).split("/"))
+        full = self._full(subtree)
+        root_tree = insert(base_tree, full.split("/")) if full else sub_id
         config = self.repo.get_config_stack()
         idents = []
         for kind in ("author", "committer"):
@@ -1051,15 +1078,6 @@ class GitRepo:
         commit.author_timezone = commit.commit_timezone = time.localtime(when).tm_gmtoff
         commit.message = message.encode()
         store.add_object(commit)
-        refs = self.repo.refs
-        try:
-            ok = (refs.add_if_new(ref.encode(), commit.id) if old is None  # type: ignore[arg-type, call-overload, assignment, misc]
-                  else refs.set_if_equals(ref.encode(), old.encode(), commit.id))  # type: ignore[arg-type, call-overload, assignment, misc]
-        except OSError as exc:
-            raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
-        if not ok:
-            raise GitError(f"{ref} was changed by another process meanwhile",
-                           f"this run's commit is {commit.id.decode()}")
         return commit.id.decode()  # type: ignore[no-any-return]
 
     # -- refs to and from a git remote (runs travel: protocols/runs.md §9) ----------------
@@ -1193,16 +1211,25 @@ class GitRepo:
 
     def set_ref(self, ref: str, new: str | None, old: str | None) -> bool:
         """Compare-and-swap a local ref from ``old`` (None: must be absent) to ``new``
-        (None: delete it). False when the ref held something else."""
+        (None: delete it). False when the ref held something else. While another
+        process holds the ref's lock (``<ref>.lock``) this waits for it (up to ~5 s),
+        then compares."""
+        from dulwich.file import FileLocked
+
         refs: Any = self.repo.refs
-        try:
-            if new is None:
-                return bool(refs.remove_if_equals(ref.encode(), old.encode() if old else None))
-            if old is None:
-                return bool(refs.add_if_new(ref.encode(), new.encode()))
-            return bool(refs.set_if_equals(ref.encode(), old.encode(), new.encode()))
-        except OSError as exc:
-            raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
+        for attempt in range(100):
+            try:
+                if new is None:
+                    return bool(refs.remove_if_equals(ref.encode(), old.encode() if old else None))
+                if old is None:
+                    return bool(refs.add_if_new(ref.encode(), new.encode()))
+                return bool(refs.set_if_equals(ref.encode(), old.encode(), new.encode()))
+            except FileLocked:
+                time.sleep(0.005 * min(attempt + 1, 10))
+            except OSError as exc:
+                raise GitError(f"cannot update {ref}: {exc.strerror}", "check .git permissions") from None
+        raise GitError(f"cannot update {ref}: {ref}.lock has been held by another process for seconds",
+                       "if no DVX or git process is running, delete the .lock file in .git")
 
 
 HOOK_HINT = "fix what the hook reports, then retry"

@@ -53,6 +53,7 @@ Bad = dict[str, DvxError]
 
 _SUFFIX = POINTER_SUFFIX.encode()
 _SKIP_DIRS = (b".git", b".dvx")
+ARTIFACT_REFS = "refs/dvx/artifacts/"  # protocols/artifacts.md: one ref per artifact
 
 
 @dataclass(frozen=True)
@@ -219,11 +220,14 @@ class History:
     def commits(self, *, reflog_days: int = 0) -> list[str]:
         """Ids of every commit reachable from any ref (branches, tags, remote branches,
         ``refs/dvx/*``, HEAD), newest first; with ``reflog_days`` > 0 also from every
-        reflog entry younger than that many days (what gc keeps live, git.md §3)."""
+        reflog entry younger than that many days (what gc keeps live, git.md §3).
+        An artifact ref (``refs/dvx/artifacts/*``) adds only its newest commit: the
+        older ones are the artifact's history, and the versions retention dropped from
+        it must not stay live through them (protocols/artifacts.md §7)."""
         with self._lock:
             git = self.git
             extra = git.reflog_commits(reflog_days) if reflog_days > 0 else None
-            return git.reachable_commits(extra)
+            return git.reachable_commits(extra, tips_only=ARTIFACT_REFS)
 
     def all_commits(self, paths: list[str] | None = None, *, bad: Bad | None = None,
                     commits: Iterable[str] | None = None, workspace: bool = False,

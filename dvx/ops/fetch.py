@@ -49,6 +49,8 @@ class FetchReport:
     runs_git_remote: str | None = None  # the git remote run refs came from (protocols/runs.md §9)
     runs_fetched: list[str] = field(default_factory=list)  # ids of the runs whose refs arrived or moved
     runs_note: str | None = None  # why runs did not travel, when they did not
+    artifacts_fetched: list[str] = field(default_factory=list)  # artifacts whose refs arrived, moved or merged
+    artifacts_notes: list[str] = field(default_factory=list)  # e.g. versions renumbered by a merge
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -78,18 +80,24 @@ def fetch(repo: Repository, remote_name: str | None = None, rev: str | None = No
     ``pointers`` or ``paths``): also the run refs of the git remote and their data
     (``dvx.runs.travel``, protocols/runs.md §9)."""
     if runs and pointers is None and not paths:
+        from dvx.artifacts import travel as artifact_travel
         from dvx.runs import travel
 
         got = travel.fetch_refs(repo)
+        arts = artifact_travel.fetch_refs(repo)
         report = fetch(repo, remote_name, rev, all_commits, paths, jobs, progress, runs=False)
-        sub = travel.fetch_data(repo, got, remote_name, jobs, progress)
-        if sub is not None:
+        subs = [travel.fetch_data(repo, got, remote_name, jobs, progress),
+                artifact_travel.fetch_data(repo, arts, remote_name, jobs, progress)]
+        for sub in subs:
+            if sub is None:
+                continue
             for name in ("roots", "roots_already_local", "objects_fetched", "bytes_downloaded",
                          "packs_downloaded", "ranges_downloaded", "requests"):
                 setattr(report, name, getattr(report, name) + getattr(sub, name))
         report.runs_git_remote, report.runs_note = got.remote.name, got.remote.why or None
         report.runs_fetched = got.changed
-        report.errors += got.errors
+        report.artifacts_fetched, report.artifacts_notes = arts.changed, arts.notes
+        report.errors += got.errors + arts.errors
         return report
     remote = open_remote(repo, remote_name, progress)
     report = FetchReport(remote.name, remote.url)

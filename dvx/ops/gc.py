@@ -8,12 +8,17 @@ are all dead is deleted (index first, then pack); a pack that is mostly dead is
 rewritten with its live objects, then deleted. Packs (and temporary files) younger
 than the grace period are never touched, whatever they hold, so work that a
 concurrent or crashed command wrote but did not yet point to is safe.
+
+Artifacts (protocols/artifacts.md §6-7): first each artifact's retention policy drops
+the versions it names (a commit on the artifact's ref; with ``--dry-run`` only listed);
+an artifact ref keeps live only the versions its newest commit holds.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dvx.lock import store_lock
 from dvx.pointer import Pointer
@@ -22,6 +27,9 @@ from dvx.repo import Repository
 from dvx.statcache import StatCache
 from dvx.store.local import Location, Store
 from dvx.store.reach import reachable, root_kind
+
+if TYPE_CHECKING:
+    from dvx.artifacts.retention import Drop
 
 GRACE_SECONDS = 3600
 TMP_GRACE_SECONDS = 24 * 3600
@@ -40,13 +48,18 @@ class GcReport:
     packs_kept_young: int = 0
     bytes_reclaimed: int = 0
     tmp_removed: int = 0
+    artifact_versions_dropped: list[dict[str, object]] = field(default_factory=list)  # retention
+    errors: list[str] = field(default_factory=list)  # artifacts whose retention could not be read
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
-def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Pointer], int]:
+def collect_roots(repo: Repository, workspace_only: bool,
+                  pending_drops: list[Drop] | None = None) -> tuple[dict[str, Pointer], int]:
     """The pointers whose data is live (labelled) and the number of commits walked.
+    ``pending_drops``: artifact versions retention would drop (a dry run): what the
+    artifact's newest commit still holds for them is not counted.
 
     A broken pointer protects nothing; a pointer with a refused name in history still
     protects its data (gc only keeps, it never writes there)."""
@@ -57,6 +70,12 @@ def collect_roots(repo: Repository, workspace_only: bool) -> tuple[dict[str, Poi
     commits = 0
     if not workspace_only:
         shas = history.commits(reflog_days=repo.config.gc.reflog_expire_days)
+        if pending_drops:
+            from dvx.artifacts.retention import live_pointers, tips
+
+            skip = tips(repo, {d.name for d in pending_drops})
+            shas = [s for s in shas if s not in skip]
+            roots.update(live_pointers(repo, pending_drops, names={d.name for d in pending_drops}))
         commits = len(shas)
         roots.update(history.all_commits(bad={}, commits=shas, check_names=False))
         # staged but not yet committed (git add PATH.dvx): the next commit names them
@@ -87,9 +106,13 @@ def mark(store: Store, roots: list[Pointer]) -> set[bytes]:
 
 def gc(repo: Repository, *, dry_run: bool = False, workspace_only: bool = False,
        grace_seconds: int = GRACE_SECONDS, progress: Progress = NULL_PROGRESS) -> GcReport:
+    from dvx.artifacts.retention import apply_retention
+
     report = GcReport(dry_run)
     with store_lock(repo.store.path, exclusive=True, wait=False):
-        roots, report.commits = collect_roots(repo, workspace_only)
+        drops = [] if workspace_only else apply_retention(repo, dry_run=dry_run, problems=report.errors)
+        report.artifact_versions_dropped = [d.to_json() for d in drops]
+        roots, report.commits = collect_roots(repo, workspace_only, drops if dry_run else None)
         report.pointers = len(roots)
         store = repo.store
         store.refresh()

@@ -222,24 +222,33 @@ def _push_runs(repo: Repository, remote: str, args: list[str], lines: list[str])
     """Send the runs the git remote lacks (their data, then their refs) to the remote
     git is pushing to (protocols/runs.md §9). Never blocks git's push: problems are
     printed. Run refs git itself is pushing are left to git."""
+    from dvx.artifacts import travel as artifact_travel
     from dvx.ops.push import push
     from dvx.runs.travel import plan_push, send_refs
 
     target = args[1] if len(args) > 1 and args[1] else (args[0] if args else None)
     own = {parts[2] for parts in (line.split() for line in lines) if len(parts) == 4}
+    arts: list[str] = []
     try:
         plan = plan_push(repo, target, skip_refs=own)
+        art_plan = artifact_travel.plan_push(repo, target, skip_refs=own)
         skipped: set[str] = set()
-        if plan.pointers:
-            report = push(repo, remote_name=remote, pointers=plan.pointers)
-            skipped = {p.id for p in plan.pointers.values()
+        pointers = {**plan.pointers, **art_plan.pointers}
+        if pointers:
+            report = push(repo, remote_name=remote, pointers=pointers)
+            skipped = {p.id for p in pointers.values()
                        if any(f"({p.id[:12]})" in m for m in report.missing_locally)}
         pushed, errors = send_refs(repo, plan, skipped)
+        arts, art_errors = artifact_travel.send_refs(repo, art_plan, skipped)
+        errors += art_errors
     except DvxError as exc:
         pushed, errors = [], [str(exc)]
     if pushed:
         sys.stderr.write(f"dvx (pre-push): pushed {len(pushed)} run{'s' if len(pushed) != 1 else ''} "
                          f"(refs/dvx/runs/*) and their data\n")
+    if arts:
+        sys.stderr.write(f"dvx (pre-push): pushed {len(arts)} artifact{'s' if len(arts) != 1 else ''} "
+                         f"(refs/dvx/artifacts/*) and their data\n")
     for line in errors:
         sys.stderr.write(f"dvx (pre-push): warning: {line}\n")
     return 0
@@ -248,7 +257,7 @@ def _push_runs(repo: Repository, remote: str, args: list[str], lines: list[str])
 def _pushed_pointers(repo: Repository, lines: list[str]) -> tuple[dict, dict[str, DvxError]]:  # type: ignore[type-arg]
     """label (``PATH@id``) -> pointer for every pointer of the commits being pushed, and
     the malformed ones (``sha:PATH`` -> error)."""
-    from dvx.history import history_of
+    from dvx.history import ARTIFACT_REFS, history_of
 
     history = history_of(repo)
     git = history.git
@@ -263,6 +272,9 @@ def _pushed_pointers(repo: Repository, lines: list[str]) -> tuple[dict, dict[str
         start = git.peel_commit(local_sha)
         if start is None:
             continue  # a tag of a tree or blob: no pointers to push
+        if _local_ref.startswith(ARTIFACT_REFS):  # only its newest commit is live (artifacts.md §7)
+            commits.setdefault(start)
+            continue
         stop = git.peel_commit(remote_sha) if remote_sha != ZERO_SHA else None
         for sha in git.commits_between(start, [stop] if stop else []):
             commits.setdefault(sha)

@@ -44,6 +44,7 @@ class PushReport:
     runs_git_remote: str | None = None  # the git remote run refs went to (protocols/runs.md §9)
     runs_pushed: list[str] = field(default_factory=list)  # ids of the runs whose refs were sent
     runs_note: str | None = None  # why runs did not travel, when they did not
+    artifacts_pushed: list[str] = field(default_factory=list)  # names of the artifacts whose refs were sent
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -66,10 +67,12 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
     if pointers is None:
         pointers = select_pointers(repo, rev, all_commits, paths, bad)
         if runs and not paths:
+            from dvx.artifacts import travel as artifact_travel
             from dvx.runs.travel import plan_push
 
             plan = plan_push(repo)
-            pointers = {**pointers, **plan.pointers}
+            art_plan = artifact_travel.plan_push(repo)
+            pointers = {**pointers, **plan.pointers, **art_plan.pointers}
     skipped: set[str] = set()
     report = _push(repo, remote, pointers, bad, jobs, progress, verify, create, skipped)
     if plan is not None:
@@ -78,6 +81,8 @@ def push(repo: Repository, remote_name: str | None = None, rev: str | None = Non
         report.runs_git_remote = plan.remote.name
         report.runs_note = plan.remote.why or None
         report.runs_pushed, errors = send_refs(repo, plan, skipped)
+        report.errors += errors
+        report.artifacts_pushed, errors = artifact_travel.send_refs(repo, art_plan, skipped)
         report.errors += errors
     return report
 

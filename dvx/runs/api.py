@@ -82,6 +82,28 @@ class Api:
         shown = ", ".join(ids[i] for i in matches[:5])
         raise RunError(f"run id {run_id!r} is ambiguous ({shown})", "give more of the id")
 
+    def artifact(self, name: str, type: str | None = None) -> Any:
+        """One artifact version: ``"model:best"``, ``"model:v3"``, or ``"model"`` (its
+        ``latest``), as wandb's ``api.artifact``; ``type``, when given, must match.
+        Returns a :class:`dvx.artifacts.view.ArtifactView`."""
+        from dvx.artifacts.names import ArtifactError, parse_reference
+        from dvx.artifacts.read import get_artifact, pick
+        from dvx.artifacts.view import ArtifactView
+
+        ref = str(name).rsplit("/", 1)[-1]  # wandb's "entity/project/name:alias"
+        art = get_artifact(self.repo, parse_reference(ref).name)
+        if type is not None and art.type != type:
+            raise ArtifactError(f"artifact {art.name} has type {art.type!r}, not {type!r}")
+        return ArtifactView(self, art, pick(art, ref))
+
+    def artifacts(self, type: str | None = None) -> list[Any]:
+        """The ``latest`` version of every artifact (of ``type``), by name."""
+        from dvx.artifacts.read import list_artifacts, pick
+        from dvx.artifacts.view import ArtifactView
+
+        return [ArtifactView(self, a, pick(a, a.name)) for a in list_artifacts(self.repo)
+                if (type is None or a.type == type) and a.live]
+
     def reindex(self) -> int:
         """Rebuild the local index from the run records in git; returns how many runs."""
         from dvx.runs import index

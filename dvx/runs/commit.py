@@ -104,6 +104,23 @@ def commit_run(repo: Repository, state_dir: str, record: dict[str, Any], *, old:
         parents.append(old)
     message = f"dvx run {run_id}: {record['name']} ({record['state']})\n\nRun-Id: {run_id}\n"
     end = record.get("end_time") or record.get("start_time")
-    return git.commit_on_ref(REF_PREFIX + run_id, base=code, subtree=RUN_DIR, files=files,
-                             parents=parents, message=message, old=old,
-                             when=int(end) if end else None)
+    sha = git.commit_on_ref(REF_PREFIX + run_id, base=code, subtree=RUN_DIR, files=files,
+                            parents=parents, message=message, old=old,
+                            when=int(end) if end else None)
+    _log_artifacts(repo, record, files)
+    return sha
+
+
+def _log_artifacts(repo: Repository, record: dict[str, Any], files: dict[str, bytes]) -> None:
+    """Typed outputs become artifact versions (protocols/artifacts.md §5.1). The run is
+    committed already: a problem here is a warning, never a lost run."""
+    import warnings
+
+    from dvx.artifacts.from_run import log_run_outputs
+
+    try:
+        problems = log_run_outputs(repo, record, files)
+    except Exception as exc:  # noqa: BLE001 - the run is safe; say what was not logged
+        problems = [f"artifacts not logged: {exc}"]
+    for line in problems:
+        warnings.warn(f"dvx: run {record.get('id')}: {line}", UserWarning, stacklevel=2)

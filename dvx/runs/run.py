@@ -391,8 +391,31 @@ class Run:
     # -- artifacts ----------------------------------------------------------------------
     def use_artifact(self, path: str | os.PathLike[str]) -> ArtifactRef | None:
         """Record ``path`` (a file or directory in the repository) as an input, by the
-        content id it has now (stored as ``dvx add`` does)."""
+        content id it has now (stored as ``dvx add`` does). An artifact reference
+        ``"NAME:vN"`` / ``"NAME:ALIAS"`` (when no file of that name exists) records the
+        version it names now, with ``artifact`` set to ``NAME:vN`` in the edge."""
+        from dvx.artifacts.read import looks_like_reference
+
+        if isinstance(path, str) and looks_like_reference(path):
+            return self._artifact_edge(path)
         return self._edge("inputs", path)
+
+    def _artifact_edge(self, ref: str) -> ArtifactRef | None:
+        if self._closed:
+            self._late()
+            return None
+        try:
+            from dvx.artifacts.names import parse_reference
+            from dvx.artifacts.read import get_artifact, pick, version_pointer
+
+            art = get_artifact(self._repo, parse_reference(ref).name)
+            version = pick(art, ref)
+            pointer = version_pointer(self._repo, art, version.version)
+        except DvxError as exc:
+            _warn(f"use_artifact({ref!r}) was not recorded: {exc}")
+            return None
+        return self._record_edge("inputs", version.path, pointer, {"artifact": version.ref},
+                                 "use_artifact", ref)
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, type: str | None = None,
                      aliases: Any = ("latest",)) -> ArtifactRef | None:
@@ -415,20 +438,33 @@ class Run:
                 pointer = read_pointer(self._repo.abspath(rel + POINTER_SUFFIX), rel + POINTER_SUFFIX)
             else:
                 raise DvxError(f"{path} does not exist and is not tracked", "check the path")
+        except (DvxError, OSError) as exc:
+            verb = "use_artifact" if kind == "inputs" else "log_artifact"
+            _warn(f"{verb}({os.fspath(path)!r}) was not recorded: {exc}")
+            return None
+        verb = "use_artifact" if kind == "inputs" else "log_artifact"
+        return self._record_edge(kind, rel, pointer, extra, verb, os.fspath(path))
+
+    def _record_edge(self, kind: str, rel: str, pointer: Any, extra: dict[str, Any] | None, verb: str,
+                     shown: str) -> ArtifactRef | None:
+        from dvx.pointer import POINTER_SUFFIX, check_target
+
+        try:
+            check_target(rel)  # an artifact's path comes from git data: it names a file under the state dir
             where = f"{kind}/{rel}{POINTER_SUFFIX}"
             dest = os.path.join(self._state_dir, *where.split("/"))
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             with open(dest, "wb") as f:
                 f.write(pointer.render().encode())
         except (DvxError, OSError) as exc:
-            verb = "use_artifact" if kind == "inputs" else "log_artifact"
-            _warn(f"{verb}({os.fspath(path)!r}) was not recorded: {exc}")
+            _warn(f"{verb}({shown!r}) was not recorded: {exc}")
             return None
         entry: dict[str, Any] = {"path": rel, "kind": pointer.kind, "id": pointer.id, "size": pointer.size,
                                  "files": pointer.files, "pointer": f".dvx-run/{where}"}
         if extra is not None:
             entry.update(extra)
-            entry["name"] = entry["name"] or rel.rsplit("/", 1)[-1]
+            if kind == "outputs":
+                entry["name"] = entry["name"] or rel.rsplit("/", 1)[-1]
         with self._finish_lock:
             edges = [e for e in self._record[kind] if e["path"] != rel]
             edges.append(entry)
