@@ -142,6 +142,7 @@ class DVXFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if mode != "rb":
             raise _read_only(f"open {path} with mode {mode!r}")
         node = self._file_node(path)
+        kwargs.pop("size", None)  # fsspec's reopen (unpickling) passes it: the node has it
         return DVXFile(self, node, mode, block_size="default" if block_size is None else block_size,
                        cache_options=cache_options, **kwargs)
 

@@ -70,7 +70,8 @@ def get(repo: Any, path: str, rev: str | None = None, out: str | None = None, *,
         remote: str | None = None, progress: Progress = NULL_PROGRESS) -> GetResult:
     from dvx.access.files import resolve
 
-    src, node, commit = resolve(path, rev, repo, remote)
+    # one committed version, as DVC's get: a local repository's HEAD, not its work tree
+    src, node, commit = resolve(path, "HEAD" if rev is None else rev, repo, remote)
     if not node.path:
         raise UsageError("name the tracked path to get", "e.g. `dvx get REPO data/train.csv`")
     if node.kind == "link":
