@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dvx.errors import DvxError, GitError, MissingObjectError, NotTrackedError, UsageError
+from dvx.errors import CorruptObjectError, DvxError, GitError, MissingObjectError, NotTrackedError, UsageError
 from dvx.hashing import KIND_CHUNK_LIST, KIND_MANIFEST, KIND_TREE
 from dvx.objects import ENTRY_FILE, ENTRY_TREE, Manifest, Tree, TreeEntry
 
@@ -80,13 +80,15 @@ class Node:
 class _Opened:
     """A manifest and its chunk offsets, kept per manifest id."""
 
-    __slots__ = ("manifest", "starts")
+    __slots__ = ("locs", "manifest", "starts")
 
     def __init__(self, manifest: Manifest) -> None:
+        from dvx.access.local import Locations
         from dvx.store.reader import chunk_starts
 
         self.manifest = manifest
         self.starts = chunk_starts(manifest)
+        self.locs = Locations(len(manifest.chunks))
 
 
 class Source:
@@ -105,6 +107,9 @@ class Source:
         self._opened: dict[bytes, _Opened] = {}
         self._readers: dict[str | None, Any] = {}
         self._lock = threading.Lock()
+        from dvx.pools import LazyPool
+
+        self.verify_pool = LazyPool(1, "dvx-read-verify")  # the second thread of long reads
 
     # -- revisions -----------------------------------------------------------------------
     def commit(self, rev: str | None) -> str | None:
@@ -364,14 +369,16 @@ class ReadFile(io.RawIOBase):
 
     def __init__(self, source: Source, oid: bytes, name: str) -> None:
         super().__init__()
-        from dvx.store.reader import VerifiedFile
+        from dvx.access.local import LocalFile
 
         opened = source.opened(oid)
         self._source = source
+        self._opened = opened
         self.name = name
         self.manifest = opened.manifest
         self.size: int = opened.manifest.size
-        self._file: Any = VerifiedFile(source.repo.store, opened.manifest, opened.starts)
+        self._file: Any = LocalFile(source.repo.store, opened.manifest, opened.starts, opened.locs,
+                                    source.verify_pool)
         self._remote = False
 
     def readable(self) -> bool:
@@ -404,17 +411,20 @@ class ReadFile(io.RawIOBase):
         return self.read(-1)
 
     def _attempt(self, op: Any) -> Any:
-        """``op()`` on the local file; where the store lacks a chunk, again after a
-        refresh (another process may have fetched it), then on the remote, from the
-        same position: a failed read returns nothing."""
+        """``op()`` on the local file. Where the store lacks a chunk, or a cached
+        location no longer holds it (``gc`` repacked), again after a refresh of the
+        store's index (another process may have fetched it); a chunk still missing is
+        read from the remote, from the same position. A chunk still corrupt is
+        refused. A failed read returns nothing."""
         pos = self._file.tell()
         try:
             return op()
-        except MissingObjectError:
+        except (MissingObjectError, CorruptObjectError):
             if self._remote:
                 raise
         store = self._source.repo.store
         store.refresh()
+        self._opened.locs.forget()
         self._file.seek(pos)
         try:
             return op()
@@ -432,8 +442,11 @@ class ReadFile(io.RawIOBase):
         chunk. Returns the bytes written."""
         self._check()
         if not self._remote:
+            from dvx.store.reader import VerifiedFile
+
             try:
-                return int(self._file.copy_to(fd))
+                with VerifiedFile(self._source.repo.store, self.manifest, self._opened.starts) as whole:
+                    return int(whole.copy_to(fd))
             except MissingObjectError:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
