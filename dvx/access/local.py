@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 FULL_INDEX_CHUNKS = 64  # more chunks than this: look all of them up in the full index
 PARALLEL_MIN = 4  # chunks in one read before the second thread helps
+SCRATCH_MAX = 16 << 20  # reads up to this size go through a reused per-thread buffer
+_SCRATCH = threading.local()
 _CORRUPT_HINT = "run `dvx fsck` to list affected files, then `dvx fsck --repair` to restore from a remote"
 
 
@@ -189,10 +191,19 @@ class LocalFile(io.RawIOBase):
             raise ValueError("I/O operation on closed file")
         left = max(0, self.size - self._pos)
         n = left if size is None or size < 0 else min(size, left)
-        buf = bytearray(n)
-        got = self.readinto(buf)
-        del buf[got:]
-        return bytes(buf)
+        if n > SCRATCH_MAX:
+            buf = bytearray(n)
+            got = self.readinto(buf)
+            del buf[got:]
+            return bytes(buf)
+        # Into a per-thread scratch buffer, then one copy into the result: a fresh
+        # buffer per read costs a page fault per 4 KiB on first touch.
+        scratch = getattr(_SCRATCH, "buf", None)
+        if scratch is None or len(scratch) < n:
+            scratch = _SCRATCH.buf = bytearray(max(n, 1 << 20))
+        view = memoryview(scratch)
+        got = self.readinto(view[:n])
+        return bytes(view[:got])
 
     def readall(self) -> bytes:
         return self.read(-1)
