@@ -502,15 +502,23 @@ def ls(path: str | os.PathLike[str] | None = None, *, repo: RepoArg = ".",
         from dvx.access.files import ls_url
 
         return LsReport(ls_url(path, rev, repo, remote))
-    with _opened(repo) as (r, base):
-        bad: dict[str, DvxError] = {}
-        pointers = None
-        if rev is not None:
-            from dvx.ops.revs import pointers_at_rev
+    bad: dict[str, DvxError] = {}
+    if rev is not None:  # through the read API's per-process repository and tree cache
+        from dvx.access.source import source_for
+        from dvx.repo import Repository as OpenRepository
 
-            pointers = pointers_at_rev(r, rev, bad)
-        entries = do(r, _path(base, path), pointers, bad=bad)
+        try:
+            src, base = source_for(repo, None)
+            pointers = src.history.at(rev, bad=bad)
+            entries = do(src.repo, _path(base, path), pointers, bad=bad, rows_of=src.tree_rows)
+        except OSError as exc:
+            raise _os_error(exc) from exc
+        finally:
+            if not isinstance(repo, OpenRepository):
+                src.repo.close()  # as every verb given a path: no pack left open (trees stay cached)
         return LsReport(entries, [str(e) for e in bad.values()])
+    with _opened(repo) as (r, base):
+        return LsReport(do(r, _path(base, path), None, bad=bad), [str(e) for e in bad.values()])
 
 
 def _is_url(repo: object) -> bool:

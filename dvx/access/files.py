@@ -10,7 +10,7 @@ from typing import Any
 from dvx.access.source import Node, Source, _not_a_file, repo_path, source_for
 from dvx.errors import UsageError
 
-BUFFER_SIZE = 256 * 1024
+BUFFER_SIZE = 1 << 17  # the file object's buffer (128 KiB): larger reads bypass it
 _MODES = ("rb", "r", "rt")
 
 

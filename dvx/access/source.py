@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, DvxError, GitError, MissingObjectError, NotTrackedError, UsageError
 from dvx.hashing import KIND_CHUNK_LIST, KIND_MANIFEST, KIND_TREE
-from dvx.objects import ENTRY_FILE, ENTRY_TREE, Manifest, Tree, TreeEntry
+from dvx.objects import ENTRY_FILE, ENTRY_TREE, Manifest, TreeRow, tree_rows
 
 if TYPE_CHECKING:
     from dvx.history import History
@@ -95,15 +95,17 @@ class Source:
     """A repository opened for reading (thread-safe; usable in a forked child)."""
 
     def __init__(self, repo: Repository, *, cloned_from: str | None = None,
-                 remote: str | None = None) -> None:
+                 remote: str | None = None, owns_repo: bool = True) -> None:
         from dvx.history import history_of
 
         self.repo = repo
+        self.owns_repo = owns_repo  # False: the caller's Repository, closed by the caller
         self.remote_name = remote  # None: the repository's default remote
         self.root = repo.root
         self.cloned_from = cloned_from  # the URL of a cached clone; None: the user's repository
         self.history: History = history_of(repo)
-        self._trees: dict[bytes, dict[str, TreeEntry]] = {}
+        self._rows: dict[bytes, list[TreeRow]] = {}
+        self._trees: dict[bytes, dict[str, TreeRow]] = {}
         self._opened: dict[bytes, _Opened] = {}
         self._readers: dict[str | None, Any] = {}
         self._lock = threading.Lock()
@@ -176,18 +178,19 @@ class Source:
             sub = "/".join([target, *parts[: i + 1]])
             if i == len(parts) - 1:
                 return self._entry_node(sub, entry, target)
-            if entry.kind != ENTRY_TREE or entry.oid is None:
+            if entry[1] != ENTRY_TREE or entry[4] is None:
                 return None
-            tid = entry.oid
+            tid = entry[4]
         return None  # pragma: no cover - the loop returns
 
     @staticmethod
-    def _entry_node(path: str, e: TreeEntry, tracked: str) -> Node:
-        if e.kind == ENTRY_FILE:
-            return Node(path, "file", e.size, 1, e.oid, e.executable, None, tracked)
-        if e.kind == ENTRY_TREE:
-            return Node(path, "tree", e.size, e.files, e.oid, False, None, tracked)
-        return Node(path, "link", e.size, 0, None, False, e.target, tracked)
+    def _entry_node(path: str, e: TreeRow, tracked: str) -> Node:
+        _name, kind, size, files, oid, executable, target = e
+        if kind == ENTRY_FILE:
+            return Node(path, "file", size, 1, oid, executable, None, tracked)
+        if kind == ENTRY_TREE:
+            return Node(path, "tree", size, files, oid, False, None, tracked)
+        return Node(path, "link", size, 0, None, False, target, tracked)
 
     def _has_tracked_below(self, path: str, commit: str | None) -> bool:
         prefix = path + "/"
@@ -223,8 +226,7 @@ class Source:
             if tracked == node.path:
                 self.ensure_local(tracked, node.oid, commit)
             pre = node.path + "/"
-            return [self._entry_node(pre + name, e, tracked)
-                    for name, e in sorted(self.tree(node.oid).items())]
+            return [self._entry_node(pre + row[0], row, tracked) for row in self.tree_rows(node.oid)]
         if node.kind != "directory":
             return [node]
         prefix = node.path + "/" if node.path else ""
@@ -258,12 +260,23 @@ class Source:
         return out
 
     # -- objects (cached by id: ids never change meaning) ----------------------------------------
-    def tree(self, oid: bytes) -> dict[str, TreeEntry]:
+    def tree_rows(self, oid: bytes) -> list[TreeRow]:
+        """A DVX tree's entries as rows (``objects.tree_rows``), sorted by name."""
+        rows = self._rows.get(oid)
+        if rows is None:
+            rows = self._local_or_remote(lambda: tree_rows(self.repo.store.read(oid, KIND_TREE)),
+                                         lambda r: tree_rows(r.read_object(oid, KIND_TREE)))
+            if len(self._rows) >= MAX_CACHED_TREES:
+                self._rows.clear()
+                self._trees.clear()
+            self._rows[oid] = rows
+        return rows
+
+    def tree(self, oid: bytes) -> dict[str, TreeRow]:
+        """A DVX tree's entries by name."""
         entries = self._trees.get(oid)
         if entries is None:
-            tree = self._local_or_remote(lambda: self.repo.store.read_tree(oid),
-                                         lambda r: Tree.parse(r.read_object(oid, KIND_TREE)))
-            entries = {e.name: e for e in tree.entries}
+            entries = {row[0]: row for row in self.tree_rows(oid)}
             if len(self._trees) >= MAX_CACHED_TREES:
                 self._trees.clear()
             self._trees[oid] = entries
@@ -490,7 +503,7 @@ def source_for(repo: Any = None, remote: str | None = None) -> tuple[Source, str
         key = (repo.root, remote)
         src = _SOURCES.get(key)
         if src is None or src.repo is not repo:
-            src = Source(repo, remote=remote)
+            src = Source(repo, remote=remote, owns_repo=False)
             _SOURCES[key] = src
         return src, repo.root
     text = os.fspath(repo) if repo is not None else "."
@@ -556,8 +569,12 @@ def repo_path(src: Source, base: str, path: str | os.PathLike[str] | None) -> st
 
 
 def forget_sources() -> None:
-    """Drop every cached source (tests; a process that wants to start afresh)."""
+    """Drop every cached source, closing the pack files of the repositories this
+    module opened (tests; a process that wants to start afresh)."""
     with _LOCK:
+        for src in _SOURCES.values():
+            if src.owns_repo:
+                src.repo.close()
         _SOURCES.clear()
         _BY_ARG.clear()
         _FETCHED.clear()
