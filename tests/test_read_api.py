@@ -339,3 +339,38 @@ def test_a_url_that_is_not_a_dvx_repository(tmp_path: Path) -> None:
         dvx.read("README", repo=str(bare))
     with pytest.raises(GitError, match="cannot clone"):
         dvx.read("x", repo="file://" + str(tmp_path / "nothing-here.git"))
+
+
+# -- data the local store lacks: read from the DVX remote (dvx/remote/reader.py) ---------------
+
+def _remote_reader_or_skip() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("dvx.remote.reader") is None:
+        pytest.skip("dvx.remote.reader (remote range reads, branch remoteread) is not in this tree yet")
+
+
+def test_a_clone_with_an_empty_store_reads_ranges_from_the_remote(published: dict, tmp_path: Path) -> None:
+    _remote_reader_or_skip()
+    clone = tmp_path / "teammate"
+    git("clone", "-q", str(published["bare"]), str(clone), cwd=tmp_path)
+    big = published["big"]
+    with dvx.open("data/sub/b.bin", rev="v1", repo=str(clone)) as f:
+        f.seek(1_000_000)
+        assert f.read(100_000) == big[1_000_000:1_100_000]
+    assert dvx.read("model.pt", rev="v1", repo=str(clone)) == b"v1" * 5000
+    assert [e.path for e in dvx.ls("data", rev="v1", repo=str(clone))] == ["data/a.csv", "data/sub/b.bin"]
+    # nothing was fetched into the clone's store: no second copy of the data
+    with dvx.Repository(str(clone)) as r:
+        assert not r.store.contains(bytes.fromhex(dvx.info("model.pt", rev="v1", repo=str(clone)).id or ""))
+
+
+def test_a_chunk_missing_everywhere_is_named_with_the_remote(published: dict, tmp_path: Path) -> None:
+    _remote_reader_or_skip()
+    clone = tmp_path / "teammate"
+    git("clone", "-q", str(published["bare"]), str(clone), cwd=tmp_path)
+    for pack in (tmp_path / "remote").rglob("*.pack"):
+        pack.unlink()  # the remote lost its data
+    with pytest.raises(MissingObjectError) as e:
+        dvx.read("data/sub/b.bin", rev="v1", repo=str(clone))
+    assert "origin" in str(e.value) or str(tmp_path / "remote") in str(e.value)
