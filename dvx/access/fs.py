@@ -26,6 +26,8 @@ from dvx.access.source import Node, Source, source_for
 from dvx.access.url import parse_url
 from dvx.errors import ReadOnlyError
 
+_FSSPEC_TYPE = {"file": "file", "link": "link", "tree": "directory", "directory": "directory"}
+
 
 def _read_only(what: str) -> ReadOnlyError:
     return ReadOnlyError(f"the dvx:// filesystem is read-only: cannot {what}",
@@ -83,7 +85,7 @@ class DVXFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     @staticmethod
     def _info(node: Node) -> dict[str, Any]:
-        kind = {"file": "file", "link": "link"}.get(node.kind, "directory")
+        kind = _FSSPEC_TYPE[node.kind]
         out: dict[str, Any] = {"name": node.path, "size": node.size, "type": kind, "dvx_kind": node.kind,
                                "files": node.files, "id": node.oid.hex() if node.oid else None,
                                "tracked": node.tracked}

@@ -37,7 +37,7 @@ VERSIONS_SCAN = 200
 COPY_BLOCK = 8 << 20  # commits searched for the revisions that have an untracked path
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a listing builds one per file, and frozen init is slow
 class Node:
     """What a repository path names at a revision.
 
