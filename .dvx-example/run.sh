@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The DVX example, end to end, in a fresh temporary git repository:
 #   init, add, status, commit, change a file, add again, diff, log, a trip back in
-#   history, fsck, push to a local-directory remote, and a teammate's clone + pull;
-#   then a tiny numpy training script logged as a run (dvx runs list / show), an
-#   evaluation run that uses its model, and the lineage of the model (dvx lineage).
+#   history, an old version of the dataset read from Python with dvx.open, fsck, push to
+#   a local-directory remote, and a teammate's clone + pull; then a tiny numpy training
+#   script logged as a run (dvx runs list / show), an evaluation run that uses its model,
+#   and the lineage of the model (dvx lineage).
 # Installs DVX into ./.venv first. Usage: bash .dvx-example/run.sh [WORKDIR]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -42,6 +43,15 @@ step dvx status
 step git checkout -q main
 step dvx checkout
 step dvx ls
+echo "# a label is fixed; the old labels stay readable from Python, without a checkout (dvx.open):"
+step python -c 'p = "data/labels.csv"; t = open(p).read(); open(p, "w").write(t.replace("img_0001.bin,1", "img_0001.bin,2"))'
+step dvx commit -m "fix the label of img_0001" data
+step python -c 'import dvx
+with dvx.open("data/labels.csv", rev="HEAD~1", mode="r") as f:
+    old = dict(line.split(",") for line in f.read().split())
+new = dict(line.split(",") for line in dvx.read("data/labels.csv", mode="r").split())
+print("img_0001.bin: label", old["img_0001.bin"], "at HEAD~1 (read with dvx.open), now", new["img_0001.bin"])'
+step dvx ls data --rev HEAD~1
 step dvx fsck
 step git fsck --strict
 echo "# share it: push the data to the remote (a plain directory here; s3://, gs://, az:// work alike)"

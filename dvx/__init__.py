@@ -21,6 +21,8 @@ __all__ = [
     "add", "checkout", "commit", "diff", "fetch", "fsck", "gc", "hooks_install", "hooks_uninstall",
     "init_repo", "log", "ls", "pull", "push", "raise_on_error", "remote_add", "remote_list",
     "remote_modify", "remote_remove", "status",
+    # reading any version without a checkout (dvx.api, protocols/read.md)
+    "get", "info", "open", "read",
     # runs, as wandb users expect (dvx.runs); `log` serves both: dvx.log(dict, step=...)
     # logs to the active run, dvx.log(path) lists versions like the CLI verb
     "config", "define_metric", "finish", "init", "log_artifact", "summary", "use_artifact",
@@ -33,7 +35,7 @@ __all__ = [
     # the errors (dvx.errors)
     "ConfigError", "CorruptObjectError", "DvxError", "FormatVersionError", "GitError",
     "MissingObjectError", "NotARepositoryError", "NotTrackedError", "PartialFailureError",
-    "PathOutsideRepoError", "PointerError", "RemoteError", "StoreError", "UsageError",
+    "PathOutsideRepoError", "PointerError", "ReadOnlyError", "RemoteError", "StoreError", "UsageError",
     "WorkspaceConflictError",
     "__version__",
 ]
@@ -93,13 +95,17 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         fetch,
         fsck,
         gc,
+        get,
         hooks_install,
         hooks_uninstall,
+        info,
         init_repo,
         ls,
+        open,
         pull,
         push,
         raise_on_error,
+        read,
         remote_add,
         remote_list,
         remote_modify,
@@ -118,6 +124,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         PartialFailureError,
         PathOutsideRepoError,
         PointerError,
+        ReadOnlyError,
         RemoteError,
         StoreError,
         UsageError,

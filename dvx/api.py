@@ -68,8 +68,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AddReport", "CheckoutReport", "DiffReport", "HooksReport", "InitResult", "LogReport",
     "LsReport", "RemoteChange", "RemoteList", "StatusReport",
-    "add", "checkout", "commit", "diff", "failures", "fetch", "fsck", "gc", "hooks_install",
-    "hooks_uninstall", "init_repo", "lineage", "log", "ls", "pull", "push", "raise_on_error", "remote_add",
+    "add", "checkout", "commit", "diff", "failures", "fetch", "fsck", "gc", "get", "hooks_install",
+    "hooks_uninstall", "info", "init_repo", "lineage", "log", "ls", "open", "pull", "push", "raise_on_error",
+    "read", "remote_add",
     "remote_list", "remote_modify", "remote_remove", "run_command", "runs_promote", "runs_rm", "status",
     "artifacts_add", "artifacts_alias", "artifacts_get", "artifacts_list", "artifacts_retention",
     "artifacts_show", "artifacts_unalias",
@@ -507,19 +508,97 @@ def lineage(target: str, *, repo: RepoArg = ".", direction: str = "up", depth: i
 
 
 def ls(path: str | os.PathLike[str] | None = None, *, repo: RepoArg = ".",
-       rev: str | None = None) -> LsReport:
-    """Tracked paths, or the files of a tracked directory (at ``rev``), ``dvx ls``."""
+       rev: str | None = None, remote: str | None = None) -> LsReport:
+    """Tracked paths, or the files of a tracked directory (at ``rev``), ``dvx ls``.
+    ``repo`` may also be a git URL (read through the read API's cached clone; ``rev``
+    None is its default branch); ``remote`` serves trees the local store lacks."""
     from dvx.ops.ls import ls as do
 
-    with _opened(repo) as (r, base):
-        bad: dict[str, DvxError] = {}
-        pointers = None
-        if rev is not None:
-            from dvx.ops.revs import pointers_at_rev
+    if remote is not None or _is_url(repo):
+        from dvx.access.files import ls_url
 
-            pointers = pointers_at_rev(r, rev, bad)
-        entries = do(r, _path(base, path), pointers, bad=bad)
+        return LsReport(ls_url(path, rev, repo, remote))
+    bad: dict[str, DvxError] = {}
+    if rev is not None:  # through the read API's per-process repository and tree cache
+        from dvx.access.source import source_for
+        from dvx.repo import Repository as OpenRepository
+
+        try:
+            src, base = source_for(repo, None)
+            pointers = src.history.at(rev, bad=bad)
+            entries = do(src.repo, _path(base, path), pointers, bad=bad, rows_of=src.tree_rows)
+        except OSError as exc:
+            raise _os_error(exc) from exc
+        finally:
+            if not isinstance(repo, OpenRepository):
+                src.repo.close()  # as every verb given a path: no pack left open (trees stay cached)
         return LsReport(entries, [str(e) for e in bad.values()])
+    with _opened(repo) as (r, base):
+        return LsReport(do(r, _path(base, path), None, bad=bad), [str(e) for e in bad.values()])
+
+
+def _is_url(repo: object) -> bool:
+    if not isinstance(repo, (str, os.PathLike)):
+        return False
+    from dvx.access.clones import is_git_url
+
+    return is_git_url(os.fspath(repo))
+
+
+# -- reading any version (protocols/read.md) --------------------------------------------------
+
+def open(path: str | os.PathLike[str], rev: str | None = None, repo: RepoArg | None = None,  # noqa: A001
+         remote: str | None = None, mode: str = "rb", encoding: str | None = None,
+         errors: str | None = None, newline: str | None = None) -> Any:
+    """A tracked file as it was at ``rev`` (a branch, tag or commit; None: the work
+    tree's pointers, or a URL's default branch), without a checkout: a seekable,
+    read-only file object whose every chunk is verified before a byte is returned.
+    ``mode="rb"`` gives bytes, ``mode="r"`` text (UTF-8 unless ``encoding``).
+
+    ``path`` may lie inside a tracked directory. ``repo``: a path inside a repository
+    (relative paths start there), a git URL (cloned once into the user cache, only
+    fetched afterwards; ``path`` is from its root), or a :class:`Repository`. Data the
+    local store lacks comes from ``remote`` (default: the repository's default
+    remote). The repository stays open for the process, so a warm call costs well
+    under a millisecond plus the bytes read."""
+    from dvx.access.files import open_path
+
+    return open_path(path, rev, repo, remote, mode, encoding, errors, newline)
+
+
+def read(path: str | os.PathLike[str], rev: str | None = None, repo: RepoArg | None = None,
+         remote: str | None = None, mode: str = "rb", encoding: str | None = None,
+         errors: str | None = None) -> bytes | str:
+    """The whole content of a tracked file at ``rev``: ``bytes``, or ``str`` with
+    ``mode="r"``. Same arguments as :func:`open`."""
+    from dvx.access.files import read_path
+
+    return read_path(path, rev, repo, remote, mode, encoding, errors)
+
+
+def info(path: str | os.PathLike[str] | None = None, rev: str | None = None,
+         repo: RepoArg | None = None, remote: str | None = None) -> Any:
+    """What ``path`` is at ``rev`` (a ``dvx.access.source.Node``): ``kind`` (``file``,
+    ``tree``, ``link``, or ``directory`` for a plain directory holding tracked
+    paths), ``size``, ``files``, ``oid``, ``tracked`` (the tracked path that holds it).
+    Read from git and DVX trees only."""
+    from dvx.access.files import info_path
+
+    return info_path(path, rev, repo, remote)
+
+
+def get(repo: str | os.PathLike[str], path: str, *, rev: str | None = None,
+        out: str | os.PathLike[str] | None = None, force: bool = False, remote: str | None = None,
+        progress: ProgressArg = None) -> Any:
+    """Download one version of tracked data (a file or a directory) from any DVX
+    repository (a local path or a git URL) into ``out`` (default: its name, in the
+    current directory), which does not become a DVX repository (``dvx get``).
+    Existing files are not overwritten unless ``force``. Returns a
+    ``dvx.ops.get.GetResult``."""
+    from dvx.ops.get import get as do
+
+    return do(repo, path, rev, None if out is None else os.fspath(out), force=force, remote=remote,
+              progress=_progress(progress))
 
 
 def push(paths: PathsArg = None, *, repo: RepoArg = ".", remote: str | None = None,

@@ -474,6 +474,38 @@ def ls_cmd(
 
 
 @app.command(cls=DvxCommand)
+def get(
+    repo: Annotated[str, typer.Argument(help="the DVX repository: a local path or a git URL")],
+    path: Annotated[str, typer.Argument(help="tracked file or directory, from the repository's root")],
+    rev: Annotated[str | None, typer.Option("--rev", help="git revision (default: its HEAD)")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--out", "-o", help="where to write (default: its name)")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="overwrite existing files")] = False,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="DVX remote to read from")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download one version of tracked data from any DVX repository into a plain
+    directory (which does not become a DVX repository)."""
+
+    def go() -> None:
+        from dvx.api import get as api_get
+
+        res = api_get(repo, path, rev=rev, out=output, force=force, remote=remote, progress=_progress())
+        if as_json:
+            _emit_json(res.to_json())
+            return
+        at = f" at {res.commit[:12]}" if res.commit else ""
+        out.print(f"got {quote_path(res.path)}{at}: {res.files} files, {human(res.bytes)} -> "
+                  f"{quote_path(res.out)}")
+        if res.overwritten:
+            out.print(f"overwrote {len(res.overwritten)} existing files (--force)")
+        for link in res.skipped:
+            _warn(f"{quote_path(link)}: a symbolic link pointing outside the output, not created")
+
+    _run(go)
+
+
+@app.command(cls=DvxCommand)
 def fsck(
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="verify this remote instead")] = None,
     download: Annotated[bool, typer.Option(

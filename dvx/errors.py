@@ -120,3 +120,8 @@ class GitError(DvxError):
 
 class RemoteError(DvxError):
     """A remote failed; the message names the remote and its URL."""
+
+
+class ReadOnlyError(DvxError, PermissionError):
+    """A write through a read-only view of versioned data (the ``dvx://`` filesystem).
+    Also a ``PermissionError``, which is what file-system code expects."""

@@ -291,6 +291,8 @@ class GitRepo:
         spec = rev.strip()
         if not spec:
             raise GitError("empty revision", "name a branch, tag or commit")
+        if len(spec) == 40 and spec.encode() in self._parents_cache:
+            return spec  # a full commit id met before (commits never change): the read API's hot path
         if self.head() is None and spec.split("~")[0].split("^")[0] in ("HEAD", "@"):
             raise GitError("this repository has no commits yet", "make one with `dvx commit -m MSG`")
         base, ops = _split_rev(spec)

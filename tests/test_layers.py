@@ -88,7 +88,7 @@ def layer_violations(source: str, filename: str) -> list[str]:
 
 
 def _upper_modules() -> list[Path]:
-    files = sorted((ROOT / "dvx" / "ops").glob("*.py"))
+    files = sorted((ROOT / "dvx" / "ops").glob("*.py")) + sorted((ROOT / "dvx" / "access").glob("*.py"))
     for name in ("api.py", "cli.py", "history.py", "__init__.py"):
         if (ROOT / "dvx" / name).exists():
             files.append(ROOT / "dvx" / name)

@@ -46,17 +46,14 @@ class VerifiedFile(io.RawIOBase):
     plus ``copy_to(fd)``. Raises ``CorruptObjectError`` rather than return a byte of a
     chunk that does not hash to its id, ``MissingObjectError`` for an absent chunk."""
 
-    def __init__(self, store: Store, manifest: Manifest) -> None:
+    def __init__(self, store: Store, manifest: Manifest, starts: list[int] | None = None) -> None:
         super().__init__()
         self._store = store
         self.manifest = manifest
         self.size: int = manifest.size
-        starts = []
-        pos = 0
-        for length, _cid in manifest.chunks:
-            starts.append(pos)
-            pos += length
-        self._starts = starts
+        # ``starts``: each chunk's offset (``chunk_starts``), for callers that open the
+        # same manifest many times and keep it (the read API)
+        self._starts = chunk_starts(manifest) if starts is None else starts
         self._pos = 0
         self._cached = -1  # index of the verified chunk held in _data
         self._data: memoryview | None = None
@@ -175,6 +172,16 @@ class VerifiedFile(io.RawIOBase):
                 _copy_run(src, data, runs[i][1], fd)
         self._pos = self.size
         return self.size
+
+
+def chunk_starts(manifest: Manifest) -> list[int]:
+    """The offset in the file of each chunk of ``manifest``."""
+    starts = []
+    pos = 0
+    for length, _cid in manifest.chunks:
+        starts.append(pos)
+        pos += length
+    return starts
 
 
 def plan_runs(store: Store, manifest: Manifest) -> list[Run]:

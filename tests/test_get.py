@@ -1,0 +1,123 @@
+"""``dvx get REPO PATH`` (issue #12 item 5, protocols/read.md §4): one version of
+tracked data from any DVX repository into a plain directory, never escaping it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dvx
+from dvx.access.source import forget_sources
+from dvx.errors import WorkspaceConflictError
+from tests.conftest import git, pseudo_random, run_dvx, write
+
+
+@pytest.fixture(autouse=True)
+def _fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DVX_CACHE_DIR", str(tmp_path / "user-cache"))
+    forget_sources()
+    yield
+    forget_sources()
+
+
+@pytest.fixture
+def source(repo_dir: Path, tmp_path: Path) -> Path:
+    write(repo_dir / "data" / "train.csv", "a\n1\n")
+    write(repo_dir / "data" / "deep" / "er" / "x.bin", pseudo_random(400_000, 5))
+    run = repo_dir / "data" / "run.sh"
+    write(run, "#!/bin/sh\necho hi\n")
+    run.chmod(0o755)
+    os.symlink("train.csv", repo_dir / "data" / "inside")
+    os.symlink("../../../../etc/passwd", repo_dir / "data" / "outside")
+    write(repo_dir / "model.pt", b"m1" * 1000)
+    dvx.add(["data", "model.pt"])
+    dvx.commit("v1")
+    git("tag", "v1", cwd=repo_dir)
+    write(repo_dir / "model.pt", b"m2" * 1000)
+    dvx.add(["model.pt"])
+    dvx.commit("v2")
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    os.chdir(out)
+    return repo_dir
+
+
+def test_get_a_file_and_a_directory_from_a_local_repository(source: Path, tmp_path: Path) -> None:
+    here = Path.cwd()
+    proc = run_dvx("get", str(source), "model.pt", "--rev", "v1", cwd=here)
+    assert "got model.pt" in proc.stdout
+    assert (here / "model.pt").read_bytes() == b"m1" * 1000
+    assert not (here / ".dvx").exists() and not (here / "model.pt.dvx").exists()
+    res = json.loads(run_dvx("get", str(source), "data", "-o", "d1", "--json", cwd=here).stdout)
+    assert res["files"] == 4 and res["skipped"] == ["data/outside"] and res["out"] == str(here / "d1")
+    assert (here / "d1" / "deep" / "er" / "x.bin").read_bytes() == pseudo_random(400_000, 5)
+    assert os.readlink(here / "d1" / "inside") == "train.csv"
+    assert not os.path.lexists(here / "d1" / "outside")  # would point outside OUT
+    assert os.access(here / "d1" / "run.sh", os.X_OK)
+    assert not os.access(here / "d1" / "train.csv", os.X_OK)
+    # one file inside a tracked directory, into an existing directory
+    (here / "into").mkdir()
+    run_dvx("get", str(source), "data/deep/er/x.bin", "-o", "into", cwd=here)
+    assert (here / "into" / "x.bin").stat().st_size == 400_000
+    # the source is untouched
+    assert git("status", "--porcelain", cwd=source) == ""
+
+
+def test_existing_files_are_refused_unless_force(source: Path) -> None:
+    here = Path.cwd()
+    write(here / "data" / "deep" / "er" / "x.bin", b"mine")
+    proc = run_dvx("get", str(source), "data", check=False, cwd=here)
+    assert proc.returncode == 1
+    assert "already exist; nothing was written" in proc.stderr and "hint: pass --force" in proc.stderr
+    assert (here / "data" / "deep" / "er" / "x.bin").read_bytes() == b"mine"
+    assert not (here / "data" / "train.csv").exists()  # checked before writing anything
+    res = dvx.get(str(source), "data", force=True)
+    assert res.overwritten == [str(here / "data" / "deep" / "er" / "x.bin")]
+    assert (here / "data" / "deep" / "er" / "x.bin").read_bytes() == pseudo_random(400_000, 5)
+
+
+def test_a_symbolic_link_on_the_way_is_refused(source: Path, tmp_path: Path) -> None:
+    here = Path.cwd()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (here / "out").mkdir()
+    os.symlink(victim, here / "out" / "deep")
+    with pytest.raises(WorkspaceConflictError, match="is a symbolic link"):
+        dvx.get(str(source), "data", out="out")
+    assert list(victim.iterdir()) == []
+    os.symlink(victim, here / "linked-out")
+    with pytest.raises(WorkspaceConflictError, match="symbolic link"):
+        dvx.get(str(source), "data", out="linked-out")
+
+
+def test_bad_input(source: Path) -> None:
+    here = Path.cwd()
+    proc = run_dvx("get", str(source), "nope", check=False, cwd=here)
+    assert proc.returncode == 1 and "error: nope is not tracked at HEAD" in proc.stderr
+    proc = run_dvx("get", str(source), "model.pt", "--rev", "nosuch", check=False, cwd=here)
+    assert proc.returncode == 1 and "unknown revision 'nosuch'" in proc.stderr
+    proc = run_dvx("get", str(source), "", check=False, cwd=here)
+    assert proc.returncode == 2 and "name the tracked path" in proc.stderr
+    proc = run_dvx("get", str(here / "not-a-repo"), "x", check=False, cwd=here)
+    assert proc.returncode == 1 and "error:" in proc.stderr
+
+
+def test_get_from_a_git_url(source: Path, tmp_path: Path) -> None:
+    here = Path.cwd()
+    dvx.remote_add("origin", str(tmp_path / "remote"), default=True, repo=str(source))
+    git("add", ".dvx/config", cwd=source)
+    git("commit", "-q", "-m", "remote", cwd=source)
+    dvx.push(all_commits=True, repo=str(source))
+    bare = tmp_path / "up.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    git("push", "-q", str(bare), "main", "v1", cwd=source)
+    res = dvx.get("file://" + str(bare), "data", rev="v1", out="from-url")
+    assert res.files == 4
+    assert (here / "from-url" / "train.csv").read_text() == "a\n1\n"
+    proc = run_dvx("get", str(bare), "model.pt", cwd=here,
+                   env={"DVX_CACHE_DIR": os.environ["DVX_CACHE_DIR"]})
+    assert "got model.pt" in proc.stdout and (here / "model.pt").read_bytes() == b"m2" * 1000
