@@ -387,3 +387,37 @@ def test_api_level_round_trip(repo_dir: Path, tmp_path: Path, monkeypatch: pytes
     reader = _empty_store_reader(repo, open_remote(repo, None), tmp_path)
     m = reader.read_manifest(read_pointer(str(repo_dir / "m.bin.dvx")).oid)
     assert reader.read_range(m, 1, 699_999) == data[1:699_999]
+
+
+def test_a_range_of_a_large_file_reads_only_the_chunk_lists_that_cover_it(
+        repo_dir: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of more than 256 chunks has a two-level manifest: a range needs its head
+    and the one or two chunk lists that cover it, not every list."""
+    monkeypatch.setenv("DVX_CACHE_DIR", str(tmp_path / "uc"))
+    data = pseudo_random(40_000_000, 4)
+    write(repo_dir / "large.bin", data)
+    cli("add", "large.bin")
+    cli(*_remote_args(str(tmp_path / "r"), {}))
+    cli("push")
+    repo = Repository(str(repo_dir))
+    mid = read_pointer(str(repo_dir / "large.bin.dvx")).oid
+    full = repo.store.read_manifest(mid)
+    assert len(full.chunks) > 512  # more than two chunk lists on average
+    reader = _empty_store_reader(repo, open_remote(repo, None), tmp_path)
+    start, end = 25_000_000, 25_000_000 + (1 << 20)
+    assert reader.read_manifest_range(mid, start, end) == data[start:end]
+    # the head, one or two chunk lists, the chunks: a few requests, ~1 MiB
+    assert reader.range_requests <= 4
+    assert reader.bytes_fetched < (end - start) + 2 * 256 * 1024 + 64 * 1024
+    with reader.open_manifest(mid) as f:
+        f.seek(39_999_000)
+        assert f.read() == data[39_999_000:]
+        f.seek(7)
+        assert f.read(3_000_000) == data[7:3_000_007]
+    # the whole manifest through the reader: its chunk lists fetched together
+    fresh = _empty_store_reader(repo, open_remote(repo, None), tmp_path)
+    assert fresh.read_manifest(mid) == full
+    assert fresh.range_requests < len(full.objects())
+    # a forged chunk list (its id is checked) is refused
+    with pytest.raises(CorruptObjectError):
+        fresh.read_object(full.objects()[0][1], KIND_MANIFEST)

@@ -20,12 +20,12 @@ import os
 import threading
 import weakref
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dvx.errors import ConfigError, CorruptObjectError, DvxError, MissingObjectError, RemoteError
 from dvx.hashing import KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, id_matches
-from dvx.objects import Manifest
+from dvx.objects import LAYOUT_FLAT, Manifest, ManifestHead, parse_chunk_list
 from dvx.pools import LazyPool
 from dvx.remote.layout import Remote, check_name
 from dvx.remote.locations import LocationMap, RemoteLocation
@@ -73,65 +73,81 @@ class RemoteReader:
     def read_object(self, oid: bytes, kind: int) -> bytes:
         """A manifest, chunk list, tree (or chunk): the local store's copy, else the
         cache's, else the remote's; verified against ``oid`` as a ``kind``."""
-        if self.store.contains(oid):
-            return self.store.read(oid, kind)
-        if self.cache is not None:
-            data = self.cache.get(oid, kind)
-            if data is not None:
-                return data
-        return self._fetch({oid: kind})[oid]
+        return self.read_objects({oid: kind})[oid]
+
+    def read_objects(self, wanted: dict[bytes, int]) -> dict[bytes, bytes]:
+        """``{id: verified bytes}`` of ``{id: kind}``; what the store and the cache lack
+        is fetched together (coalesced ranged GETs, in parallel)."""
+        got: dict[bytes, bytes] = {}
+        need: dict[bytes, int] = {}
+        for oid, kind in wanted.items():
+            data: bytes | None = None
+            if self.store.contains(oid):
+                data = self.store.read(oid, kind)
+            elif self.cache is not None:
+                data = self.cache.get(oid, kind)
+            if data is None:
+                need[oid] = kind
+            else:
+                got[oid] = data
+        if need:
+            got.update(self._fetch(need))
+        return got
 
     def read_manifest(self, oid: bytes) -> Manifest:
-        """A manifest (with its chunk lists), from wherever ``read_object`` finds it."""
-        return Manifest.parse(self.read_object(oid, KIND_MANIFEST),
-                              lambda lid: self.read_object(lid, KIND_CHUNK_LIST))
+        """A manifest with all its chunk lists (fetched together). For one range of a
+        large file, ``read_manifest_range`` / ``open_manifest`` read only the chunk
+        lists that cover it."""
+        head = ManifestHead.parse(self.read_object(oid, KIND_MANIFEST))
+        lists: dict[bytes, bytes] = {}
+        if head.layout != LAYOUT_FLAT:
+            lists = self.read_objects({e[-1]: KIND_CHUNK_LIST for e in head.entries})
+        return Manifest.parse(self.read_object(oid, KIND_MANIFEST), lists.__getitem__)
 
     def read_range(self, manifest: Manifest, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of the file (clipped to its size), every covering
         chunk verified; only the chunks the store and cache lack are fetched."""
-        start, end = max(0, start), min(end, manifest.size)
+        return self._read_span(_FlatSpans(manifest), start, end)
+
+    def read_manifest_range(self, manifest_id: bytes, start: int, end: int) -> bytes:
+        """``read_range`` of the file a manifest id names, reading only the manifest's
+        head and the chunk lists that cover the range (a few KiB, not the whole list
+        of a large file's chunks)."""
+        return self._read_span(self.spans(manifest_id), start, end)
+
+    def open_file(self, manifest: Manifest) -> RemoteFile:
+        """The file, opened for reading: seekable, every byte verified."""
+        return RemoteFile(self, _FlatSpans(manifest))
+
+    def open_manifest(self, manifest_id: bytes) -> RemoteFile:
+        """``open_file`` by manifest id: chunk lists are read as reads reach them."""
+        return RemoteFile(self, self.spans(manifest_id))
+
+    def spans(self, manifest_id: bytes) -> Spans:
+        """How the file's bytes map to chunks, reading chunk lists only on demand."""
+        head = ManifestHead.parse(self.read_object(manifest_id, KIND_MANIFEST))
+        if head.layout == LAYOUT_FLAT:
+            return _FlatSpans(Manifest(head.size, head.digest, head.entries))  # type: ignore[arg-type]
+        return _ListSpans(self, head)
+
+    def _read_span(self, spans: Spans, start: int, end: int) -> bytes:
+        start, end = max(0, start), min(end, spans.size)
         if end <= start:
             return b""
-        starts = _starts(manifest)
-        first = bisect_right(starts, start) - 1
-        last = bisect_left(starts, end)  # one past the last covering chunk
-        chunks = manifest.chunks[first:last]
+        chunks, first_start = spans.covering(start, end)
         got = self.read_chunks(chunks)
-        pieces = [got[cid] for _n, cid in chunks]
-        skip = start - starts[first]
-        out = b"".join(pieces)
+        out = b"".join(got[cid] for _n, cid in chunks)
+        skip = start - first_start
         return out[skip:skip + (end - start)] if (skip or len(out) != end - start) else out
 
-    def read_chunks(self, chunks: tuple[tuple[int, bytes], ...] | list[tuple[int, bytes]]
-                    ) -> dict[bytes, bytes]:
+    def read_chunks(self, chunks: Sequence[tuple[int, bytes]]) -> dict[bytes, bytes]:
         """``{id: verified bytes}`` of ``(length, id)`` chunks of a manifest."""
-        got: dict[bytes, bytes] = {}
-        need: dict[bytes, int] = {}
-        lengths: dict[bytes, int] = {}
+        got = self.read_objects({cid: KIND_CHUNK for _n, cid in chunks})
         for length, cid in chunks:
-            if cid in got or cid in need:
-                continue
-            lengths[cid] = length
-            data: bytes | None = None
-            if self.store.contains(cid):
-                data = self.store.read(cid, KIND_CHUNK)
-            elif self.cache is not None:
-                data = self.cache.get(cid, KIND_CHUNK)
-            if data is None:
-                need[cid] = KIND_CHUNK
-            else:
-                got[cid] = data
-        if need:
-            got.update(self._fetch(need))
-        for cid, length in lengths.items():
             if len(got[cid]) != length:
                 raise CorruptObjectError(
                     f"chunk {cid.hex()} is {len(got[cid])} bytes; its manifest says {length}")
         return got
-
-    def open_file(self, manifest: Manifest) -> RemoteFile:
-        """The file, opened for reading: seekable, every byte verified."""
-        return RemoteFile(self, manifest)
 
     # -- the location map ------------------------------------------------------------------
     def _map_path(self) -> str:
@@ -322,11 +338,11 @@ class RemoteFile(io.RawIOBase):
     """A file read through a ``RemoteReader``: ``read``/``readinto``/``seek``/``tell``.
     Keeps the last chunks it read, so small sequential reads cost no new fetch."""
 
-    def __init__(self, reader: RemoteReader, manifest: Manifest) -> None:
+    def __init__(self, reader: RemoteReader, spans: Spans) -> None:
         super().__init__()
         self._reader = reader
-        self.manifest = manifest
-        self.size: int = manifest.size
+        self._spans = spans
+        self.size: int = spans.size
         self._pos = 0
         self._held: tuple[int, int, bytes] | None = None  # start, end, verified bytes
 
@@ -364,12 +380,10 @@ class RemoteFile(io.RawIOBase):
         held = self._held
         if held is None or not (held[0] <= self._pos and self._pos + want <= held[1]):
             # whole chunks around the request: the next small read is served from them
-            starts = _starts(self.manifest)
-            first = bisect_right(starts, self._pos) - 1
-            last = bisect_left(starts, self._pos + want)
-            cstart = starts[first]
-            cend = starts[last] if last < len(starts) else self.size
-            held = self._held = (cstart, cend, self._reader.read_range(self.manifest, cstart, cend))
+            chunks, cstart = self._spans.covering(self._pos, self._pos + want)
+            got = self._reader.read_chunks(chunks)
+            data = b"".join(got[cid] for _n, cid in chunks)
+            held = self._held = (cstart, cstart + len(data), data)
         at = self._pos - held[0]
         out[:want] = held[2][at:at + want]
         self._pos += want
@@ -394,6 +408,82 @@ class RemoteFile(io.RawIOBase):
     def _check_open(self) -> None:
         if self.closed:
             raise ValueError("I/O operation on closed file")
+
+
+class Spans:
+    """A file's size and the chunks that cover a byte range."""
+
+    size: int
+
+    def covering(self, start: int, end: int) -> tuple[list[tuple[int, bytes]], int]:
+        """The ``(length, id)`` chunks covering ``[start, end)`` (within the file, not
+        empty) and the file offset of the first one."""
+        raise NotImplementedError
+
+
+class _FlatSpans(Spans):
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.size = manifest.size
+
+    def covering(self, start: int, end: int) -> tuple[list[tuple[int, bytes]], int]:
+        starts = _starts(self.manifest)
+        first = bisect_right(starts, start) - 1
+        last = bisect_left(starts, end)
+        return list(self.manifest.chunks[first:last]), starts[first]
+
+
+class _ListSpans(Spans):
+    """A two-level manifest (format.md §3): the head says how many bytes each chunk
+    list covers, so a range needs only the lists that cover it (kept, up to
+    ``LISTS_KEPT``, for the next reads)."""
+
+    LISTS_KEPT = 64
+
+    def __init__(self, reader: RemoteReader, head: ManifestHead) -> None:
+        self._reader = reader
+        self.size = head.size
+        self._refs: list[tuple[int, int, bytes]] = list(head.entries)  # type: ignore[arg-type]
+        self._starts: list[int] = []
+        pos = 0
+        for covered, _count, _lid in self._refs:
+            self._starts.append(pos)
+            pos += covered
+        self._lists: dict[int, tuple[tuple[int, bytes], ...]] = {}
+        self._lock = threading.Lock()
+
+    def _load(self, indexes: list[int]) -> list[tuple[tuple[int, bytes], ...]]:
+        with self._lock:
+            have = {i: self._lists[i] for i in indexes if i in self._lists}
+        todo = [i for i in indexes if i not in have]
+        if todo:
+            got = self._reader.read_objects({self._refs[i][2]: KIND_CHUNK_LIST for i in todo})
+            for i in todo:
+                covered, count, lid = self._refs[i]
+                group = parse_chunk_list(got[lid])
+                if len(group) != count or sum(n for n, _ in group) != covered:
+                    raise CorruptObjectError(f"chunk list {lid.hex()} does not match its manifest entry")
+                have[i] = group
+            with self._lock:
+                if len(self._lists) + len(todo) > self.LISTS_KEPT:
+                    self._lists.clear()
+                self._lists.update((i, have[i]) for i in todo)
+        return [have[i] for i in indexes]
+
+    def covering(self, start: int, end: int) -> tuple[list[tuple[int, bytes]], int]:
+        first = bisect_right(self._starts, start) - 1
+        last = bisect_left(self._starts, end)
+        chunks: list[tuple[int, bytes]] = []
+        pos = self._starts[first]
+        lo = -1
+        for group in self._load(list(range(first, last))):
+            for n, cid in group:
+                if pos + n > start and pos < end:
+                    if lo < 0:
+                        lo = pos
+                    chunks.append((n, cid))
+                pos += n
+        return chunks, lo
 
 
 def _starts(manifest: Manifest) -> list[int]:
