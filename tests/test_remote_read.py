@@ -217,9 +217,16 @@ def test_the_map_is_refreshed_when_the_remote_gains_packs(repo_dir: Path, cli: C
     assert reader.read_range(m, 0, m.size) == b_data
 
 
+@pytest.mark.parametrize("client", ["direct", "s3fs"])
 @pytest.mark.parametrize("method", ["os.fork", "fork", "spawn"])
-def test_a_reader_made_before_a_fork_works_in_the_child(pushed, method: str) -> None:  # type: ignore[no-untyped-def]
-    repo, data, mid, _kind = pushed
+def test_a_reader_made_before_a_fork_works_in_the_child(pushed, method: str, client: str,  # type: ignore[no-untyped-def]
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s3fs``: S3 through s3fs, whose event loop exists only in the parent."""
+    repo, data, mid, kind = pushed
+    if client == "s3fs":
+        if kind != "s3":
+            pytest.skip("s3fs is an S3 client")
+        monkeypatch.setenv("DVX_S3_DIRECT", "0")
     reader = open_remote(repo, None)
     manifest = reader.read_manifest(mid)
     assert reader.read_range(manifest, 0, 1000) == data[:1000]  # clients and pools in use

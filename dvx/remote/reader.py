@@ -98,11 +98,12 @@ class RemoteReader:
         """A manifest with all its chunk lists (fetched together). For one range of a
         large file, ``read_manifest_range`` / ``open_manifest`` read only the chunk
         lists that cover it."""
-        head = ManifestHead.parse(self.read_object(oid, KIND_MANIFEST))
+        raw = self.read_object(oid, KIND_MANIFEST)
+        head = ManifestHead.parse(raw)
         lists: dict[bytes, bytes] = {}
         if head.layout != LAYOUT_FLAT:
             lists = self.read_objects({e[-1]: KIND_CHUNK_LIST for e in head.entries})
-        return Manifest.parse(self.read_object(oid, KIND_MANIFEST), lists.__getitem__)
+        return Manifest.parse(raw, lists.__getitem__)
 
     def read_range(self, manifest: Manifest, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of the file (clipped to its size), every covering
