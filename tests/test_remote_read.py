@@ -320,6 +320,11 @@ def test_an_unwritable_cache_reads_without_caching_and_warns_once(pushed, tmp_pa
     mine = [w for w in caught if issubclass(w.category, CacheWarning)]
     assert len(mine) == 1 and "cannot be written" in str(mine[0].message)
     assert reader.read_range(manifest, 0, 500_000) == data[:500_000]  # fetched again: no cache
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        other = open_remote(repo, None)  # another reader, same process: no second warning
+        assert other.read_range(manifest, 0, 100) == data[:100]
+    assert not [w for w in caught if issubclass(w.category, CacheWarning)]
 
 
 def test_cache_location_and_size_settings(repo_dir: Path, monkeypatch: pytest.MonkeyPatch,
@@ -428,3 +433,29 @@ def test_a_range_of_a_large_file_reads_only_the_chunk_lists_that_cover_it(
     # a forged chunk list (its id is checked) is refused
     with pytest.raises(CorruptObjectError):
         fresh.read_object(full.objects()[0][1], KIND_MANIFEST)
+
+
+def test_a_map_naming_a_pack_that_is_gone_is_rebuilt(repo_dir: Path, cli: Cli, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saved map can name a pack that remote gc removed since: the read lists the
+    packs again (once) and finds the objects where they are now."""
+    monkeypatch.setenv("DVX_CACHE_DIR", str(tmp_path / "uc"))
+    data = pseudo_random(500_000, 6)
+    write(repo_dir / "g.bin", data)
+    cli("add", "g.bin")
+    cli(*_remote_args(str(tmp_path / "r"), {}))
+    cli("push")
+    repo = Repository(str(repo_dir))
+    mid = read_pointer(str(repo_dir / "g.bin.dvx")).oid
+    manifest = repo.store.read_manifest(mid)
+    reader = open_remote(repo, None)
+    # a map from "before a gc": every object in a pack the remote no longer has
+    gone = "ab" * 32
+    entries = [PackEntry(cid, KIND_CHUNK, 8 + 10 * i, n) for i, (n, cid) in enumerate(manifest.chunks)]
+    entries.append(PackEntry(mid, KIND_MANIFEST, 4, len(manifest.encode())))
+    map_path = Path(reader.remote.cache_dir) / "locations"
+    map_path.parent.mkdir(parents=True, exist_ok=True)
+    map_path.write_bytes(LocationMap.build([(gone, entries)]).encode())
+    empty = _empty_store_reader(repo, reader, tmp_path)
+    assert empty.read_manifest_range(mid, 10, 400_000) == data[10:400_000]
+    assert gone not in LocationMap.parse(map_path.read_bytes(), "map").packs

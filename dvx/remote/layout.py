@@ -27,6 +27,10 @@ MARKER_KEY = "dvx-remote.json"
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
 
 
+class PackMissingError(RemoteError):
+    """A pack named by an index or a root record is not on the remote."""
+
+
 def check_name(name: object, what: str = "pack") -> str:
     """A pack or root name read from a remote (root records, listings) is untrusted:
     only 64 lowercase hex digits may become part of a key or a local cache path."""
@@ -275,8 +279,8 @@ class Remote:
                     close()  # a generator removes its partial file
                 raise
 
-    def _missing_pack(self, name: str) -> RemoteError:
-        return RemoteError(f"remote {self.name!r} ({self.url}) is damaged: pack {name[:12]} is missing",
+    def _missing_pack(self, name: str) -> PackMissingError:
+        return PackMissingError(f"remote {self.name!r} ({self.url}) is damaged: pack {name[:12]} is missing",
                            f"run `dvx fsck --remote {self.name}` to see what it lost")
 
     def get_pack(self, name: str, local_path: str) -> None:

@@ -23,11 +23,11 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dvx.errors import ConfigError, CorruptObjectError, DvxError, MissingObjectError, RemoteError
+from dvx.errors import ConfigError, CorruptObjectError, DvxError, MissingObjectError
 from dvx.hashing import KIND_CHUNK, KIND_CHUNK_LIST, KIND_MANIFEST, KIND_NAMES, id_matches
 from dvx.objects import LAYOUT_FLAT, Manifest, ManifestHead, parse_chunk_list
 from dvx.pools import LazyPool
-from dvx.remote.layout import Remote, check_name
+from dvx.remote.layout import PackMissingError, Remote, check_name
 from dvx.remote.locations import LocationMap, RemoteLocation
 from dvx.store.chunkcache import ChunkCache, configured_size
 from dvx.store.local import Store
@@ -209,7 +209,7 @@ class RemoteReader:
         locs, refreshed = self._locate(wanted, False)
         try:
             return self._fetch_located(wanted, locs)
-        except _PackGone:
+        except PackMissingError:
             if refreshed:
                 raise
         # a pack named by an older map is gone (remote gc): list the packs again, once
@@ -307,12 +307,7 @@ class RemoteReader:
 
         def get(run: tuple[str, int, int, list[tuple[int, int, bytes]]]) -> dict[bytes, bytes]:
             pack, s, e, items = run
-            try:
-                data = self.remote.read_pack_range(pack, s, e)
-            except RemoteError as exc:
-                if "is missing" in exc.message:
-                    raise _PackGone(exc.message, exc.hint) from None
-                raise
+            data = self.remote.read_pack_range(pack, s, e)
             with self._lock:
                 self.bytes_fetched += len(data)
                 self.range_requests += 1
@@ -329,10 +324,6 @@ class RemoteReader:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-
-
-class _PackGone(RemoteError):
-    """A pack the location map names is no longer on the remote."""
 
 
 class RemoteFile(io.RawIOBase):

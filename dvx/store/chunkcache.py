@@ -148,8 +148,10 @@ class ChunkCache:
 
     def _unusable(self, exc: OSError) -> None:
         with self._lock:
-            first = self._usable is not False
             self._usable = False
+        with _WARNED_LOCK:
+            first = self.root not in _WARNED
+            _WARNED.add(self.root)
         if first:
             warnings.warn(f"the chunk cache {self.root} cannot be written ({exc.strerror or exc}); "
                           "reading without it (set DVX_CACHE_DIR to a writable directory)",
@@ -215,9 +217,13 @@ class ChunkCache:
 
 
 _CACHES: weakref.WeakSet[ChunkCache] = weakref.WeakSet()
+_WARNED: set[str] = set()  # cache roots found unwritable: warned once per process
+_WARNED_LOCK = threading.Lock()
 
 
 def _caches_after_fork() -> None:
+    global _WARNED_LOCK
+    _WARNED_LOCK = threading.Lock()
     for cache in list(_CACHES):
         cache._after_fork()
 
