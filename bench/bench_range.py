@@ -14,9 +14,12 @@ counting proxy in front of the same server:
   then with this machine's cached indexes (as after a push or a fetch), then again
   (chunk cache: expected 0 requests).
 * ``whole_object``: what DVC does for a read from a remote (``dvc.api.open``): GET of
-  the whole file object, here the raw file uploaded as one S3 object (the same bytes
-  DVC stores under its cache key), then the slice.
-* ``raw_ranged_get``: the floor: one boto3 ranged GET of the same raw object.
+  the whole file object (the same bytes DVC stores under its cache key), then the
+  slice. moto assembles a multipart upload in memory and was killed storing one
+  10 GiB object on this 24 GiB machine, so the raw file is stored as 512 MiB objects
+  and this GETs all of them: the same bytes, in 20 requests instead of one.
+* ``raw_ranged_get``: the floor: one boto3 ranged GET of the raw bytes (in the part
+  that holds the range).
 
 The proxy counts HTTP requests and bytes; "data requests" are GETs of pack keys (or of
 the raw object). Results: bench/results/range.json (range-quick.json with --quick).
@@ -41,6 +44,7 @@ sys.path.insert(0, str(TOP))
 
 MiB = 1 << 20
 GiB = 1 << 30
+PART = 256 * MiB  # the raw file is stored as objects of this size (see main)
 LINE = re.compile(rb"(GET|PUT|POST|HEAD|DELETE|PATCH) (/[^ \r\n]*) HTTP/1\.[01]\r\n")
 
 
@@ -144,7 +148,6 @@ def main() -> None:
         proxy = LoggingProxy(port)
         direct, counted = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{proxy.port}"
         import boto3
-        from boto3.s3.transfer import TransferConfig
 
         s3 = boto3.client("s3", endpoint_url=direct, region_name="us-east-1")
         s3c = boto3.client("s3", endpoint_url=counted, region_name="us-east-1")
@@ -169,6 +172,7 @@ def main() -> None:
         run(DVX + ["commit", "-m", "v2"], repo)
         t = time.perf_counter()
         run(DVX + ["push", "-r", "direct", "--all-commits"], repo)
+        _guard_memory(server.pid)
         res["push_seconds"] = time.perf_counter() - t
         # the raw old version as one object, for the peers' approaches
         big.unlink()
@@ -176,9 +180,13 @@ def main() -> None:
         (repo / ".dvx" / "store" / "packs").mkdir()
         random_file(big, size, 12)
         expected = _slice(big, offset, length)
+        # moto assembles a multipart upload in memory (a 10 GiB object killed it on this
+        # 24 GiB machine), so the raw file is stored as objects of PART bytes each
         t = time.perf_counter()
-        s3.upload_file(str(big), "bench", "raw/big.bin",
-                       Config=TransferConfig(multipart_chunksize=256 * MiB, max_concurrency=4))
+        with open(big, "rb") as f:
+            for i in range(0, size, PART):
+                s3.put_object(Bucket="bench", Key=f"raw/big.bin.{i // PART:04d}", Body=f.read(PART))
+                _guard_memory(server.pid)
         res["raw_upload_seconds"] = time.perf_counter() - t
         big.unlink()
         print(f"set up: {json.dumps(res)}", flush=True)
@@ -210,16 +218,17 @@ def main() -> None:
 
         proxy.reset()
         t = time.perf_counter()
-        body = s3c.get_object(Bucket="bench", Key="raw/big.bin")["Body"]
         total = 0
         piece = b""
-        while True:
-            block = body.read(16 * MiB)
-            if not block:
-                break
-            if total <= offset < total + len(block) or (piece and len(piece) < length):
-                piece += block[max(0, offset - total):][:length - len(piece)]
-            total += len(block)
+        for i in range(0, size, PART):
+            body = s3c.get_object(Bucket="bench", Key=f"raw/big.bin.{i // PART:04d}")["Body"]
+            while True:
+                block = body.read(16 * MiB)
+                if not block:
+                    break
+                if total + len(block) > offset and len(piece) < length:
+                    piece += block[max(0, offset - total):][:length - len(piece)]
+                total += len(block)
         wall = time.perf_counter() - t
         assert piece == expected and total == size
         res["whole_object"] = {"seconds": wall, "object_bytes": total, **proxy.summary()}
@@ -227,8 +236,9 @@ def main() -> None:
 
         proxy.reset()
         t = time.perf_counter()
-        got = s3c.get_object(Bucket="bench", Key="raw/big.bin",
-                             Range=f"bytes={offset}-{offset + length - 1}")["Body"].read()
+        part, at = divmod(offset, PART)  # the range lies inside one part
+        got = s3c.get_object(Bucket="bench", Key=f"raw/big.bin.{part:04d}",
+                             Range=f"bytes={at}-{at + length - 1}")["Body"].read()
         wall = time.perf_counter() - t
         assert got == expected
         res["raw_ranged_get"] = {"seconds": wall, "object_bytes": len(got), **proxy.summary()}
@@ -249,6 +259,14 @@ def main() -> None:
         shutil.rmtree(WORK / "range-repo", ignore_errors=True)
         shutil.rmtree(env["DVX_CACHE_DIR"], ignore_errors=True)
     save("range-quick" if args.quick else "range", res)
+
+
+def _guard_memory(pid: int, limit: int = 8 * GiB) -> None:
+    """Stop before moto takes the machine's memory (others share it)."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    if rss > limit:
+        raise SystemExit(f"moto uses {rss / GiB:.1f} GiB of memory; stopping")
 
 
 def _slice(path: Path, offset: int, length: int) -> bytes:
