@@ -459,3 +459,29 @@ def test_a_map_naming_a_pack_that_is_gone_is_rebuilt(repo_dir: Path, cli: Cli, t
     empty = _empty_store_reader(repo, reader, tmp_path)
     assert empty.read_manifest_range(mid, 10, 400_000) == data[10:400_000]
     assert gone not in LocationMap.parse(map_path.read_bytes(), "map").packs
+
+
+def test_sequential_small_reads_read_ahead(repo_dir: Path, cli: Cli, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file read 64 KiB at a time (io.BufferedReader, a parser) must not cost one
+    request per chunk: sequential reads fetch ahead, growing up to 16 MiB."""
+    import io
+
+    monkeypatch.setenv("DVX_CACHE_SIZE", "0")  # no cache: every fetch is a request
+    data = pseudo_random(8_000_000, 11)
+    write(repo_dir / "s.bin", data)
+    cli("add", "s.bin")
+    cli(*_remote_args(str(tmp_path / "r"), {}))
+    cli("push")
+    repo = Repository(str(repo_dir))
+    reader = _empty_store_reader(repo, open_remote(repo, None), tmp_path)
+    reader.cache = None
+    mid = read_pointer(str(repo_dir / "s.bin.dvx")).oid
+    with reader.open_manifest(mid) as raw:
+        f = io.BufferedReader(raw, 65536)  # type: ignore[arg-type]
+        out = bytearray()
+        while block := f.read(65536):
+            out += block
+    assert bytes(out) == data
+    assert reader.range_requests < 12  # ~120 chunks
+    assert reader.bytes_fetched < len(data) + 300_000  # nothing read twice

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 RANGE_GAP = 256 << 10  # a gap this small between needed chunks is read through: one request
 RUN_LIMIT = 64 << 20  # one request fetches at most this much
 FETCH_JOBS = 8  # requests in flight for one read (and index downloads)
+READ_AHEAD_MAX = 16 << 20  # RemoteFile: the most it reads beyond a sequential read
 
 
 class RemoteReader:
@@ -337,6 +338,7 @@ class RemoteFile(io.RawIOBase):
         self.size: int = spans.size
         self._pos = 0
         self._held: tuple[int, int, bytes] | None = None  # start, end, verified bytes
+        self._ahead = 0  # read-ahead, grown while reads are sequential
 
     def readable(self) -> bool:
         return True
@@ -367,19 +369,32 @@ class RemoteFile(io.RawIOBase):
         self._check_open()
         out = memoryview(buffer).cast("B")
         want = min(len(out), max(0, self.size - self._pos))
-        if want == 0:
-            return 0
+        done = 0
+        while done < want:
+            held = self._held
+            if held is None or not (held[0] <= self._pos < held[1]):
+                held = self._fetch(want - done)
+            at = self._pos - held[0]
+            n = min(want - done, held[1] - self._pos)
+            out[done:done + n] = held[2][at:at + n]
+            done += n
+            self._pos += n
+        return done
+
+    def _fetch(self, want: int) -> tuple[int, int, bytes]:
+        """Whole chunks from the position on (kept: the next small read is served from
+        them). Reading on where the last fetch ended is sequential: read ahead, more
+        each time (1 MiB, doubled up to READ_AHEAD_MAX); a seek elsewhere resets it."""
         held = self._held
-        if held is None or not (held[0] <= self._pos and self._pos + want <= held[1]):
-            # whole chunks around the request: the next small read is served from them
-            chunks, cstart = self._spans.covering(self._pos, self._pos + want)
-            got = self._reader.read_chunks(chunks)
-            data = b"".join(got[cid] for _n, cid in chunks)
-            held = self._held = (cstart, cstart + len(data), data)
-        at = self._pos - held[0]
-        out[:want] = held[2][at:at + want]
-        self._pos += want
-        return want
+        if held is not None and held[1] == self._pos:
+            self._ahead = min(max(2 * self._ahead, 1 << 20), READ_AHEAD_MAX)
+        else:
+            self._ahead = 0
+        chunks, cstart = self._spans.covering(self._pos, min(self.size, self._pos + want + self._ahead))
+        got = self._reader.read_chunks(chunks)
+        data = b"".join(got[cid] for _n, cid in chunks)
+        self._held = (cstart, cstart + len(data), data)
+        return self._held
 
     def read(self, size: int | None = -1) -> bytes:
         self._check_open()
