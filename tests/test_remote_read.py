@@ -485,3 +485,47 @@ def test_sequential_small_reads_read_ahead(repo_dir: Path, cli: Cli, tmp_path: P
     assert bytes(out) == data
     assert reader.range_requests < 12  # ~120 chunks
     assert reader.bytes_fetched < len(data) + 300_000  # nothing read twice
+
+
+def test_an_index_entry_with_a_forged_length_is_refused_before_any_request(
+        repo_dir: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pack indexes are the remote's word: an entry whose length is not the one the
+    (verified) manifest gives must not make the reader request it."""
+    monkeypatch.setenv("DVX_CACHE_DIR", str(tmp_path / "uc"))
+    data = pseudo_random(400_000, 8)
+    write(repo_dir / "h.bin", data)
+    cli("add", "h.bin")
+    cli(*_remote_args(str(tmp_path / "r"), {}))
+    cli("push")
+    repo = Repository(str(repo_dir))
+    manifest = repo.store.read_manifest(read_pointer(str(repo_dir / "h.bin.dvx")).oid)
+    reader = open_remote(repo, None)
+    real = LocationMap.parse(reader._refresh_map().encode(), "map")  # noqa: SLF001 (built the usual way)
+    pack = real.packs[0]
+    n, cid = manifest.chunks[1]
+    loc = real.find(cid)
+    assert loc is not None
+    forged = [PackEntry(cid, KIND_CHUNK, loc.offset, 3 << 30)]  # "3 GiB"
+    (Path(reader.remote.cache_dir) / "locations").write_bytes(LocationMap.build([(pack, forged)]).encode())
+    empty = _empty_store_reader(repo, reader, tmp_path)
+    with pytest.raises(CorruptObjectError, match="wrong length"):
+        empty.read_range(manifest, manifest.chunks[0][0], manifest.chunks[0][0] + n)
+    assert empty.range_requests == 0 and empty.bytes_fetched == 0
+
+
+def test_location_map_parse_refuses_garbage_with_one_error() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    good = bytes.fromhex(json.loads((VECTORS / "remote_locations.json").read_text())["file_hex"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.binary(max_size=400),
+                     st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)).map(
+                         lambda t: good[:t[0]] + bytes([good[t[0]] ^ t[1]]) + good[t[0] + 1:]),
+                     st.integers(0, len(good) - 1).map(lambda n: good[:n])))
+    def check(blob: bytes) -> None:
+        with pytest.raises(CorruptObjectError):
+            LocationMap.parse(blob, "map")
+
+    check()

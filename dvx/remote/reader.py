@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 RANGE_GAP = 256 << 10  # a gap this small between needed chunks is read through: one request
 RUN_LIMIT = 64 << 20  # one request fetches at most this much
 FETCH_JOBS = 8  # requests in flight for one read (and index downloads)
+MAX_OBJECT = 1 << 30  # the largest manifest, chunk list or tree a read accepts from an index
 READ_AHEAD_MAX = 16 << 20  # RemoteFile: the most it reads beyond a sequential read
 
 
@@ -76,9 +77,12 @@ class RemoteReader:
         cache's, else the remote's; verified against ``oid`` as a ``kind``."""
         return self.read_objects({oid: kind})[oid]
 
-    def read_objects(self, wanted: dict[bytes, int]) -> dict[bytes, bytes]:
+    def read_objects(self, wanted: dict[bytes, int], lengths: dict[bytes, int] | None = None
+                     ) -> dict[bytes, bytes]:
         """``{id: verified bytes}`` of ``{id: kind}``; what the store and the cache lack
-        is fetched together (coalesced ranged GETs, in parallel)."""
+        is fetched together (coalesced ranged GETs, in parallel). ``lengths``: the
+        sizes a manifest gives (chunks): an index entry that disagrees is refused
+        before any request."""
         got: dict[bytes, bytes] = {}
         need: dict[bytes, int] = {}
         for oid, kind in wanted.items():
@@ -92,7 +96,7 @@ class RemoteReader:
             else:
                 got[oid] = data
         if need:
-            got.update(self._fetch(need))
+            got.update(self._fetch(need, lengths or {}))
         return got
 
     def read_manifest(self, oid: bytes) -> Manifest:
@@ -144,7 +148,7 @@ class RemoteReader:
 
     def read_chunks(self, chunks: Sequence[tuple[int, bytes]]) -> dict[bytes, bytes]:
         """``{id: verified bytes}`` of ``(length, id)`` chunks of a manifest."""
-        got = self.read_objects({cid: KIND_CHUNK for _n, cid in chunks})
+        got = self.read_objects({cid: KIND_CHUNK for _n, cid in chunks}, {cid: n for n, cid in chunks})
         for length, cid in chunks:
             if len(got[cid]) != length:
                 raise CorruptObjectError(
@@ -205,21 +209,21 @@ class RemoteReader:
         return locs, refreshed  # type: ignore[return-value]
 
     # -- fetching --------------------------------------------------------------------------
-    def _fetch(self, wanted: dict[bytes, int]) -> dict[bytes, bytes]:
+    def _fetch(self, wanted: dict[bytes, int], lengths: dict[bytes, int]) -> dict[bytes, bytes]:
         """Fetch, verify and cache ``{id: kind}`` from the remote; all or nothing."""
         locs, refreshed = self._locate(wanted, False)
         try:
-            return self._fetch_located(wanted, locs)
+            return self._fetch_located(wanted, locs, lengths)
         except PackMissingError:
             if refreshed:
                 raise
         # a pack named by an older map is gone (remote gc): list the packs again, once
         self._refresh_map()
         locs, _ = self._locate(wanted, True)
-        return self._fetch_located(wanted, locs)
+        return self._fetch_located(wanted, locs, lengths)
 
-    def _fetch_located(self, wanted: dict[bytes, int], locs: dict[bytes, RemoteLocation]
-                       ) -> dict[bytes, bytes]:
+    def _fetch_located(self, wanted: dict[bytes, int], locs: dict[bytes, RemoteLocation],
+                       lengths: dict[bytes, int]) -> dict[bytes, bytes]:
         self._check_format()
         out: dict[bytes, bytes] = {}
         bases: dict[bytes, bytes] = {}  # base id of each delta entry -> the delta's id
@@ -232,6 +236,14 @@ class RemoteReader:
             if loc.comp not in (COMP_NONE, COMP_DELTA) or (loc.comp == COMP_DELTA and kind != KIND_CHUNK):
                 raise CorruptObjectError(f"{self.where}: {KIND_NAMES.get(kind, kind)} {oid.hex()} in pack "
                                          f"{loc.pack} uses unknown encoding {loc.comp}", "upgrade dvx")
+            # the index is the remote's word: a length that cannot be right is refused
+            # before anything is requested (a forged index must not make us read GiBs)
+            expected = lengths.get(oid)
+            limit = MAX_OBJECT if expected is None else expected + (
+                DELTA_HEADER.size if loc.comp == COMP_DELTA else 0)
+            exact = loc.comp == COMP_NONE and expected is not None
+            if loc.length > limit or (exact and loc.length != expected):
+                raise self._corrupt(oid, loc, f"has the wrong length in the pack's index ({loc.length})")
         stored = self._get_ranges(locs)
         for oid, data in stored.items():
             loc = locs[oid]
