@@ -245,14 +245,23 @@ def test_a_reader_made_before_a_fork_works_in_the_child(pushed, method: str, cli
         os.waitpid(pid, 0)
         assert got == [True, True, True]
         return
+    # a Process: with fork, the child inherits the parent's reader object as it is (a
+    # Pool would pickle it); with spawn, it is pickled and rebuilt in the child
     ctx = multiprocessing.get_context(method)
-    with ctx.Pool(2) as pool:
-        digests = pool.starmap(_read_in_worker, [(reader, manifest, s, e) for s, e in ranges])
-    assert digests == [chunk_id(data[s:e]) for s, e in ranges]
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_read_in_worker, args=(reader, manifest, s, e, results)) for s, e in ranges]
+    for p in procs:
+        p.start()
+    got = sorted(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert got == sorted((s, chunk_id(data[s:e])) for s, e in ranges)
 
 
-def _read_in_worker(reader: RemoteReader, manifest: Manifest, start: int, end: int) -> bytes:
-    return chunk_id(reader.read_range(manifest, start, end))
+def _read_in_worker(reader: RemoteReader, manifest: Manifest, start: int, end: int,
+                    results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    results.put((start, chunk_id(reader.read_range(manifest, start, end))))
 
 
 def test_threads_share_one_reader(pushed) -> None:  # type: ignore[no-untyped-def]
