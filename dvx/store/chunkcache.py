@@ -22,10 +22,15 @@ import threading
 import time
 import warnings
 import weakref
+from typing import TYPE_CHECKING
 
 from dvx.fsutil import random_token, write_all
 from dvx.hashing import id_matches, is_hex_id
+from dvx.pools import LazyPool
 from dvx.settings import parse_size
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 LAYOUT_DIR = "chunks-v1"  # protocols/cache.md §1: bump the name if the layout changes
 DEFAULT_SIZE = 10 << 30
@@ -73,6 +78,10 @@ class ChunkCache:
         self._since_scan = 0
         self.hits = 0
         self.misses = 0
+        # eviction scans the whole cache: done on a thread of its own, so the read that
+        # triggered it (often a process's first) does not wait for it
+        self._pool = LazyPool(1, "dvx-cache-evict")
+        self._evicting: Future[int] | None = None
         _CACHES.add(self)
 
     @property
@@ -143,8 +152,17 @@ class ChunkCache:
             due = (self._estimate is None or self._estimate > self.max_size
                    or self._since_scan > self.max_size // 4)
         if due:
-            self.evict()
+            with self._lock:
+                if self._evicting is None or self._evicting.done():
+                    self._evicting = self._pool.submit(self.evict)
         return True
+
+    def flush(self) -> None:
+        """Wait for an eviction in progress (tests; a process that wants it done)."""
+        with self._lock:
+            pending = self._evicting
+        if pending is not None:
+            pending.result()
 
     def _unusable(self, exc: OSError) -> None:
         with self._lock:
@@ -214,6 +232,7 @@ class ChunkCache:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._evicting = None  # the parent's thread is not here (the pool renews itself)
 
 
 _CACHES: weakref.WeakSet[ChunkCache] = weakref.WeakSet()
