@@ -281,7 +281,7 @@ class Remote:
 
     def _missing_pack(self, name: str) -> PackMissingError:
         return PackMissingError(f"remote {self.name!r} ({self.url}) is damaged: pack {name[:12]} is missing",
-                           f"run `dvx fsck --remote {self.name}` to see what it lost")
+                                f"run `dvx fsck --remote {self.name}` to see what it lost")
 
     def get_pack(self, name: str, local_path: str) -> None:
         """Download a pack to a local file (the caller verifies it: ``Store.adopt_pack``)."""
