@@ -539,3 +539,62 @@ def test_location_map_parse_refuses_garbage_with_one_error() -> None:
             LocationMap.parse(blob, "map")
 
     check()
+
+
+def _hand_made_remote(tmp_path: Path, objects: list[tuple[bytes, int, bytes, int]]) -> RemoteReader:
+    """A directory remote holding one pack of ``(id, kind, stored bytes, encoding)``,
+    written byte by byte as format.md §5 says, and a reader with an empty store."""
+    from dvx.remote.layout import Remote
+    from dvx.settings import RemoteConfig
+    from dvx.store.local import Store
+    from dvx.store.pack import PACK_HEADER, PACK_MAGIC, PACK_VERSION, encode_footer, encode_idx
+
+    body = PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION)
+    entries = []
+    for oid, kind, stored, comp in objects:
+        entries.append(PackEntry(oid, kind, len(body), len(stored), comp))
+        body += stored
+    footer, name = encode_footer(entries)
+    pack = body + footer
+    root = tmp_path / "hand-remote"
+    (root / "packs" / name[:2]).mkdir(parents=True)
+    (root / "index").mkdir()
+    (root / "dvx-remote.json").write_text('{"format": 1}')
+    (root / "packs" / name[:2] / f"{name}.pack").write_bytes(pack)
+    (root / "index" / f"{name}.idx").write_bytes(encode_idx(entries, len(pack)))
+    state = tmp_path / "state"
+    Store.create(str(tmp_path / "store"))
+    remote = Remote(RemoteConfig("hand", str(root)), str(state), str(tmp_path))
+    return RemoteReader(Store(str(tmp_path / "store")), remote, None)
+
+
+def test_delta_entries_are_rebuilt_and_verified_and_other_encodings_refused(tmp_path: Path) -> None:
+    """Remote packs written by DVX hold whole chunks only, but a reader meets what a
+    remote holds: a delta (format.md §5.1) is rebuilt from its base and verified; a
+    delta of a delta and an unknown encoding are refused."""
+    from dvx.store.pack import COMP_DELTA, DELTA_HEADER
+
+    base = pseudo_random(100_000, 21)
+    target = base[:40_000] + b"the middle changed" + base[-50_000:]
+    bid, tid = chunk_id(base), chunk_id(target)
+    delta = DELTA_HEADER.pack(bid, 40_000, 50_000) + b"the middle changed"
+    other = target[:1000] + b"!" + target[-2000:]
+    oid = chunk_id(other)
+    chain = DELTA_HEADER.pack(tid, 1000, 2000) + b"!"
+    odd = pseudo_random(5000, 22)
+    reader = _hand_made_remote(tmp_path, [(bid, KIND_CHUNK, base, 0), (tid, KIND_CHUNK, delta, COMP_DELTA),
+                                          (oid, KIND_CHUNK, chain, COMP_DELTA),
+                                          (chunk_id(odd), KIND_CHUNK, odd, 7)])
+    m = Manifest(len(base) + len(target), b"\0" * 32, ((len(base), bid), (len(target), tid)))
+    assert reader.read_range(m, 0, m.size) == base + target
+    alone = RemoteReader(reader.store, reader.remote, None)  # the base not in the same batch
+    assert alone.read_range(Manifest(len(target), b"", ((len(target), tid),)), 5, 60_000) == target[5:60_000]
+    with pytest.raises(CorruptObjectError, match="not stored whole"):
+        alone.read_range(Manifest(len(other), b"", ((len(other), oid),)), 0, 10)
+    with pytest.raises(CorruptObjectError, match="unknown encoding 7"):
+        alone.read_range(Manifest(len(odd), b"", ((len(odd), chunk_id(odd)),)), 0, 10)
+    # a delta whose rebuilt bytes do not hash to its id is refused like any corruption
+    bad = DELTA_HEADER.pack(bid, 40_000, 50_000) + b"the middle CHANGED"
+    forged = _hand_made_remote(tmp_path / "2", [(bid, KIND_CHUNK, base, 0), (tid, KIND_CHUNK, bad, COMP_DELTA)])
+    with pytest.raises(CorruptObjectError, match="hash mismatch"):
+        forged.read_range(Manifest(len(target), b"", ((len(target), tid),)), 0, 10)
