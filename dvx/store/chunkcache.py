@@ -81,7 +81,9 @@ class ChunkCache:
         # eviction scans the whole cache: done on a thread of its own, so the read that
         # triggered it (often a process's first) does not wait for it
         self._pool = LazyPool(1, "dvx-cache-evict")
-        self._evicting: Future[int] | None = None
+        self._evicting: Future[None] | None = None
+        self._evict_running = False
+        self._evict_again = False  # a put found the cache due while an eviction ran
         _CACHES.add(self)
 
     @property
@@ -153,9 +155,27 @@ class ChunkCache:
                    or self._since_scan > self.max_size // 4)
         if due:
             with self._lock:
-                if self._evicting is None or self._evicting.done():
-                    self._evicting = self._pool.submit(self.evict)
+                self._evict_again = True
+                if not self._evict_running:
+                    self._evict_running = True
+                    self._evicting = self._pool.submit(self._evict_loop)
         return True
+
+    def _evict_loop(self) -> None:
+        """Evict until no put asked for it while the last eviction ran (a scan that
+        started before a write does not see it)."""
+        while True:
+            with self._lock:
+                if not self._evict_again:
+                    self._evict_running = False
+                    return
+                self._evict_again = False
+            try:
+                self.evict()
+            except Exception:  # noqa: BLE001 - a cache: the next put tries again
+                with self._lock:
+                    self._evict_running = False
+                return
 
     def flush(self) -> None:
         """Wait for an eviction in progress (tests; a process that wants it done)."""
@@ -233,6 +253,7 @@ class ChunkCache:
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._evicting = None  # the parent's thread is not here (the pool renews itself)
+        self._evict_running = False
 
 
 _CACHES: weakref.WeakSet[ChunkCache] = weakref.WeakSet()
