@@ -52,6 +52,13 @@ class GcConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    #: cap of the shared chunk cache (``dvx.store.chunkcache``), e.g. "10G"; None: the
+    #: default (``DVX_CACHE_SIZE`` overrides either)
+    size: str | None = None
+
+
+@dataclass(frozen=True)
 class RemoteConfig:
     name: str
     url: str
@@ -66,6 +73,7 @@ class RepoConfig:
     chunker: ChunkerConfig = ChunkerConfig()
     remotes: dict[str, RemoteConfig] = field(default_factory=dict)
     gc: GcConfig = GcConfig()
+    cache: CacheConfig = CacheConfig()
 
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
@@ -126,7 +134,7 @@ def load_config(dvx_dir: str) -> RepoConfig:
         raise ConfigError(f"{shared_path} is missing", "run `dvx init` to recreate it")
     shared = IniFile.read(shared_path)
     local = IniFile.read(os.path.join(dvx_dir, "config.local"))
-    core, chunker, gc = _Values("core"), _Values("chunker"), _Values("gc")
+    core, chunker, gc, cache = _Values("core"), _Values("chunker"), _Values("gc"), _Values("cache")
     remotes: dict[str, _Values] = {}
     unknown: list[str] = []
     for ini in (shared, local):
@@ -135,6 +143,8 @@ def load_config(dvx_dir: str) -> RepoConfig:
                 core.take(ini, name)
             elif name == "gc":
                 gc.take(ini, name)
+            elif name == "cache":
+                cache.take(ini, name)
             elif name == "chunker":
                 if ini is local:
                     raise ConfigError(f"{ini.where}: chunker settings may not be overridden in config.local",
@@ -170,8 +180,9 @@ def load_config(dvx_dir: str) -> RepoConfig:
         chunker=_chunker(chunker, shared_path),
         remotes={name: _remote(name, values) for name, values in remotes.items()},
         gc=GcConfig(reflog_expire_days=gc.number("reflog_expire_days", GcConfig.reflog_expire_days)),
+        cache=_cache(cache),
     )
-    for values in (core, chunker, gc):
+    for values in (core, chunker, gc, cache):
         values.refuse_others()
     return config
 
@@ -190,6 +201,34 @@ def _chunker(values: _Values, where: str) -> ChunkerConfig:
     except ValueError as exc:
         raise ConfigError(f"{where}: [chunker] {exc}", "restore the config file from git") from None
     return c
+
+
+def _cache(values: _Values) -> CacheConfig:
+    found = values.pop("size")
+    if found is None:
+        return CacheConfig()
+    parse_size(found[0], f"{found[1]}: [cache] size")  # refused here, not on first read
+    return CacheConfig(size=found[0])
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
+          "tib": 1 << 40}
+
+
+def parse_size(text: str, where: str) -> int:
+    """``"10G"``, ``"512MiB"``, ``"1000000"`` (bytes) -> bytes. Binary units."""
+    raw = text.strip().lower().replace(" ", "")
+    digits = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(digits):]
+    try:
+        value = float(digits) if digits else -1.0
+    except ValueError:
+        value = -1.0
+    if value < 0 or unit not in _UNITS or value != value or value > 1 << 62:
+        raise ConfigError(f"{where}: {text[:40]!r} is not a size",
+                          "write a number of bytes, or one with a unit: 500M, 10G, 1T")
+    return int(value * _UNITS[unit])
 
 
 def _remote(name: str, values: _Values) -> RemoteConfig:

@@ -343,15 +343,7 @@ def test_a_url_that_is_not_a_dvx_repository(tmp_path: Path) -> None:
 
 # -- data the local store lacks: read from the DVX remote (dvx/remote/reader.py) ---------------
 
-def _remote_reader_or_skip() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("dvx.remote.reader") is None:
-        pytest.skip("dvx.remote.reader (remote range reads, branch remoteread) is not in this tree yet")
-
-
 def test_a_clone_with_an_empty_store_reads_ranges_from_the_remote(published: dict, tmp_path: Path) -> None:
-    _remote_reader_or_skip()
     clone = tmp_path / "teammate"
     git("clone", "-q", "-b", "main", str(published["bare"]), str(clone), cwd=tmp_path)
     big = published["big"]
@@ -366,7 +358,6 @@ def test_a_clone_with_an_empty_store_reads_ranges_from_the_remote(published: dic
 
 
 def test_a_chunk_missing_everywhere_is_named_with_the_remote(published: dict, tmp_path: Path) -> None:
-    _remote_reader_or_skip()
     clone = tmp_path / "teammate"
     git("clone", "-q", "-b", "main", str(published["bare"]), str(clone), cwd=tmp_path)
     for pack in (tmp_path / "remote").rglob("*.pack"):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, DvxError, GitError, MissingObjectError, NotTrackedError, UsageError
-from dvx.hashing import KIND_CHUNK_LIST, KIND_MANIFEST, KIND_TREE
+from dvx.hashing import KIND_TREE
 from dvx.objects import ENTRY_FILE, ENTRY_TREE, Manifest, TreeRow, tree_rows
 
 if TYPE_CHECKING:
@@ -283,12 +283,16 @@ class Source:
         return entries
 
     def opened(self, oid: bytes) -> _Opened:
+        """The manifest ``oid`` names, from the local store (its index refreshed once
+        when it lacks it); ``MissingObjectError`` where it does not hold it: the remote
+        reads it by id then, only the chunk lists a read reaches (``ReadFile``)."""
         got = self._opened.get(oid)
         if got is None:
-            manifest = self._local_or_remote(
-                lambda: self.repo.store.read_manifest(oid),
-                lambda r: Manifest.parse(r.read_object(oid, KIND_MANIFEST),
-                                         lambda lid: r.read_object(lid, KIND_CHUNK_LIST)))
+            try:
+                manifest = self.repo.store.read_manifest(oid)
+            except MissingObjectError:
+                self.repo.store.refresh()
+                manifest = self.repo.store.read_manifest(oid)
             got = _Opened(manifest)
             if len(self._opened) >= MAX_CACHED_MANIFESTS:
                 self._opened.clear()
@@ -384,14 +388,23 @@ class ReadFile(io.RawIOBase):
         super().__init__()
         from dvx.access.local import LocalFile
 
-        opened = source.opened(oid)
         self._source = source
-        self._opened = opened
         self.name = name
+        try:
+            opened = source.opened(oid)
+        except MissingObjectError as exc:
+            # the store lacks the manifest: read it from the remote by id, so a range
+            # read of a huge file fetches only the chunk lists that cover it
+            self._file: Any = source.remote_reader(missing=exc).open_manifest(oid)
+            self._remote = True
+            self.manifest: Manifest | None = None
+            self.size: int = self._file.size
+            return
+        self._opened = opened
         self.manifest = opened.manifest
-        self.size: int = opened.manifest.size
-        self._file: Any = LocalFile(source.repo.store, opened.manifest, opened.starts, opened.locs,
-                                    source.verify_pool)
+        self.size = opened.manifest.size
+        self._file = LocalFile(source.repo.store, opened.manifest, opened.starts, opened.locs,
+                               source.verify_pool)
         self._remote = False
 
     def readable(self) -> bool:
@@ -442,6 +455,7 @@ class ReadFile(io.RawIOBase):
         try:
             return op()
         except MissingObjectError as exc:
+            assert self.manifest is not None  # a local file (a remote one raised above)
             remote = self._source.remote_reader(missing=exc).open_file(self.manifest)
         remote.seek(pos)
         self._file.close()
@@ -454,7 +468,7 @@ class ReadFile(io.RawIOBase):
         from the store at full speed (``VerifiedFile.copy_to``) when it holds every
         chunk. Returns the bytes written."""
         self._check()
-        if not self._remote:
+        if not self._remote and self.manifest is not None:
             from dvx.store.reader import VerifiedFile
 
             try:

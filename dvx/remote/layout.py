@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,10 @@ from dvx.store.pack import IdxFile, PackFile
 REMOTE_FORMAT = 1
 MARKER_KEY = "dvx-remote.json"
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
+
+
+class PackMissingError(RemoteError):
+    """A pack named by an index or a root record is not on the remote."""
 
 
 def check_name(name: object, what: str = "pack") -> str:
@@ -94,6 +99,7 @@ class Remote:
     pack. It counts its own storage requests (``requests``)."""
 
     def __init__(self, config: RemoteConfig, state_dir: str, base_dir: str) -> None:
+        self._args = (config, state_dir, base_dir)
         self.name = config.name
         self.url = config.url
         self._storage = RemoteStorage(parse_url(config.name, config.url, base_dir), config.options)
@@ -103,6 +109,14 @@ class Remote:
         self._requests = 0
         self._present: set[str] = set()  # packs known to be on the remote with their index
         self._id: str | None = None  # from the marker, read once (see _identity)
+        _REMOTES.add(self)
+
+    def __reduce__(self) -> tuple[type[Remote], tuple[RemoteConfig, str, str]]:
+        """Pickled as its configuration (a ``spawn``ed worker gets a fresh client)."""
+        return Remote, self._args
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     @property
     def requests(self) -> int:
@@ -265,9 +279,9 @@ class Remote:
                     close()  # a generator removes its partial file
                 raise
 
-    def _missing_pack(self, name: str) -> RemoteError:
-        return RemoteError(f"remote {self.name!r} ({self.url}) is damaged: pack {name[:12]} is missing",
-                           f"run `dvx fsck --remote {self.name}` to see what it lost")
+    def _missing_pack(self, name: str) -> PackMissingError:
+        return PackMissingError(f"remote {self.name!r} ({self.url}) is damaged: pack {name[:12]} is missing",
+                                f"run `dvx fsck --remote {self.name}` to see what it lost")
 
     def get_pack(self, name: str, local_path: str) -> None:
         """Download a pack to a local file (the caller verifies it: ``Store.adopt_pack``)."""
@@ -431,6 +445,18 @@ class Remote:
         self._count()
         return sorted(n for n in (k.rsplit("/", 1)[-1][:-5] for k, _s, _m in self._storage.list("roots")
                                   if k.endswith(".json")) if is_hex_id(n))
+
+
+_REMOTES: weakref.WeakSet[Remote] = weakref.WeakSet()
+
+
+def _remotes_after_fork() -> None:
+    for remote in list(_REMOTES):
+        remote._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_remotes_after_fork)
 
 
 def _safe(name: str) -> str:

@@ -30,6 +30,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -133,6 +134,15 @@ class RemoteStorage:
         self._s3_client: Any = None
         self._s3_tried = False
         self._s3_lock = threading.Lock()
+        _STORAGES.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's HTTP connections, s3fs event loop and locks
+        are not this process's; clients are made afresh on next use."""
+        self._s3_lock = threading.Lock()
+        self._fs = None
+        self._s3_client = None
+        self._s3_tried = False
 
     # -- setup --------------------------------------------------------------------
     @property
@@ -735,3 +745,17 @@ def _mtime(info: dict[str, Any]) -> float | None:
             with contextlib.suppress(ValueError):
                 return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
     return None
+
+
+# Storages in this process: a forked child (a DataLoader worker) must not share its
+# parent's sockets, nor use s3fs's event loop, which exists only in the parent.
+_STORAGES: weakref.WeakSet[RemoteStorage] = weakref.WeakSet()
+
+
+def _storages_after_fork() -> None:
+    for storage in list(_STORAGES):
+        storage._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_storages_after_fork)
