@@ -318,3 +318,14 @@ def test_store_adopts_only_a_sound_pack(repo_dir: Path, tmp_path: Path) -> None:
     with store.open_file(mid) as f:
         assert f.read() == data
     assert store.adopt_pack(name, lambda p: None, "test") == 0  # already there
+
+
+def test_every_subpackage_is_installed() -> None:
+    """pyproject.toml lists the packages explicitly: a new subpackage missing from the
+    list works from a checkout and is absent from a built wheel (dvx.artifacts once was)."""
+    top = Path(__file__).resolve().parent.parent
+    listed = top.joinpath("pyproject.toml").read_text().split("[tool.setuptools]", 1)[1]
+    listed = listed.split("packages = [", 1)[1].split("]", 1)[0]
+    names = {n.strip().strip('"') for n in listed.replace("\n", " ").split(",") if n.strip()}
+    found = {".".join(p.parent.relative_to(top).parts) for p in (top / "dvx").rglob("__init__.py")}
+    assert found == names
