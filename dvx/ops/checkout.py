@@ -5,8 +5,10 @@ Safety rules:
 * Unsaved data is never overwritten or deleted without ``--force``: a work-tree file
   whose content is not in the store blocks the checkout, and all conflicts are found
   before anything is changed.
-* Files are rebuilt in a temporary file beside the target, every chunk verified
+* Files are rebuilt in a temporary file (``.dvx/tmp/checkout``), every chunk verified
   against its id, then renamed into place: a kill leaves the old file or the new one.
+  A small file that is missing is rebuilt as an unnamed file in its directory and
+  linked into place when complete (``_NewFiles``): a kill leaves nothing.
 * Nothing is written through a symlink: parents are checked with ``lstat``.
 """
 
@@ -87,7 +89,8 @@ class _Rescan:
 class _Plan:
     tracked: Tracked
     pointer: Pointer
-    restore: list[tuple[str, bytes, int, int]] = field(default_factory=list)  # rel, mid, size, exec
+    # rel, manifest id, size, exec, absent (nothing at rel when it is written)
+    restore: list[tuple[str, bytes, int, int, bool]] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
@@ -219,7 +222,7 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                 if not force:
                     conflicts.append(t.target + "/")
                 plan.remove.append("")
-        plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0))
+        plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0, st is None))
         return plan
     _plan_tree(repo, plan, abs_path, st, cache, force, conflicts, seen)
     return plan
@@ -364,7 +367,8 @@ def _plan_entry(repo: Repository, plan: _Plan, abs_path: str, name: str, where: 
         plan.remove.append(name)
     if pkind == ENTRY_FILE:
         assert pe is not None
-        plan.restore.append((name, pe[4], pe[2], pe[1]))  # type: ignore[arg-type]
+        # absent: nothing there, or what is there goes first (a directory, a link)
+        plan.restore.append((name, pe[4], pe[2], pe[1], wkind in (0, treescan.K_DIR, treescan.K_LINK)))  # type: ignore[arg-type]
     elif pkind == ENTRY_LINK:
         assert pe is not None
         plan.links.append((name, pe[4]))  # type: ignore[arg-type]
@@ -444,28 +448,36 @@ def _apply(repo: Repository, plan: _Plan, cache: StatCache, progress: Progress,
         cache.drop(t.target)
         res.error = str(os_error(exc, f"check out {t.target}"))
         return res
-    for name, mid, _size, exe in plan.restore:
-        try:
-            if name:
-                parent, _, base = name.rpartition("/")
-                dest_dir = _safe_dir(abs_path, parent) if parent else abs_path
-                dest = os.path.join(dest_dir, base)
-            else:
-                dest = abs_path
-            st = restore_file(repo.store, mid, dest, bool(exe), tmp_dir)
-        except (OSError, DvxError) as exc:
-            why = str(os_error(exc, "write it")) if isinstance(exc, OSError) else str(exc)
-            res.failed.append(name or t.target)
-            problems.append(f"{t.target + '/' + name if name else t.target}: {why}")
-            rec.stats.pop(name, None)
-            rec.ids.pop(name, None)
-            if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
-                break  # the disk is full: every other file would fail the same way
-            continue
-        rec.stats[name], rec.ids[name] = st, mid
-        res.restored.append(name or t.target)
-        plan.restored_names.append(name)
-        progress.advance()
+    new_files = _NewFiles()
+    dest_dirs: dict[str, str] = {}
+    try:
+        for name, mid, size, exe, absent in plan.restore:
+            try:
+                if name:
+                    parent, _, base = name.rpartition("/")
+                    dest_dir = dest_dirs.get(parent) or dest_dirs.setdefault(
+                        parent, _safe_dir(abs_path, parent) if parent else abs_path)
+                else:
+                    dest_dir, base = os.path.split(abs_path)
+                st = new_files.write(repo.store, mid, dest_dir, base, bool(exe)) \
+                    if absent and size <= SMALL_FILE else None
+                if st is None:
+                    st = restore_file(repo.store, mid, os.path.join(dest_dir, base), bool(exe), tmp_dir)
+            except (OSError, DvxError) as exc:
+                why = str(os_error(exc, "write it")) if isinstance(exc, OSError) else str(exc)
+                res.failed.append(name or t.target)
+                problems.append(f"{t.target + '/' + name if name else t.target}: {why}")
+                rec.stats.pop(name, None)
+                rec.ids.pop(name, None)
+                if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
+                    break  # the disk is full: every other file would fail the same way
+                continue
+            rec.stats[name], rec.ids[name] = st, mid
+            res.restored.append(name or t.target)
+            plan.restored_names.append(name)
+            progress.advance()
+    finally:
+        new_files.close()
     for name, target in plan.links:
         try:
             parent = name.rpartition("/")[0]
@@ -656,6 +668,65 @@ def _tmp_for(dest: str, tmp_dir: str | None) -> str:
         except OSError:
             pass
     return os.path.join(os.path.dirname(dest), f".dvx-{token}.tmp")
+
+
+SMALL_FILE = 1 << 20  # files up to this size that do not exist yet: _NewFiles
+
+
+class _NewFiles:
+    """Writes files that do not exist yet straight into their directory: an unnamed
+    file (``O_TMPFILE``) is filled, every chunk verified, then given its name
+    (``linkat``), so the file appears whole or not at all and a kill leaves nothing
+    behind. One inode and five system calls per file, against a named temporary file
+    that must be locked, renamed and stat'ed again. Where the kernel or the file system
+    cannot (no ``O_TMPFILE``, no ``/proc``), or the name exists after all, ``write``
+    returns None and the caller uses ``restore_file``."""
+
+    def __init__(self) -> None:
+        self.ok = hasattr(os, "O_TMPFILE")
+        self.dirs: dict[str, int] = {}
+
+    def write(self, store: Store, manifest_id: bytes, dest_dir: str, base: str,
+              executable: bool) -> Stat | None:
+        if not self.ok:
+            return None
+        dfd = self.dirs.get(dest_dir)
+        if dfd is None:
+            dfd = self.dirs[dest_dir] = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                                | os.O_CLOEXEC)
+        with store.open_file(manifest_id) as src:  # every chunk verified as it is copied
+            try:
+                fd = os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o777 if executable else 0o666,
+                             dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    self.ok = False  # not on this file system (or kernel)
+                    return None
+                raise
+            try:
+                src.copy_to(fd)
+                if executable:
+                    mode = os.fstat(fd).st_mode
+                    os.fchmod(fd, mode | ((mode & 0o444) >> 2))
+                try:
+                    os.link(f"/proc/self/fd/{fd}", base, dst_dir_fd=dfd, follow_symlinks=True)
+                except FileExistsError:
+                    return None  # created meanwhile: replaced the usual way
+                except OSError as exc:
+                    if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EACCES) and \
+                            not os.path.isdir("/proc/self/fd"):
+                        self.ok = False  # no /proc to name the file by
+                        return None
+                    raise
+                return stat_key(os.fstat(fd))  # linked: its ctime is final
+            finally:
+                os.close(fd)
+
+    def close(self) -> None:
+        for fd in self.dirs.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.dirs.clear()
 
 
 def restore_file(store: Store, manifest_id: bytes, dest: str, executable: bool,
