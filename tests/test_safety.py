@@ -354,36 +354,42 @@ def test_missing_files_are_restored_whole_in_place(repo_dir: Path, cli: Cli) -> 
         os.umask(old_umask)
 
 
-def test_new_file_writer_never_replaces_an_existing_name(repo_dir: Path, cli: Cli) -> None:
-    """The unnamed-file path only ever adds a name: if something appeared at the name
-    meanwhile (a file, a link), it gives up (the caller then uses the usual path) and
-    leaves that thing and the directory as they were."""
-    from dvx.ops.checkout import _NewFiles
-    from dvx.pointer import read_pointer
-    from dvx.repo import Repository
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_new_file_writer_never_replaces_an_existing_name(repo_dir: Path, impl: str) -> None:
+    """The unnamed-file writer only ever adds a name: where something appeared at the
+    name meanwhile (a file, a link) it reports EEXIST (checkout then uses its usual
+    path) and leaves that thing and the directory as they were. The C version and the
+    Python reference agree."""
+    import errno
 
-    write(repo_dir / "f.txt", "stored content\n")
-    cli("add", "f.txt")
-    repo = Repository(str(repo_dir))
-    mid = read_pointer(str(repo_dir / "f.txt.dvx")).oid
-    (repo_dir / "f.txt").unlink()
+    from dvx import workspace
+
+    write_new = workspace.write_new_files if impl == "c" else workspace.write_new_files_reference
+    if impl == "c":
+        from dvx._scan import write_new_files  # type: ignore[import-not-found]
+
+        assert write_new is write_new_files  # the extension is built
     write(repo_dir / "f.txt", "appeared meanwhile\n")
     os.symlink("elsewhere", repo_dir / "link")
-    writer = _NewFiles()
+    before = sorted(os.listdir(repo_dir))
+    dfd = os.open(repo_dir, os.O_RDONLY | os.O_DIRECTORY)
+    old_umask = os.umask(0o022)
     try:
-        before = sorted(os.listdir(repo_dir))
-        assert writer.write(repo.store, mid, str(repo_dir), "f.txt", False) is None
-        assert writer.write(repo.store, mid, str(repo_dir), "link", False) is None
-        assert (repo_dir / "f.txt").read_text() == "appeared meanwhile\n"
-        assert os.readlink(repo_dir / "link") == "elsewhere" and not (repo_dir / "elsewhere").exists()
-        assert sorted(os.listdir(repo_dir)) == before
-        st = writer.write(repo.store, mid, str(repo_dir), "new.txt", True)
-        assert st is not None and (repo_dir / "new.txt").read_text() == "stored content\n"
-        got = os.lstat(repo_dir / "new.txt")
-        assert st == (got.st_ino, got.st_size, got.st_mtime_ns, got.st_ctime_ns, 1) and got.st_mode & 0o100
+        got = write_new([(dfd, b"f.txt", b"stored content\n", False), (dfd, b"link", b"x", False),
+                         (dfd, b"new.txt", b"stored content\n", True), (dfd, b"plain", b"", False)], 2)
     finally:
-        writer.close()
-        repo.close()
+        os.umask(old_umask)
+        os.close(dfd)
+    assert got[:2] == [errno.EEXIST, errno.EEXIST]
+    assert (repo_dir / "f.txt").read_text() == "appeared meanwhile\n"
+    assert os.readlink(repo_dir / "link") == "elsewhere" and not (repo_dir / "elsewhere").exists()
+    assert sorted(os.listdir(repo_dir)) == sorted(before + ["new.txt", "plain"])
+    assert (repo_dir / "new.txt").read_text() == "stored content\n" and (repo_dir / "plain").read_bytes() == b""
+    for name, key in (("new.txt", got[2]), ("plain", got[3])):
+        s = os.lstat(repo_dir / name)
+        assert key == (s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns, 1 if s.st_mode & 0o100 else 0)
+    assert os.stat(repo_dir / "new.txt").st_mode & 0o777 == 0o755
+    assert os.stat(repo_dir / "plain").st_mode & 0o777 == 0o644
 
 
 # -- defect 8: a killed checkout leaves nothing in the work tree ----------------------

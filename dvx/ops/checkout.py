@@ -20,6 +20,7 @@ import os
 import shutil
 import stat as stat_mod
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from blake3 import blake3
@@ -448,9 +449,29 @@ def _apply(repo: Repository, plan: _Plan, cache: StatCache, progress: Progress,
         cache.drop(t.target)
         res.error = str(os_error(exc, f"check out {t.target}"))
         return res
-    new_files = _NewFiles()
+    new_files = _NewFiles(repo.store)
     dest_dirs: dict[str, str] = {}
+
+    def fail(name: str, exc: OSError | DvxError) -> bool:
+        """Record a file that could not be written; True when the disk is full."""
+        why = str(os_error(exc, "write it")) if isinstance(exc, OSError) else str(exc)
+        res.failed.append(name or t.target)
+        problems.append(f"{t.target + '/' + name if name else t.target}: {why}")
+        rec.stats.pop(name, None)
+        rec.ids.pop(name, None)
+        return isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS
+
+    def done(name: str, mid: bytes, st: Stat) -> None:
+        rec.stats[name], rec.ids[name] = st, mid
+        res.restored.append(name or t.target)
+        plan.restored_names.append(name)
+        progress.advance()
+
     try:
+        # small files that are missing: written whole, in batches, on two threads;
+        # then the others (and any the batch could not place) one by one
+        later: list[tuple[str, bytes, int, str, str]] = []
+        full = False
         for name, mid, size, exe, absent in plan.restore:
             try:
                 if name:
@@ -459,23 +480,26 @@ def _apply(repo: Repository, plan: _Plan, cache: StatCache, progress: Progress,
                         parent, _safe_dir(abs_path, parent) if parent else abs_path)
                 else:
                     dest_dir, base = os.path.split(abs_path)
-                st = new_files.write(repo.store, mid, dest_dir, base, bool(exe)) \
-                    if absent and size <= SMALL_FILE else None
-                if st is None:
-                    st = restore_file(repo.store, mid, os.path.join(dest_dir, base), bool(exe), tmp_dir)
+                if not (absent and size <= SMALL_FILE and new_files.add(name, mid, size, exe, dest_dir, base)):
+                    later.append((name, mid, exe, dest_dir, base))
             except (OSError, DvxError) as exc:
-                why = str(os_error(exc, "write it")) if isinstance(exc, OSError) else str(exc)
-                res.failed.append(name or t.target)
-                problems.append(f"{t.target + '/' + name if name else t.target}: {why}")
-                rec.stats.pop(name, None)
-                rec.ids.pop(name, None)
-                if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
+                if fail(name, exc):
+                    full = True
+                    break
+            if new_files.pending_bytes >= BATCH_BYTES:
+                full = new_files.flush(done, fail, later)
+                if full:
+                    break
+        if not full:
+            full = new_files.flush(done, fail, later)
+        for name, mid, exe, dest_dir, base in [] if full else later:
+            try:
+                st = restore_file(repo.store, mid, os.path.join(dest_dir, base), bool(exe), tmp_dir)
+            except (OSError, DvxError) as exc:
+                if fail(name, exc):
                     break  # the disk is full: every other file would fail the same way
                 continue
-            rec.stats[name], rec.ids[name] = st, mid
-            res.restored.append(name or t.target)
-            plan.restored_names.append(name)
-            progress.advance()
+            done(name, mid, st)
     finally:
         new_files.close()
     for name, target in plan.links:
@@ -671,56 +695,69 @@ def _tmp_for(dest: str, tmp_dir: str | None) -> str:
 
 
 SMALL_FILE = 1 << 20  # files up to this size that do not exist yet: _NewFiles
+BATCH_BYTES = 64 << 20  # content held for one batch of _NewFiles
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
 
 
 class _NewFiles:
-    """Writes files that do not exist yet straight into their directory: an unnamed
-    file (``O_TMPFILE``) is filled, every chunk verified, then given its name
-    (``linkat``), so the file appears whole or not at all and a kill leaves nothing
-    behind. One inode and five system calls per file, against a named temporary file
-    that must be locked, renamed and stat'ed again. Where the kernel or the file system
-    cannot (no ``O_TMPFILE``, no ``/proc``), or the name exists after all, ``write``
-    returns None and the caller uses ``restore_file``."""
+    """Writes small files that do not exist yet straight into their directory, in
+    batches: each an unnamed file (``O_TMPFILE``) filled with its verified content,
+    then linked into place (``linkat``), so it appears whole or not at all and a kill
+    leaves nothing behind; the contents of a batch are read from the store together
+    (``Store.read_files_bytes``) and its system calls run on two threads without the
+    GIL (``dvx.workspace.write_new_files``). One inode and five system calls per file,
+    against a named temporary file that must be locked, renamed and stat'ed again.
+    Where the kernel or the file system cannot (no ``O_TMPFILE``, no ``/proc``), or a
+    name exists after all, the file goes to the caller's ``later`` list, for
+    ``restore_file``."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.ok = hasattr(os, "O_TMPFILE")
         self.dirs: dict[str, int] = {}
+        self.pending: list[tuple[str, bytes, int, str, str]] = []
+        self.pending_bytes = 0
 
-    def write(self, store: Store, manifest_id: bytes, dest_dir: str, base: str,
-              executable: bool) -> Stat | None:
+    def add(self, name: str, mid: bytes, size: int, exe: int, dest_dir: str, base: str) -> bool:
+        """Queue a file; False: it cannot be written this way."""
         if not self.ok:
-            return None
-        dfd = self.dirs.get(dest_dir)
-        if dfd is None:
-            dfd = self.dirs[dest_dir] = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                                | os.O_CLOEXEC)
-        with store.open_file(manifest_id) as src:  # every chunk verified as it is copied
-            try:
-                fd = os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o777 if executable else 0o666,
-                             dir_fd=dfd)
-            except OSError as exc:
-                if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                    self.ok = False  # not on this file system (or kernel)
-                    return None
-                raise
-            try:
-                src.copy_to(fd)
-                if executable:
-                    mode = os.fstat(fd).st_mode
-                    os.fchmod(fd, mode | ((mode & 0o444) >> 2))
-                try:
-                    os.link(f"/proc/self/fd/{fd}", base, dst_dir_fd=dfd, follow_symlinks=True)
-                except FileExistsError:
-                    return None  # created meanwhile: replaced the usual way
-                except OSError as exc:
-                    if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EACCES) and \
-                            not os.path.isdir("/proc/self/fd"):
-                        self.ok = False  # no /proc to name the file by
-                        return None
-                    raise
-                return stat_key(os.fstat(fd))  # linked: its ctime is final
-            finally:
-                os.close(fd)
+            return False
+        if dest_dir not in self.dirs:
+            self.dirs[dest_dir] = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.pending.append((name, mid, exe, dest_dir, base))
+        self.pending_bytes += size
+        return True
+
+    def flush(self, done: Callable[[str, bytes, Stat], None], fail: Callable[[str, OSError | DvxError], bool],
+              later: list[tuple[str, bytes, int, str, str]]) -> bool:
+        """Write the queued files; True when the disk filled up (stop everything)."""
+        from dvx.workspace import write_new_files
+
+        queued, self.pending, self.pending_bytes = self.pending, [], 0
+        if not queued:
+            return False
+        full = False
+        batch = []
+        for item, data in zip(queued, self.store.read_files_bytes([q[1] for q in queued]), strict=True):
+            if isinstance(data, DvxError):
+                full = fail(item[0], data) or full
+            else:
+                batch.append((item, data))
+        got = write_new_files([(self.dirs[d], os.fsencode(b), data, bool(exe))
+                               for (_n, _m, exe, d, b), data in batch], 2)
+        for ((name, mid, exe, dest_dir, base), _data), r in zip(batch, got, strict=True):
+            if not isinstance(r, int):
+                done(name, mid, r)
+            elif r in _NO_TMPFILE or (r == errno.ENOENT and not os.path.isdir("/proc/self/fd")):
+                self.ok = False  # not on this file system (or kernel, or without /proc)
+                later.append((name, mid, exe, dest_dir, base))
+            elif r == errno.EEXIST:
+                later.append((name, mid, exe, dest_dir, base))  # appeared meanwhile: replaced as usual
+            elif r < 0:
+                full = True  # not tried: the disk filled up
+            elif fail(name, OSError(r, os.strerror(r), os.path.join(dest_dir, base))):
+                full = True
+        return full
 
     def close(self) -> None:
         for fd in self.dirs.values():
