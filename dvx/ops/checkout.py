@@ -189,17 +189,38 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
     abs_path = repo.data_path(t.target, t.pointer_path)  # refuses unsafe names and links above
     record = cache.load(t.target)
     seen: dict[str, tuple[bytes, Stat]] = {}
-    if not repo.store.contains(pointer.oid):
+    try:
+        st = os.lstat(abs_path)
+    except FileNotFoundError:
+        st = None
+    scan: list[treescan.Record] = []
+    if pointer.kind == "tree" and st is not None and stat_mod.S_ISDIR(st.st_mode):
+        # the store's indexes are read (and checksummed) on another thread while the
+        # work tree is scanned: the scan's threads run without the GIL
+        import threading
+
+        found: list[bool] = []
+
+        def load() -> None:
+            with contextlib.suppress(DvxError):  # raised again below, on this thread
+                found.append(repo.store.contains(pointer.oid))
+
+        loader = threading.Thread(target=load, name="dvx-index", daemon=True)
+        loader.start()
+        try:
+            scan = scan_dirs(abs_path, t.target)
+        finally:
+            loader.join()
+        present = found[0] if found else repo.store.contains(pointer.oid)  # (its error, raised here)
+    else:
+        present = repo.store.contains(pointer.oid)
+    if not present:
         from dvx.ops.revs import pull_hint
 
         raise MissingObjectError(
             f"the data of {t.target} ({pointer.id[:12]}) is not in the local store",
             pull_hint(repo),
         )
-    try:
-        st = os.lstat(abs_path)
-    except FileNotFoundError:
-        st = None
     if pointer.kind == "file":
         if st is not None:
             if stat_mod.S_ISREG(st.st_mode):
@@ -225,7 +246,7 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                 plan.remove.append("")
         plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0, st is None))
         return plan
-    _plan_tree(repo, plan, abs_path, st, cache, force, conflicts, seen)
+    _plan_tree(repo, plan, abs_path, st, scan, cache, force, conflicts, seen)
     return plan
 
 
@@ -234,9 +255,10 @@ _PEntry = tuple[int, int, int, int, "bytes | str"]
 
 
 def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result | None,
-               cache: StatCache, force: bool, conflicts: list[str],
+               scan: list[treescan.Record], cache: StatCache, force: bool, conflicts: list[str],
                seen: dict[str, tuple[bytes, Stat]]) -> None:
-    """Plan a tracked directory, doing work in proportion to what differs.
+    """Plan a tracked directory (``scan``: the work tree's, if a directory is there),
+    doing work in proportion to what differs.
 
     The pointer's tree is walked from the root. A work-tree directory whose record and
     subdirectories match the stat cache and whose cached tree id is the pointer's is
@@ -245,7 +267,6 @@ def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result 
     looked at; others are read from the store and compared entry by entry."""
     t = plan.tracked
     rec = cache.load_tree(t.target)
-    scan = scan_dirs(abs_path, t.target) if st is not None and stat_mod.S_ISDIR(st.st_mode) else []
     if st is not None and not stat_mod.S_ISDIR(st.st_mode):
         if not force and (not stat_mod.S_ISREG(st.st_mode) or
                           _content_saved(repo, abs_path, t.target, None) is None):
