@@ -587,15 +587,19 @@ def patch_entries(bytes record, dict stats):
     ``{index: (ino, size, mtime_ns, ctime_ns, exec)}`` (files only)."""
     cdef bytearray out = bytearray(record)
     cdef char* p = out
-    cdef Py_ssize_t pos = 0, end = len(out), i = 0
+    cdef Py_ssize_t pos = 0, end = len(out), i = 0, k = 0, nxt
     cdef _Head h
-    while pos < end:
-        if i in stats:
+    cdef list keys = sorted(k for k in stats if k >= 0)  # walked in step with the entries
+    nxt = keys[0] if keys else -1
+    while pos < end and nxt >= 0:
+        if i == nxt:
             memcpy(&h, p + pos, HEAD_SIZE)
             if h.kind != K_FILE:
                 raise ValueError("patch_entries: not a file")
             h.ino, h.size, h.mtime, h.ctime, h.exe = stats[i]
             memcpy(p + pos, &h, HEAD_SIZE)
+            k += 1
+            nxt = keys[k] if k < len(keys) else -1
         pos += _entry_len(p, pos)
         i += 1
     return bytes(out)

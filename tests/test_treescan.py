@@ -64,9 +64,10 @@ def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
         for kind in (1, 2, 3, 4):
             assert treescan.kind_entries(record, kind) == treescan.kind_entries_reference(record, kind)
         files = treescan.kind_entries(record, 1)
-        patch = {i: (7, 8, 9, 10, 1) for i in files[:2]}
+        patch = {i: (7, 8, 9, 10, 1) for i in files[-1:] + files[:2]}  # (any order)
         got = treescan.patch_entries(record, patch)
         assert got == treescan.patch_entries_reference(record, patch)
+        assert treescan.patch_entries(record, patch | {10**6: (1, 1, 1, 1, 1)}) == got  # beyond: ignored
         patched = [e[2:7] for i, e in enumerate(parse_entries(got)) if i in patch]
         assert patched == [(1, 7, 8, 9, 10)] * len(patch)
     names = [e[0] for e in parse_entries(fast[0][1])]
