@@ -201,6 +201,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20,000 files, 1 rep, no DVC")
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the repositories afterwards")
+    ap.add_argument("--name", default="", help="results file name (default: scale, or scale-quick)")
     args = ap.parse_args()
     if args.quick:
         args.files, args.reps, args.dvc_files = 20_000, 1, 0
@@ -233,7 +234,7 @@ def main() -> None:
         res[f"{tool}_{n}"] = {"generate_s": round(gen, 2), **steps(tool, repo, args.reps, dvc)}
         if not args.keep:
             shutil.rmtree(repo)
-        save("scale-quick" if args.quick else "scale", res)
+        save(args.name or ("scale-quick" if args.quick else "scale"), res)
     print(json.dumps(res, indent=1))
 
 
