@@ -728,9 +728,23 @@ def scan_level(list fds, list wheres, bint recursive=True, int threads=2):
 # threads without the GIL (the kernel's work of creating a file is most of the cost).
 
 cdef extern from "<fcntl.h>" nogil:
-    int O_WRONLY, O_TMPFILE
+    int O_WRONLY
     int AT_SYMLINK_FOLLOW
     int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
+
+cdef extern from *:
+    """
+    #include <fcntl.h>
+    #ifdef O_TMPFILE
+    #define DVX_O_TMPFILE O_TMPFILE
+    #else
+    #define DVX_O_TMPFILE 0  /* not Linux: write_new_files reports EOPNOTSUPP */
+    #endif
+    """
+    int DVX_O_TMPFILE
+
+cdef extern from "<errno.h>" nogil:
+    int EOPNOTSUPP
 
 cdef extern from "<sys/stat.h>" nogil:
     int fchmod(int fd, unsigned int mode)
@@ -767,12 +781,15 @@ cdef struct _NewFiles:
 
 
 cdef int _write_new(_NewFile* f) noexcept nogil:
-    cdef int fd = openat(f.dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0o777 if f.exe else 0o666)
+    cdef int fd
     cdef Py_ssize_t done = 0
     cdef ssize_t r
     cdef stat_ns st
     cdef char path[64]
     cdef int err = 0
+    if DVX_O_TMPFILE == 0:
+        return EOPNOTSUPP
+    fd = openat(f.dirfd, ".", O_WRONLY | DVX_O_TMPFILE | O_CLOEXEC, 0o777 if f.exe else 0o666)
     if fd < 0:
         return errno
     while done < f.size:
