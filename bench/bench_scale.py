@@ -13,7 +13,9 @@ loop: a million files in ~35 s on a quiet machine). Then, on a fresh repository:
   repetition, so each run sees a new change),
 * ``add`` again after one changed file,
 * ``checkout`` after deleting 1,000 files (one in each directory: every directory
-  changed, the worst case for per-directory caching),
+  changed, the worst case for per-directory caching), each followed by the floor
+  under it: ``stat_floor.c`` lists and lstats every file in C on two threads (what
+  any tool that notices in-place edits without a file-system monitor must do),
 * ``fsck``.
 
 Every command is timed as a whole process (start-up included) under ``/usr/bin/time``:
@@ -124,6 +126,19 @@ def delete_spread(data: Path, count: int, k: int) -> list[Path]:
     return gone
 
 
+def stat_floor() -> str | None:
+    """Build ``stat_floor.c`` (the system calls of a scan, in C on two threads: the
+    floor under checkout's stat pass); None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    exe = WORK / "stat_floor"
+    WORK.mkdir(parents=True, exist_ok=True)
+    subprocess.run([cc, "-O2", "-pthread", "-o", str(exe), str(Path(__file__).parent / "stat_floor.c")],
+                   check=True)
+    return str(exe)
+
+
 def steps(tool: str, repo: Path, reps: int, exe: str) -> dict[str, object]:
     """Every measured step on a repository whose data/ is already generated."""
     out: dict[str, object] = {}
@@ -154,11 +169,22 @@ def steps(tool: str, repo: Path, reps: int, exe: str) -> dict[str, object]:
     out["status_clean_after_readd"] = median_of([timed(status, repo, check=False) for _ in range(reps)])
     print(f"  {tool} status clean (after re-add): {out['status_clean_after_readd']}", flush=True)
     runs = []
+    floors = []
+    floor = stat_floor() if tool == "dvx" else None
     for k in range(reps):
         delete_spread(repo / "data", 1000, k)
         runs.append(timed(checkout, repo))
+        if floor is not None:  # the kernel's share, measured right after each checkout
+            floors.append(json.loads(subprocess.run([floor, str(repo / "data"), "2"], capture_output=True,
+                                                    text=True, check=True).stdout))
     out["checkout_1000_deleted"] = median_of(runs)
     print(f"  {tool} checkout 1000 deleted: {out['checkout_1000_deleted']}", flush=True)
+    if floors:
+        out["stat_floor_2_threads"] = {"wall": round(statistics.median(f["wall"] for f in floors), 3),
+                                       "cpu": round(statistics.median(f["cpu"] for f in floors), 3),
+                                       "runs": floors}
+        print(f"  listing + lstat of every file (C, 2 threads, no Python): {out['stat_floor_2_threads']}",
+              flush=True)
     if fsck is not None:
         out["fsck"] = median_of([timed(fsck, repo) for _ in range(max(1, min(reps, 3)))])
         print(f"  {tool} fsck: {out['fsck']}", flush=True)
@@ -175,6 +201,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20,000 files, 1 rep, no DVC")
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the repositories afterwards")
+    ap.add_argument("--name", default="", help="results file name (default: scale, or scale-quick)")
     args = ap.parse_args()
     if args.quick:
         args.files, args.reps, args.dvc_files = 20_000, 1, 0
@@ -207,7 +234,7 @@ def main() -> None:
         res[f"{tool}_{n}"] = {"generate_s": round(gen, 2), **steps(tool, repo, args.reps, dvc)}
         if not args.keep:
             shutil.rmtree(repo)
-        save("scale-quick" if args.quick else "scale", res)
+        save(args.name or ("scale-quick" if args.quick else "scale"), res)
     print(json.dumps(res, indent=1))
 
 

@@ -245,6 +245,51 @@ except ImportError:  # pragma: no cover - the extension was not built
 SMALL_BATCH_FILES = 256
 
 
+NewFile = tuple[int, bytes, bytes, bool]  # directory fd, name, content, exec
+
+
+def write_new_files_reference(files: list[NewFile], threads: int = 2) -> list[Stat | int]:
+    """Pure-Python ``dvx._scan.write_new_files`` (one thread, same results): each file
+    written as an unnamed ``O_TMPFILE`` file in its directory, then linked into place
+    (never over an existing name); its stat key, or an errno (-1: not tried after the
+    disk filled up)."""
+    import errno
+
+    out: list[Stat | int] = []
+    full = False
+    for dfd, name, data, exe in files:
+        if full:
+            out.append(-1)
+            continue
+        try:
+            fd = os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o777 if exe else 0o666, dir_fd=dfd)
+        except OSError as exc:
+            out.append(exc.errno or errno.EIO)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+            continue
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if exe:
+                mode = os.fstat(fd).st_mode
+                os.fchmod(fd, mode | ((mode & 0o444) >> 2))
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+            out.append(stat_key(os.fstat(fd)))  # after the link: its ctime is final
+        except OSError as exc:
+            out.append(exc.errno or errno.EIO)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+        finally:
+            os.close(fd)
+    return out
+
+
+try:
+    from dvx._scan import write_new_files  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the extension was not built (or is older)
+    write_new_files = write_new_files_reference
+
+
 def add_small_files(top: str, where: str, names: list[str], expected: dict[str, Stat],
                     chunker: Chunker, writer: StoreWriter
                     ) -> Iterator[tuple[str, bytes, int, Stat]]:

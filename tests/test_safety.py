@@ -307,6 +307,91 @@ def test_second_checkout_rewrites_nothing(repo_dir: Path, cli: Cli) -> None:
     assert "modified: d" in cli("status").output
 
 
+# -- missing small files are written whole, straight into place (O_TMPFILE + linkat) ---
+
+def test_missing_files_are_restored_whole_in_place(repo_dir: Path, cli: Cli) -> None:
+    """Small files that are missing are written as unnamed files linked into place;
+    large ones and those that replace a file go through .dvx/tmp/checkout. Either way
+    the content, the exec bit and the stat cache come out right, nothing is left
+    behind, and a second checkout rewrites nothing."""
+    from dvx.statcache import StatCache
+
+    old_umask = os.umask(0o022)
+    try:
+        write(repo_dir / "d" / "small.txt", "small\n")
+        write(repo_dir / "d" / "tool.sh", "#!/bin/sh\necho hi\n")
+        os.chmod(repo_dir / "d" / "tool.sh", 0o755)
+        write(repo_dir / "d" / "sub" / "was_a_dir.txt", "replaced a directory\n")
+        write(repo_dir / "d" / "edited.txt", "saved version\n")
+        write(repo_dir / "d" / "big.bin", os.urandom((1 << 20) + 5))
+        write(repo_dir / "single.txt", "a tracked file\n")
+        cli("add", "d", "single.txt")
+        wanted = {p: (repo_dir / p).read_bytes() for p in ("d/small.txt", "d/tool.sh", "d/sub/was_a_dir.txt",
+                                                           "d/edited.txt", "d/big.bin", "single.txt")}
+        for p in ("d/small.txt", "d/tool.sh", "d/big.bin", "single.txt"):
+            (repo_dir / p).unlink()
+        (repo_dir / "d" / "sub" / "was_a_dir.txt").unlink()
+        (repo_dir / "d" / "sub" / "was_a_dir.txt").mkdir()  # an empty directory in the way
+        write(repo_dir / "d" / "edited.txt", "an edit to discard\n")  # replaced (renamed over)
+        res = json.loads(cli("checkout", "--force", "--json").output)
+        restored = sorted(r for x in res["paths"] for r in x["restored"])
+        assert restored == ["big.bin", "edited.txt", "single.txt", "small.txt", "sub/was_a_dir.txt", "tool.sh"]
+        for p, content in wanted.items():
+            assert (repo_dir / p).read_bytes() == content, p
+        assert os.stat(repo_dir / "d" / "tool.sh").st_mode & 0o777 == 0o755
+        assert os.stat(repo_dir / "d" / "small.txt").st_mode & 0o777 == 0o644
+        assert os.stat(repo_dir / "single.txt").st_mode & 0o777 == 0o644
+        assert list((repo_dir / ".dvx" / "tmp" / "checkout").iterdir()) == []
+        assert not [p for p in repo_dir.rglob("*") if p.name.endswith(".tmp")]
+        # the stats checkout recorded are the files' own: trusted, nothing re-hashed
+        rec = StatCache(str(repo_dir / ".dvx" / "state")).load_tree("d")
+        assert rec.root_id is not None and all(d.trusted for d in rec.dirs.values())
+        inodes = {p: os.stat(repo_dir / p).st_ino for p in wanted}
+        assert cli("checkout").output.strip() == "data already matches the pointers"
+        assert {p: os.stat(repo_dir / p).st_ino for p in wanted} == inodes
+        assert "up to date" in cli("status").output
+    finally:
+        os.umask(old_umask)
+
+
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_new_file_writer_never_replaces_an_existing_name(repo_dir: Path, impl: str) -> None:
+    """The unnamed-file writer only ever adds a name: where something appeared at the
+    name meanwhile (a file, a link) it reports EEXIST (checkout then uses its usual
+    path) and leaves that thing and the directory as they were. The C version and the
+    Python reference agree."""
+    import errno
+
+    from dvx import workspace
+
+    write_new = workspace.write_new_files if impl == "c" else workspace.write_new_files_reference
+    if impl == "c":
+        from dvx._scan import write_new_files  # type: ignore[import-not-found]
+
+        assert write_new is write_new_files  # the extension is built
+    write(repo_dir / "f.txt", "appeared meanwhile\n")
+    os.symlink("elsewhere", repo_dir / "link")
+    before = sorted(os.listdir(repo_dir))
+    dfd = os.open(repo_dir, os.O_RDONLY | os.O_DIRECTORY)
+    old_umask = os.umask(0o022)
+    try:
+        got = write_new([(dfd, b"f.txt", b"stored content\n", False), (dfd, b"link", b"x", False),
+                         (dfd, b"new.txt", b"stored content\n", True), (dfd, b"plain", b"", False)], 2)
+    finally:
+        os.umask(old_umask)
+        os.close(dfd)
+    assert got[:2] == [errno.EEXIST, errno.EEXIST]
+    assert (repo_dir / "f.txt").read_text() == "appeared meanwhile\n"
+    assert os.readlink(repo_dir / "link") == "elsewhere" and not (repo_dir / "elsewhere").exists()
+    assert sorted(os.listdir(repo_dir)) == sorted(before + ["new.txt", "plain"])
+    assert (repo_dir / "new.txt").read_text() == "stored content\n" and (repo_dir / "plain").read_bytes() == b""
+    for name, key in (("new.txt", got[2]), ("plain", got[3])):
+        s = os.lstat(repo_dir / name)
+        assert key == (s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns, 1 if s.st_mode & 0o100 else 0)
+    assert os.stat(repo_dir / "new.txt").st_mode & 0o777 == 0o755
+    assert os.stat(repo_dir / "plain").st_mode & 0o777 == 0o644
+
+
 # -- defect 8: a killed checkout leaves nothing in the work tree ----------------------
 
 def test_killed_checkout_leaves_no_temp_file_in_the_work_tree(repo_dir: Path, cli: Cli) -> None:

@@ -64,9 +64,10 @@ def test_cython_scanner_matches_reference(repo_dir: Path) -> None:
         for kind in (1, 2, 3, 4):
             assert treescan.kind_entries(record, kind) == treescan.kind_entries_reference(record, kind)
         files = treescan.kind_entries(record, 1)
-        patch = {i: (7, 8, 9, 10, 1) for i in files[:2]}
+        patch = {i: (7, 8, 9, 10, 1) for i in files[-1:] + files[:2]}  # (any order)
         got = treescan.patch_entries(record, patch)
         assert got == treescan.patch_entries_reference(record, patch)
+        assert treescan.patch_entries(record, patch | {10**6: (1, 1, 1, 1, 1)}) == got  # beyond: ignored
         patched = [e[2:7] for i, e in enumerate(parse_entries(got)) if i in patch]
         assert patched == [(1, 7, 8, 9, 10)] * len(patch)
     names = [e[0] for e in parse_entries(fast[0][1])]
@@ -207,17 +208,23 @@ def test_checkout_restores_files_deleted_in_many_directories(repo_dir: Path, cli
 
 
 def test_lost_directory_files_of_the_cache_only_cost_a_rehash(repo_dir: Path, cli: Cli) -> None:
-    """The cache keeps each directory's record in a file of its own; one that is gone
-    (or damaged) means that directory is hashed again, never a wrong answer."""
+    """The cache keeps the directories' records in a segment file beside its listing;
+    a segment that is gone, or a damaged part of one, means those directories are
+    hashed again, never a wrong answer."""
     data = repo_dir / "data"
     dataset(data)
     oid, _ = add_once(repo_dir)
     state = repo_dir / ".dvx" / "state" / "stat"
-    blobs = [p for d in state.glob("*.dirs") for p in d.iterdir()]
-    assert len(blobs) == 9  # data, a, a/b, a/b/c, a/b/c/d, d0..d3
-    for p in blobs[:4]:
-        p.unlink()
-    blobs[4].write_bytes(b"garbage")
+    segments = [p for d in state.glob("*.dirs") for p in d.iterdir()]
+    assert len(segments) == 1 and segments[0].name.endswith(".seg")  # one file per save
+    rec = StatCache(str(repo_dir / ".dvx" / "state")).load_tree("data")
+    assert len(rec.dirs) == 9  # data, a, a/b, a/b/c, a/b/c/d, d0..d3
+    ref = rec.dirs["d1"].ref
+    assert ref is not None and ref[0] == segments[0].name
+    raw = bytearray(segments[0].read_bytes())
+    raw[ref[1] + 3] ^= 0xFF  # damage d1's record
+    segments[0].write_bytes(bytes(raw))
+    assert not StatCache(str(repo_dir / ".dvx" / "state")).load_tree("data").dirs["d1"].available()
     write(data / "d1" / "f0.bin", "changed")
     got = changes(cli)
     assert got["modified"] == ["d1/f0.bin"] and not got["added"] and not got["deleted"]
@@ -233,3 +240,161 @@ def test_lost_directory_files_of_the_cache_only_cost_a_rehash(repo_dir: Path, cl
     assert changes(cli)["state"] == "clean"
     cli("gc")  # clears the stat cache, directories included
     assert not list(state.glob("*.dirs")) and changes(cli)["state"] == "clean"
+
+
+# -- the cache's files: segments (protocols/format.md §7) ------------------------------
+
+def test_statcache_vectors(tmp_path: Path) -> None:
+    """The frozen stat cache of protocols/vectors/statcache.json reads back as described
+    (and so does the same cache in the format before 2026-12); saving what it describes
+    writes the same segment and the same list."""
+    import marshal
+
+    from blake3 import blake3
+
+    from dvx.statcache import DirRecord, TreeRecord
+    from tests.conftest import VECTORS
+
+    v = json.loads((VECTORS / "statcache.json").read_text())
+    segment = bytes.fromhex(v["segment_hex"])
+    assert segment.startswith(b"DVXSEG1\0")
+    for d in v["dirs"]:
+        name, off, rlen, ilen, check = d["ref"]
+        record, ids = bytes.fromhex(d["record_hex"]), bytes.fromhex(d["ids_hex"])
+        assert segment[off:off + rlen + ilen] == record + ids
+        assert len(ids) == 32 * len(treescan.parse_entries(record))
+        assert blake3(record + ids).digest()[:16].hex() == check and blake3(record).hexdigest() == d["digest"]
+
+    def check_read(state: Path) -> None:
+        rec = StatCache(str(state)).load_tree(v["target"])
+        assert rec.root_id == bytes.fromhex(v["root_id"]) and rec.scan_start_ns == v["scan_start_ns"]
+        assert list(rec.dirs) == [d["dir"] for d in v["dirs"]]
+        for d in v["dirs"]:
+            got = rec.dirs[d["dir"]]
+            assert (got.digest.hex(), got.tree.hex(), got.size, got.files, got.subs.hex(), got.trusted) == \
+                (d["digest"], d["tree"], d["size"], d["files"], d["subs"], d["trusted"])
+            assert (got.record.hex(), got.ids.hex()) == (d["record_hex"], d["ids_hex"])
+
+    state = tmp_path / "now"
+    (state / "stat" / v["segments_dir"]).mkdir(parents=True)
+    (state / "stat" / v["cache_file"]).write_bytes(bytes.fromhex(v["listing_hex"]))
+    (state / "stat" / v["segments_dir"] / v["segment_name"]).write_bytes(segment)
+    check_read(state)
+    old = tmp_path / "before"
+    (old / "stat" / v["segments_dir"]).mkdir(parents=True)
+    (old / "stat" / v["cache_file"]).write_bytes(bytes.fromhex(v["before_2026_12"]["listing_hex"]))
+    for name, body in v["before_2026_12"]["files"].items():
+        (old / "stat" / v["segments_dir"] / name).write_bytes(bytes.fromhex(body))
+    check_read(old)
+    # writing what the vectors describe gives their segment and list (but for the
+    # segment's name, which is random)
+    fresh = tmp_path / "fresh"
+    dirs = {d["dir"]: DirRecord(bytes.fromhex(d["digest"]), bytes.fromhex(d["tree"]), d["size"], d["files"],
+                                bytes.fromhex(d["subs"]), d["trusted"], record=bytes.fromhex(d["record_hex"]),
+                                ids=bytes.fromhex(d["ids_hex"])) for d in v["dirs"]}
+    described = TreeRecord(bytes.fromhex(v["root_id"]), v["scan_start_ns"], dirs)
+    StatCache(str(fresh)).save_tree(v["target"], described, None)
+    written = list((fresh / "stat" / v["segments_dir"]).iterdir())
+    assert len(written) == 1 and written[0].read_bytes() == segment
+    listing = (fresh / "stat" / v["cache_file"]).read_bytes()
+    assert listing[:8] == b"DVXSTAT4"
+    want = marshal.loads(bytes.fromhex(v["listing_hex"])[8:])
+    got = marshal.loads(listing[8:])
+    renamed = [item[:7] + ((v["segment_name"],) + item[7][1:],) for item in got[3]]
+    assert got[:3] == want[:3] and renamed == want[3]
+
+
+def test_old_cache_files_are_read_then_converted(repo_dir: Path) -> None:
+    """A cache written before segments (one file per directory) is still used: after an
+    upgrade, a change re-hashes only the changed file; that save moves every record
+    into one segment and removes the old files."""
+    import marshal
+
+    from blake3 import blake3
+
+    data = repo_dir / "data"
+    dataset(data)
+    add_once(repo_dir)
+    state = repo_dir / ".dvx" / "state" / "stat"
+    cache = StatCache(str(repo_dir / ".dvx" / "state"))
+    rec = cache.load_tree("data")
+    blob_dir = next(state.glob("*.dirs"))
+    items = []
+    for rel, d in rec.dirs.items():  # rewrite the cache as the format before 2026-12 had it
+        body = b"DVXDIR1\0" + marshal.dumps((d.record, d.ids))
+        name = blake3(body).hexdigest()[:32]
+        (blob_dir / name).write_bytes(body)
+        items.append((rel, d.digest, d.tree, d.size, d.files, d.subs, d.trusted, name))
+    for p in blob_dir.glob("*.seg"):
+        p.unlink()
+    listing = next(state.glob("*.cache"))
+    listing.write_bytes(b"DVXSTAT3" + marshal.dumps(("data", rec.root_id, rec.scan_start_ns, items)))
+    write(data / "d2" / "f1.bin", "changed")
+    old(data / "d2" / "f1.bin")
+    _new, hashed = add_once(repo_dir)
+    assert hashed == 1  # d2's other four files came from the old file of d2
+    left = sorted(p.name for p in blob_dir.iterdir())
+    assert len(left) == 1 and left[0].endswith(".seg")
+    rec = cache.load_tree("data")
+    assert all(d.ref is not None and d.available() for d in rec.dirs.values())
+
+
+def test_cache_segments_stay_few_and_small(repo_dir: Path, cli: Cli) -> None:
+    """Each save writes one segment with what changed; segments mostly dead or small
+    are folded into the new one, so a long run of one-file changes keeps a handful of
+    segments and the space stays within twice what is alive. A segment that no list
+    names (a killed save) is removed by the next save."""
+    data = repo_dir / "data"
+    dataset(data)
+    add_once(repo_dir)
+    state = repo_dir / ".dvx" / "state" / "stat"
+    blob_dir = next(state.glob("*.dirs"))
+    (blob_dir / "00000000deadbeef.seg").write_bytes(b"DVXSEG1\0left by a killed save")
+    cache = StatCache(str(repo_dir / ".dvx" / "state"))
+    changed: set[str] = set()
+    for k in range(24):
+        changed.add(f"d{k % 4}/f{k % 5}.bin")
+        write(data / f"d{k % 4}" / f"f{k % 5}.bin", f"version {k}")
+        old(data / f"d{k % 4}" / f"f{k % 5}.bin")
+        got = changes(cli)
+        assert got["modified"] == sorted(changed) and got["state"] == "modified"
+        segments = list(blob_dir.iterdir())
+        assert all(p.name.endswith(".seg") and p.name != "00000000deadbeef.seg" for p in segments)
+        rec = cache.load_tree("data")
+        live = sum(d.ref[2] + d.ref[3] for d in rec.dirs.values() if d.ref is not None)
+        assert {d.ref[0] for d in rec.dirs.values() if d.ref is not None} == {p.name for p in segments}
+        assert len(segments) <= 4, k
+        assert sum(p.stat().st_size for p in segments) <= 2 * live + 8 * len(segments) + 4096, k
+    assert all(d.available() for d in cache.load_tree("data").dirs.values())
+
+
+def test_scan_level_reports_each_directory(repo_dir: Path) -> None:
+    """``scan_level`` (a level of directories on several threads) gives what
+    ``scan_one`` gives for each, and an error for a directory it cannot read without
+    failing the others."""
+    from dvx._scan import scan_level, scan_one  # type: ignore[import-not-found]
+
+    root = repo_dir / "scan"
+    for d in range(7):
+        for i in range(d * 3):
+            write(root / f"d{d}" / f"f{i}", "x" * i)
+        (root / f"d{d}" / "sub").mkdir(parents=True)
+    write(root / "plain", "not a directory")
+
+    def fds() -> list[int]:
+        names = [f"d{d}" for d in range(7)] + ["plain"]
+        return [os.open(root / n, os.O_RDONLY) for n in names]
+
+    want = []
+    for fd in fds()[:7]:
+        want.append(scan_one(fd, "w", True))
+    for threads in (1, 2, 3, 16):
+        got = scan_level(fds(), [f"w{i}" for i in range(8)], True, threads)
+        assert len(got) == 8 and isinstance(got[7], OSError) and got[7].filename == "w7"
+        for (rec, subs), (wrec, wsubs) in zip(got[:7], want, strict=True):
+            assert rec == wrec and [n for n, _ in subs] == [n for n, _ in wsubs] == ["sub"]
+            for _n, sub in subs:
+                os.close(sub)
+    for _n, sub in [s for _r, subs in want for s in subs]:
+        os.close(sub)
+    assert scan_level([], [], True, 2) == []

@@ -5,8 +5,10 @@ Safety rules:
 * Unsaved data is never overwritten or deleted without ``--force``: a work-tree file
   whose content is not in the store blocks the checkout, and all conflicts are found
   before anything is changed.
-* Files are rebuilt in a temporary file beside the target, every chunk verified
+* Files are rebuilt in a temporary file (``.dvx/tmp/checkout``), every chunk verified
   against its id, then renamed into place: a kill leaves the old file or the new one.
+  A small file that is missing is rebuilt as an unnamed file in its directory and
+  linked into place when complete (``_NewFiles``): a kill leaves nothing.
 * Nothing is written through a symlink: parents are checked with ``lstat``.
 """
 
@@ -18,6 +20,7 @@ import os
 import shutil
 import stat as stat_mod
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from blake3 import blake3
@@ -87,7 +90,8 @@ class _Rescan:
 class _Plan:
     tracked: Tracked
     pointer: Pointer
-    restore: list[tuple[str, bytes, int, int]] = field(default_factory=list)  # rel, mid, size, exec
+    # rel, manifest id, size, exec, absent (nothing at rel when it is written)
+    restore: list[tuple[str, bytes, int, int, bool]] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
@@ -185,17 +189,38 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
     abs_path = repo.data_path(t.target, t.pointer_path)  # refuses unsafe names and links above
     record = cache.load(t.target)
     seen: dict[str, tuple[bytes, Stat]] = {}
-    if not repo.store.contains(pointer.oid):
+    try:
+        st = os.lstat(abs_path)
+    except FileNotFoundError:
+        st = None
+    scan: list[treescan.Record] = []
+    if pointer.kind == "tree" and st is not None and stat_mod.S_ISDIR(st.st_mode):
+        # the store's indexes are read (and checksummed) on another thread while the
+        # work tree is scanned: the scan's threads run without the GIL
+        import threading
+
+        found: list[bool] = []
+
+        def load() -> None:
+            with contextlib.suppress(DvxError):  # raised again below, on this thread
+                found.append(repo.store.contains(pointer.oid))
+
+        loader = threading.Thread(target=load, name="dvx-index", daemon=True)
+        loader.start()
+        try:
+            scan = scan_dirs(abs_path, t.target)
+        finally:
+            loader.join()
+        present = found[0] if found else repo.store.contains(pointer.oid)  # (its error, raised here)
+    else:
+        present = repo.store.contains(pointer.oid)
+    if not present:
         from dvx.ops.revs import pull_hint
 
         raise MissingObjectError(
             f"the data of {t.target} ({pointer.id[:12]}) is not in the local store",
             pull_hint(repo),
         )
-    try:
-        st = os.lstat(abs_path)
-    except FileNotFoundError:
-        st = None
     if pointer.kind == "file":
         if st is not None:
             if stat_mod.S_ISREG(st.st_mode):
@@ -219,9 +244,9 @@ def _plan(repo: Repository, t: Tracked, pointer: Pointer, cache: StatCache, forc
                 if not force:
                     conflicts.append(t.target + "/")
                 plan.remove.append("")
-        plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0))
+        plan.restore.append(("", pointer.oid, pointer.size, 1 if pointer.exec else 0, st is None))
         return plan
-    _plan_tree(repo, plan, abs_path, st, cache, force, conflicts, seen)
+    _plan_tree(repo, plan, abs_path, st, scan, cache, force, conflicts, seen)
     return plan
 
 
@@ -230,9 +255,10 @@ _PEntry = tuple[int, int, int, int, "bytes | str"]
 
 
 def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result | None,
-               cache: StatCache, force: bool, conflicts: list[str],
+               scan: list[treescan.Record], cache: StatCache, force: bool, conflicts: list[str],
                seen: dict[str, tuple[bytes, Stat]]) -> None:
-    """Plan a tracked directory, doing work in proportion to what differs.
+    """Plan a tracked directory (``scan``: the work tree's, if a directory is there),
+    doing work in proportion to what differs.
 
     The pointer's tree is walked from the root. A work-tree directory whose record and
     subdirectories match the stat cache and whose cached tree id is the pointer's is
@@ -241,7 +267,6 @@ def _plan_tree(repo: Repository, plan: _Plan, abs_path: str, st: os.stat_result 
     looked at; others are read from the store and compared entry by entry."""
     t = plan.tracked
     rec = cache.load_tree(t.target)
-    scan = scan_dirs(abs_path, t.target) if st is not None and stat_mod.S_ISDIR(st.st_mode) else []
     if st is not None and not stat_mod.S_ISDIR(st.st_mode):
         if not force and (not stat_mod.S_ISREG(st.st_mode) or
                           _content_saved(repo, abs_path, t.target, None) is None):
@@ -364,7 +389,8 @@ def _plan_entry(repo: Repository, plan: _Plan, abs_path: str, name: str, where: 
         plan.remove.append(name)
     if pkind == ENTRY_FILE:
         assert pe is not None
-        plan.restore.append((name, pe[4], pe[2], pe[1]))  # type: ignore[arg-type]
+        # absent: nothing there, or what is there goes first (a directory, a link)
+        plan.restore.append((name, pe[4], pe[2], pe[1], wkind in (0, treescan.K_DIR, treescan.K_LINK)))  # type: ignore[arg-type]
     elif pkind == ENTRY_LINK:
         assert pe is not None
         plan.links.append((name, pe[4]))  # type: ignore[arg-type]
@@ -444,28 +470,59 @@ def _apply(repo: Repository, plan: _Plan, cache: StatCache, progress: Progress,
         cache.drop(t.target)
         res.error = str(os_error(exc, f"check out {t.target}"))
         return res
-    for name, mid, _size, exe in plan.restore:
-        try:
-            if name:
-                parent, _, base = name.rpartition("/")
-                dest_dir = _safe_dir(abs_path, parent) if parent else abs_path
-                dest = os.path.join(dest_dir, base)
-            else:
-                dest = abs_path
-            st = restore_file(repo.store, mid, dest, bool(exe), tmp_dir)
-        except (OSError, DvxError) as exc:
-            why = str(os_error(exc, "write it")) if isinstance(exc, OSError) else str(exc)
-            res.failed.append(name or t.target)
-            problems.append(f"{t.target + '/' + name if name else t.target}: {why}")
-            rec.stats.pop(name, None)
-            rec.ids.pop(name, None)
-            if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
-                break  # the disk is full: every other file would fail the same way
-            continue
+    new_files = _NewFiles(repo.store)
+    dest_dirs: dict[str, str] = {}
+
+    def fail(name: str, exc: OSError | DvxError) -> bool:
+        """Record a file that could not be written; True when the disk is full."""
+        why = str(os_error(exc, "write it")) if isinstance(exc, OSError) else str(exc)
+        res.failed.append(name or t.target)
+        problems.append(f"{t.target + '/' + name if name else t.target}: {why}")
+        rec.stats.pop(name, None)
+        rec.ids.pop(name, None)
+        return isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS
+
+    def done(name: str, mid: bytes, st: Stat) -> None:
         rec.stats[name], rec.ids[name] = st, mid
         res.restored.append(name or t.target)
         plan.restored_names.append(name)
         progress.advance()
+
+    try:
+        # small files that are missing: written whole, in batches, on two threads;
+        # then the others (and any the batch could not place) one by one
+        later: list[tuple[str, bytes, int, str, str]] = []
+        full = False
+        for name, mid, size, exe, absent in plan.restore:
+            try:
+                if name:
+                    parent, _, base = name.rpartition("/")
+                    dest_dir = dest_dirs.get(parent) or dest_dirs.setdefault(
+                        parent, _safe_dir(abs_path, parent) if parent else abs_path)
+                else:
+                    dest_dir, base = os.path.split(abs_path)
+                if not (absent and size <= SMALL_FILE and new_files.add(name, mid, size, exe, dest_dir, base)):
+                    later.append((name, mid, exe, dest_dir, base))
+            except (OSError, DvxError) as exc:
+                if fail(name, exc):
+                    full = True
+                    break
+            if new_files.pending_bytes >= BATCH_BYTES:
+                full = new_files.flush(done, fail, later)
+                if full:
+                    break
+        if not full:
+            full = new_files.flush(done, fail, later)
+        for name, mid, exe, dest_dir, base in [] if full else later:
+            try:
+                st = restore_file(repo.store, mid, os.path.join(dest_dir, base), bool(exe), tmp_dir)
+            except (OSError, DvxError) as exc:
+                if fail(name, exc):
+                    break  # the disk is full: every other file would fail the same way
+                continue
+            done(name, mid, st)
+    finally:
+        new_files.close()
     for name, target in plan.links:
         try:
             parent = name.rpartition("/")[0]
@@ -656,6 +713,78 @@ def _tmp_for(dest: str, tmp_dir: str | None) -> str:
         except OSError:
             pass
     return os.path.join(os.path.dirname(dest), f".dvx-{token}.tmp")
+
+
+SMALL_FILE = 1 << 20  # files up to this size that do not exist yet: _NewFiles
+BATCH_BYTES = 64 << 20  # content held for one batch of _NewFiles
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+class _NewFiles:
+    """Writes small files that do not exist yet straight into their directory, in
+    batches: each an unnamed file (``O_TMPFILE``) filled with its verified content,
+    then linked into place (``linkat``), so it appears whole or not at all and a kill
+    leaves nothing behind; the contents of a batch are read from the store together
+    (``Store.read_files_bytes``) and its system calls run on two threads without the
+    GIL (``dvx.workspace.write_new_files``). One inode and five system calls per file,
+    against a named temporary file that must be locked, renamed and stat'ed again.
+    Where the kernel or the file system cannot (no ``O_TMPFILE``, no ``/proc``), or a
+    name exists after all, the file goes to the caller's ``later`` list, for
+    ``restore_file``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.ok = hasattr(os, "O_TMPFILE")
+        self.dirs: dict[str, int] = {}
+        self.pending: list[tuple[str, bytes, int, str, str]] = []
+        self.pending_bytes = 0
+
+    def add(self, name: str, mid: bytes, size: int, exe: int, dest_dir: str, base: str) -> bool:
+        """Queue a file; False: it cannot be written this way."""
+        if not self.ok:
+            return False
+        if dest_dir not in self.dirs:
+            self.dirs[dest_dir] = os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.pending.append((name, mid, exe, dest_dir, base))
+        self.pending_bytes += size
+        return True
+
+    def flush(self, done: Callable[[str, bytes, Stat], None], fail: Callable[[str, OSError | DvxError], bool],
+              later: list[tuple[str, bytes, int, str, str]]) -> bool:
+        """Write the queued files; True when the disk filled up (stop everything)."""
+        from dvx.workspace import write_new_files
+
+        queued, self.pending, self.pending_bytes = self.pending, [], 0
+        if not queued:
+            return False
+        full = False
+        batch = []
+        for item, data in zip(queued, self.store.read_files_bytes([q[1] for q in queued]), strict=True):
+            if isinstance(data, DvxError):
+                full = fail(item[0], data) or full
+            else:
+                batch.append((item, data))
+        got = write_new_files([(self.dirs[d], os.fsencode(b), data, bool(exe))
+                               for (_n, _m, exe, d, b), data in batch], 2)
+        for ((name, mid, exe, dest_dir, base), _data), r in zip(batch, got, strict=True):
+            if not isinstance(r, int):
+                done(name, mid, r)
+            elif r in _NO_TMPFILE or (r == errno.ENOENT and not os.path.isdir("/proc/self/fd")):
+                self.ok = False  # not on this file system (or kernel, or without /proc)
+                later.append((name, mid, exe, dest_dir, base))
+            elif r == errno.EEXIST:
+                later.append((name, mid, exe, dest_dir, base))  # appeared meanwhile: replaced as usual
+            elif r < 0:
+                full = True  # not tried: the disk filled up
+            elif fail(name, OSError(r, os.strerror(r), os.path.join(dest_dir, base))):
+                full = True
+        return full
+
+    def close(self) -> None:
+        for fd in self.dirs.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.dirs.clear()
 
 
 def restore_file(store: Store, manifest_id: bytes, dest: str, executable: bool,
