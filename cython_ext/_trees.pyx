@@ -15,7 +15,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.list cimport PyList_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcmp, memchr
+from libc.string cimport memchr, memcmp, memcpy
 
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
@@ -192,6 +192,32 @@ cdef object _name(Cursor* cur, Entry* e):
     return name
 
 
+cdef inline bint _ascii(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef uint8_t acc = 0
+    for k in range(n):
+        acc |= p[k]
+    return acc < 0x80
+
+
+cdef object _path(str slash, bint slash_ascii, Cursor* cur, Entry* e):
+    """``slash + name``, the name checked as ``_name`` checks it: for an ASCII name
+    under an ASCII directory, one string built from the bytes (no name string)."""
+    cdef const uint8_t* p = cur.buf + e.name_pos
+    cdef Py_ssize_t n = e.name_len, m
+    cdef uint8_t* dst
+    if not slash_ascii or not _ascii(p, n) or n > MAX_NAME or memchr(p, 0x2F, n) != NULL \
+            or memchr(p, 0, n) != NULL or (n == 1 and p[0] == 0x2E) \
+            or (n == 2 and p[0] == 0x2E and p[1] == 0x2E):
+        return slash + _name(cur, e)  # decoded and checked (raises on a bad name)
+    m = len(slash)
+    path = PyUnicode_New(m + n, 127)
+    dst = <uint8_t*>PyUnicode_DATA(path)
+    memcpy(dst, PyUnicode_DATA(slash), m)
+    memcpy(dst + m, p, n)
+    return path
+
+
 cdef int _finish(Cursor* cur) except -1:
     if cur.pos != cur.end:
         raise CorruptObjectError(f"tree has {cur.end - cur.pos} trailing bytes after {cur.count} entries")
@@ -311,12 +337,13 @@ def ls_entries(data, str pre, bint recursive, list out, list stack, object cls):
     cdef list got = []
     cdef list subs = []
     cdef str slash = pre + "/"
+    cdef bint slash_ascii = slash.isascii()
     cdef object one = 1, zero = 0, target
     cdef bint fast = _bind(cls)
     _start(&cur, raw)
     while cur.i < cur.count:
         _next(&cur, &e, raw)
-        path = slash + _name(&cur, &e)
+        path = _path(slash, slash_ascii, &cur, &e)
         if e.kind == ENTRY_FILE:
             if fast:
                 got.append(_make(cls, path, "file", e.size, one, _hex(&cur, &e), e.mode == MODE_EXEC, None))

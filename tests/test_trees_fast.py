@@ -256,3 +256,66 @@ def test_gc_pause_restores_the_collector() -> None:
     with pytest.raises(RuntimeError), _gc_paused():
         raise RuntimeError
     assert gc.isenabled()
+
+
+# -- end to end: a real repository, its listing at a revision ------------------------------
+
+def test_listing_at_a_revision_is_the_same_on_both_paths(repo_dir, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    import dvx
+    import dvx.ops.ls as ops_ls
+    from dvx.access.source import forget_sources
+    from tests.conftest import git, write
+
+    for i in range(30):
+        write(repo_dir / "d" / f"sub{i % 3}" / f"f{i:02d}.bin", b"x" * (i * 100))
+    write(repo_dir / "d" / "sub1" / "deeper" / "été.csv", "a,b\n")
+    write(repo_dir / "d" / "a.b", "dot sorts before slash")
+    (repo_dir / "d" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(repo_dir / "d" / "run.sh", 0o755)
+    (repo_dir / "d" / "sub0" / "link").symlink_to("f00.bin")
+    cli("add", "d")
+    cli("commit", "-m", "d")
+    git("tag", "v1", cwd=repo_dir)
+    (repo_dir / "d" / "a.b").write_text("changed")
+    cli("add", "d")
+
+    cases = [("d", "v1"), ("d/sub1", "v1"), ("d/sub1/deeper/été.csv", "v1"), ("d/sub0/link", "v1"),
+             ("d", None)]
+
+    def listings() -> list:
+        forget_sources()
+        return [[e.to_json() for e in dvx.ls(p, rev=r)] for p, r in cases]
+
+    fast = listings()
+    built = ops_ls._ls_entries
+    monkeypatch.setattr(ops_ls, "_ls_entries", None)
+    assert listings() == fast
+    monkeypatch.setattr(ops_ls, "_ls_entries", built)
+    d = fast[0]
+    assert [e["path"] for e in d] == sorted(e["path"] for e in d)
+    assert len(d) == 34 and d[0]["path"] == "d/a.b" and d[1]["path"] == "d/run.sh"
+    assert {e["path"] for e in fast[1]} == {f"d/sub1/f{i:02d}.bin" for i in range(1, 30, 3)} | {
+        "d/sub1/deeper/été.csv"}
+    assert [e["path"] for e in fast[2]] == ["d/sub1/deeper/été.csv"]
+    assert fast[3] == [{"path": "d/sub0/link", "kind": "link", "size": 7, "files": 0, "id": None,
+                        "target": "f00.bin"}]
+    assert next(e for e in d if e["path"] == "d/run.sh")["executable"] is True
+    assert fast[4] != d  # the work tree's version of d/a.b
+    # the CLI prints one line per entry, sizes as before
+    lines = cli("ls", "d", "--rev", "v1").output.splitlines()
+    assert len(lines) == 34
+    assert lines[0].split() == ["file", "22", "B", d[0]["id"][:12], "d/a.b"]
+    assert lines[-1].endswith(" d/sub2/f29.bin") and " 2.8 KiB " in lines[-1]
+    assert [e["path"] for e in __import__("json").loads(cli("ls", "d", "--rev", "v1", "--json").output)] == \
+        [e["path"] for e in d]
+
+
+def test_ls_at_a_revision_outside_a_repository_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Regression: the error was hidden by an UnboundLocalError of the cleanup."""
+    import dvx
+    from dvx.errors import NotARepositoryError
+
+    with pytest.raises(NotARepositoryError):
+        dvx.ls("d", rev="HEAD", repo=tmp_path)
