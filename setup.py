@@ -1,5 +1,5 @@
 """Build the optional Cython accelerators (``dvx.chunking._fastcdc``, ``dvx._scan``,
-``dvx._buffers``).
+``dvx._buffers``, ``dvx._trees``).
 
 If the C compiler or Cython is missing the package still installs: DVX then falls back
 to the pure-Python reference chunker (slowly, with a warning).
@@ -38,6 +38,7 @@ def extensions():  # type: ignore[no-untyped-def]
         Extension("dvx.chunking._fastcdc", ["cython_ext/_fastcdc.pyx"], extra_compile_args=["-O3"]),
         Extension("dvx._scan", ["cython_ext/_scan.pyx"], extra_compile_args=["-O2"]),
         Extension("dvx._buffers", ["cython_ext/_buffers.pyx"], extra_compile_args=["-O2"]),
+        Extension("dvx._trees", ["cython_ext/_trees.pyx"], extra_compile_args=["-O2"]),
     ]
     return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False,
                                                                    "wraparound": False,

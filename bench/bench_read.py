@@ -12,9 +12,11 @@ files of 1-8 KiB. Then, each tool in its own process, with its local cache/store
   + read of a 1 MiB range at a random offset, per call (median of
   many calls; the first call, which opens the repository, is reported apart);
 * sequential read of the 1 GiB file at ``old`` through the file object (8 MiB reads);
-* listing of the 100,000-file directory at ``old`` (first call in a fresh process,
+* listing of the 100,000-file directory at ``old`` (first call after the reads above,
   and warm), and the number of remote readers opened (DVX: 0 means no remote
-  request could have been made).
+  request could have been made); the same listing in a process that does nothing
+  else (the first call opens the repository), and the CLI ``dvx ls many --rev old``
+  (text and ``--json``) as whole processes.
 
 Prints ratios and writes bench/results/read.json (read-quick.json with --quick).
 """
@@ -27,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from common import DVX, ENV, TOP, WORK, ensure_peers, random_file, save, small_files, version_of
@@ -98,15 +101,42 @@ for _ in range(3):
     best = dt if best is None else min(best, dt)
 out["sequential_s"] = best
 out["sequential_GBps"] = size / best / 1e9
-# ls of the 100,000-file directory at the old revision
-for label in ("ls_first_s", "ls_warm_s"):
-    t = time.perf_counter(); rows = dvx.ls("many", rev="old"); out[label] = time.perf_counter() - t
+# ls of the 100,000-file directory at the old revision (wall and CPU: a shared VM)
+for label in ("ls_first", "ls_warm"):
+    t, c = time.perf_counter(), time.process_time()
+    rows = dvx.ls("many", rev="old")
+    out[label + "_s"], out[label + "_cpu_s"] = time.perf_counter() - t, time.process_time() - c
 out["ls_rows"] = len(rows)
+del rows
 for label in ("fs_find_first_s", "fs_find_warm_s"):
     t = time.perf_counter(); found = fs.find("many"); out[label] = time.perf_counter() - t
 out["fs_find_rows"] = len(found)
 out["remote_readers_opened"] = sum(len(s._readers) for s in source._SOURCES.values())
 out["process_s"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+# ``dvx.ls`` in a process that has done nothing else: the first call opens the
+# repository (and imports what that needs); then warm calls, best and median of 5
+LS_SCRIPT = r"""
+import json, time
+t0, c0 = time.perf_counter(), time.process_time()
+import dvx
+out = {"import_s": time.perf_counter() - t0}
+t, c = time.perf_counter(), time.process_time()
+rows = dvx.ls("many", rev="old")
+out["ls_fresh_s"], out["ls_fresh_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+n = len(rows)
+del rows
+walls, cpus = [], []
+for _ in range(5):
+    t, c = time.perf_counter(), time.process_time()
+    rows = dvx.ls("many", rev="old")
+    walls.append(time.perf_counter() - t); cpus.append(time.process_time() - c)
+    del rows
+walls.sort(); cpus.sort()
+out.update(ls_warm_best_s=walls[0], ls_warm_median_s=walls[2], ls_warm_best_cpu_s=cpus[0],
+           ls_warm_median_cpu_s=cpus[2], ls_rows=n, process_s=time.perf_counter() - t0)
 print(json.dumps(out))
 """
 
@@ -212,12 +242,36 @@ def measure(python: str, script: str, root: Path, size: int, calls: int, pythonp
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def measure_ls(root: Path) -> dict:
+    """``dvx.ls`` in a fresh process, and the CLI ``dvx ls many --rev old`` (text and
+    ``--json``, to a pipe) as whole processes: best and median of 5 each."""
+    env = dict(ENV, PYTHONPATH=str(TOP))
+    proc = subprocess.run([sys.executable, "-c", LS_SCRIPT], cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    res: dict = json.loads(proc.stdout.strip().splitlines()[-1])
+    for label, extra in (("cli_ls", []), ("cli_ls_json", ["--json"])):
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            got = subprocess.run([*DVX, "ls", "many", "--rev", "old", *extra], cwd=root, env=env,
+                                 capture_output=True)
+            times.append(time.perf_counter() - t)
+            if got.returncode != 0:
+                raise RuntimeError(got.stderr.decode())
+        times.sort()
+        res[label + "_best_s"], res[label + "_median_s"] = times[0], times[2]
+        res[label + "_bytes"] = len(got.stdout)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="64 MiB and 10,000 files")
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--skip-dvc", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="measure again on the data of the last run")
+    ap.add_argument("--ls-only", action="store_true", help="with --reuse: only the ls figures")
     args = ap.parse_args()
     size = 64 * MiB if args.quick else GiB
     n_files = 10_000 if args.quick else 100_000
@@ -232,6 +286,13 @@ def main() -> None:
     res: dict[str, object] = {"versions": {"dvx": version_of(DVX + ["--version"])},
                               "size": size, "files": n_files,
                               "load_average_before": os.getloadavg()}  # a shared 2-core VM
+    res["ls"] = ls = measure_ls(root)
+    if args.ls_only:
+        res["load_average_after"] = os.getloadavg()
+        print(json.dumps(res, indent=1))
+        print_ls(ls, n_files)
+        save("read-ls-quick" if args.quick else "read-ls", res)
+        return
     res["dvx"] = d = measure(sys.executable, DVX_SCRIPT, root, size, args.calls, str(TOP))
     if peers:
         res["versions"]["dvc"] = version_of([dvc, "--version"])  # type: ignore[index]
@@ -256,11 +317,23 @@ def main() -> None:
              if c else ""))
     print(f"sequential read {size // MiB} MiB: dvx {d['sequential_GBps']:.2f} GB/s"
           + (f", dvc {c['sequential_GBps']:.2f} GB/s" if c else "") + "  [bar >= 1 GB/s]")
-    print(f"ls {n_files} files at rev: dvx first {d['ls_first_s']:.3f} s, warm {d['ls_warm_s']:.3f} s; "
+    print(f"ls {n_files} files at rev, after the reads above: dvx first {d['ls_first_s']:.3f} s "
+          f"(CPU {d['ls_first_cpu_s']:.3f}), warm {d['ls_warm_s']:.3f} s (CPU {d['ls_warm_cpu_s']:.3f}); "
           f"remote readers opened: {d['remote_readers_opened']}  [bar <= 0.3 s, 0 requests]")
+    print_ls(res["ls"], n_files)
     print(f"fs.find {n_files} files: dvx first {d['fs_find_first_s']:.3f} s, warm {d['fs_find_warm_s']:.3f} s"
           + (f"; dvc first {c['fs_find_first_s']:.3f} s, warm {c['fs_find_warm_s']:.3f} s" if c else ""))
     save("read-quick" if args.quick else "read", res)
+
+
+def print_ls(ls: dict, n_files: int) -> None:
+    print(f"ls {n_files} files at rev, fresh process: first call {ls['ls_fresh_s']:.3f} s "
+          f"(CPU {ls['ls_fresh_cpu_s']:.3f}; after `import dvx` {ls['import_s']:.3f} s), "
+          f"warm best/median {ls['ls_warm_best_s']:.3f}/{ls['ls_warm_median_s']:.3f} s "
+          f"(CPU {ls['ls_warm_best_cpu_s']:.3f}/{ls['ls_warm_median_cpu_s']:.3f})  [bar <= 0.3 s]")
+    print(f"CLI `dvx ls many --rev old` whole process, best/median: text {ls['cli_ls_best_s']:.3f}/"
+          f"{ls['cli_ls_median_s']:.3f} s, --json {ls['cli_ls_json_best_s']:.3f}/"
+          f"{ls['cli_ls_json_median_s']:.3f} s")
 
 
 def build_dvx_only(root: Path, size: int, n_files: int) -> None:

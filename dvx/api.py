@@ -525,8 +525,11 @@ def ls(path: str | os.PathLike[str] | None = None, *, repo: RepoArg = ".",
 
         try:
             src, base = source_for(repo, None)
+        except OSError as exc:
+            raise _os_error(exc) from exc
+        try:
             pointers = src.history.at(rev, bad=bad)
-            entries = do(src.repo, _path(base, path), pointers, bad=bad, rows_of=src.tree_rows)
+            entries = do(src.repo, _path(base, path), pointers, bad=bad, data_of=src.tree_data)
         except OSError as exc:
             raise _os_error(exc) from exc
         finally:

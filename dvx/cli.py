@@ -462,12 +462,19 @@ def ls_cmd(
         rep = api_ls(path, rev=rev)
         if as_json:
             _emit_json(rep.to_json())
-        else:
+        else:  # one write, sizes formatted once each: a directory may list 100,000 files
+            sizes: dict[int, str] = {}
+            lines = []
             for e in rep:
                 extra = f" -> {quote_path(e.target or '')}" if e.kind == "link" else ""
                 files = f"{e.files} files" if e.kind == "tree" else ""
                 ident = (e.id or "")[:12]
-                out.print(f"{e.kind:5} {human(e.size):>10} {files:>12} {ident:12} {quote_path(e.path)}{extra}")
+                size = sizes.get(e.size)
+                if size is None:
+                    size = sizes[e.size] = human(e.size)
+                lines.append(f"{e.kind:5} {size:>10} {files:>12} {ident:12} {quote_path(e.path)}{extra}\n")
+            if lines:
+                _write_stdout("".join(lines))
         _fail_if(rep.errors)
 
     _run(go)

@@ -12,7 +12,7 @@ Binary objects are plain slotted dataclasses rather than pydantic models: a tree
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dvx.errors import CorruptObjectError
@@ -310,11 +310,13 @@ def _parse_tree(data: bytes | memoryview, build: bool) -> list[TreeEntry]:
     return [TreeEntry(*row) for row in rows] if build else []  # type: ignore[misc]
 
 
-def tree_rows(data: bytes | memoryview) -> list[TreeRow]:
+def tree_rows_reference(data: bytes | memoryview) -> list[TreeRow]:
     """Parse and check a tree (format.md §4) into plain rows ``(name, kind, size,
     files, id, executable, link target)``, the fields of ``TreeEntry`` in order:
     every check of ``Tree.parse``, without an object per entry (listing a directory
-    of 100,000 files is the read API's hot path)."""
+    of 100,000 files is the read API's hot path). The pure-Python reference of
+    ``dvx._trees.tree_rows`` (same rows, same errors; ``tree_rows`` is whichever is
+    built)."""
     data = bytes(data)
     pos = _header(data, TREE_MAGIC, "tree")
     if len(data) < pos + 4:
@@ -387,6 +389,17 @@ def tree_rows(data: bytes | memoryview) -> list[TreeRow]:
     if pos != end:
         raise CorruptObjectError(f"tree has {end - pos} trailing bytes after {count} entries")
     return rows
+
+
+try:
+    from dvx._trees import tree_rows as _tree_rows_c  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the extension was not built
+    _tree_rows_c = None
+
+tree_rows: Callable[[bytes | memoryview], list[TreeRow]] = (
+    tree_rows_reference if _tree_rows_c is None else _tree_rows_c)
+"""Parse and check a tree into rows: ``dvx._trees.tree_rows`` (Cython) when built,
+else ``tree_rows_reference``."""
 
 
 def encode_tree_items(items: Sequence[tuple[str, int, int, int, int, bytes | str]]) -> tuple[bytes, bytes]:
