@@ -88,8 +88,9 @@ def layer_violations(source: str, filename: str) -> list[str]:
 
 
 def _upper_modules() -> list[Path]:
-    files = sorted((ROOT / "dvx" / "ops").glob("*.py")) + sorted((ROOT / "dvx" / "access").glob("*.py"))
-    for name in ("api.py", "cli.py", "history.py", "__init__.py"):
+    files = [f for sub in ("ops", "access", "artifacts", "lineage", "runs")
+             for f in sorted((ROOT / "dvx" / sub).glob("*.py"))]
+    for name in ("api.py", "cli.py", "cli_runs.py", "cli_artifacts.py", "history.py", "__init__.py"):
         if (ROOT / "dvx" / name).exists():
             files.append(ROOT / "dvx" / name)
     return files

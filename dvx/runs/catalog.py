@@ -97,7 +97,9 @@ def read_history(repo: Repository, run: dict[str, Any], which: str = "metrics") 
 
         return pa.Table.from_batches([], schema=SCHEMA)
     pointer = parse_pointer(blob[1], f"{RUN_DIR}/{which}.dvx")
-    with tempfile.TemporaryDirectory(dir=repo.store.tmp_dir) as tmp:
+    scratch = os.path.join(repo.dvx_dir, "tmp")  # the repository's own (never a link: repo.py)
+    os.makedirs(scratch, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         for rel, (mid, _size, _exe) in flatten_tree(repo.store, pointer.oid)[0].items():
             restore_file(repo.store, mid, os.path.join(tmp, rel), False)
         table = read_points(tmp)
