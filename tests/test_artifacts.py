@@ -360,6 +360,23 @@ def test_hostile_artifact_refs_are_reported_never_followed(repo_dir: Path, tmp_p
     assert (tmp_path / "g").read_text() == "m"
 
 
+def test_forged_created_time_is_refused_and_gc_does_not_crash(repo_dir: Path) -> None:
+    """Regression: a `created` that matched the pattern but named no real time
+    (month 99) passed the reader and crashed `dvx gc` (ttl) with a traceback."""
+    write(repo_dir / "m.bin", "m")
+    run_dvx("artifacts", "add", "m.bin", "--name", "model", "--type", "model", cwd=repo_dir)
+    doc = json.loads(git("show", "refs/dvx/artifacts/model:artifact.json", cwd=repo_dir))
+    pointer = git("show", "refs/dvx/artifacts/model:versions/v0.dvx", cwd=repo_dir).encode()
+    doc["versions"][0]["created"] = "2026-99-99T99:99:99Z"
+    doc["retention"]["ttl_days"] = 1
+    commit_blob(repo_dir, "refs/dvx/artifacts/model", {"artifact.json": json.dumps(doc).encode(),
+                                                        "versions/v0.dvx": pointer})
+    shown = run_dvx("artifacts", "show", "model", cwd=repo_dir, check=False)
+    assert shown.returncode == 1 and "invalid created" in shown.stderr, shown.stderr
+    proc = run_dvx("gc", "--dry-run", cwd=repo_dir, check=False)
+    assert "Traceback" not in proc.stderr and "refs/dvx/artifacts/model" in proc.stderr, proc.stderr
+
+
 # -- gc ---------------------------------------------------------------------------------------
 def test_gc_keeps_artifact_data_and_applies_retention(repo_dir: Path, tmp_path: Path) -> None:
     """Regression: data only an artifact version names (no branch, no work tree) stays
