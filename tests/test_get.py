@@ -121,3 +121,26 @@ def test_get_from_a_git_url(source: Path, tmp_path: Path) -> None:
     proc = run_dvx("get", str(bare), "model.pt", cwd=here,
                    env={"DVX_CACHE_DIR": os.environ["DVX_CACHE_DIR"]})
     assert "got model.pt" in proc.stdout and (here / "model.pt").read_bytes() == b"m2" * 1000
+
+
+def test_a_link_through_another_stored_link_is_not_created_outside(repo_dir: Path, tmp_path: Path) -> None:
+    """Regression: ``l -> a/s/../..`` with ``a/s -> .`` looks inside OUT to a lexical
+    check (it normalizes to OUT), but the file system follows ``a/s`` first and lands
+    in OUT's parent: the link was recreated, pointing outside the output."""
+    write(repo_dir / "d" / "a" / "f", "f")
+    os.symlink(".", repo_dir / "d" / "a" / "s")
+    os.symlink("a/s/../..", repo_dir / "d" / "l")
+    os.symlink("a/s/f", repo_dir / "d" / "through")  # passes through a link: skipped too
+    os.symlink("a/f", repo_dir / "d" / "ok")
+    os.symlink("ok", repo_dir / "d" / "ok2")  # ends on a stored link that stays inside
+    dvx.add(["d"])
+    dvx.commit("links")
+    here = tmp_path / "here"
+    here.mkdir()
+    res = dvx.get(str(repo_dir), "d", out=str(here / "out"))
+    out = os.path.realpath(here / "out")
+    for name in os.listdir(here / "out"):
+        real = os.path.realpath(here / "out" / name)
+        assert real == out or real.startswith(out + os.sep), (name, os.readlink(here / "out" / name))
+    assert sorted(res.skipped) == ["d/l", "d/through"] and not os.path.lexists(here / "out" / "l")
+    assert (here / "out" / "ok2").read_text() == "f" and os.readlink(here / "out" / "a" / "s") == "."
