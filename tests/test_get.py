@@ -144,3 +144,32 @@ def test_a_link_through_another_stored_link_is_not_created_outside(repo_dir: Pat
         assert real == out or real.startswith(out + os.sep), (name, os.readlink(here / "out" / name))
     assert sorted(res.skipped) == ["d/l", "d/through"] and not os.path.lexists(here / "out" / "l")
     assert (here / "out" / "ok2").read_text() == "f" and os.readlink(here / "out" / "a" / "s") == "."
+
+
+@pytest.mark.parametrize("damage", ["file", "empty-git", "link"])
+def test_a_damaged_clone_cache_is_rebuilt(source: Path, tmp_path: Path, damage: str) -> None:
+    """Regression: a clone cache entry left as a file, an empty ``.git`` or a link made
+    every later ``dvx get URL`` fail (and blamed the URL) until removed by hand."""
+    from dvx.access.clones import clone_key
+
+    here = Path.cwd()
+    dvx.remote_add("origin", str(tmp_path / "remote"), default=True, repo=str(source))
+    git("add", ".dvx/config", cwd=source)
+    git("commit", "-q", "-m", "remote", cwd=source)
+    dvx.push(all_commits=True, repo=str(source))
+    bare = tmp_path / "up.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    git("push", "-q", str(bare), "main", cwd=source)
+    clone = Path(os.environ["DVX_CACHE_DIR"]) / "repos" / clone_key(str(bare)) / "repo"
+    clone.parent.mkdir(parents=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    if damage == "file":
+        clone.write_text("junk")
+    elif damage == "empty-git":
+        (clone / ".git").mkdir(parents=True)
+    else:
+        os.symlink(other, clone)
+    proc = run_dvx("get", str(bare), "model.pt", cwd=here, env={"DVX_CACHE_DIR": os.environ["DVX_CACHE_DIR"]})
+    assert (here / "model.pt").read_bytes() == b"m2" * 1000, proc.stderr
+    assert clone.is_dir() and not clone.is_symlink() and list(other.iterdir()) == []

@@ -147,11 +147,11 @@ def cached_clone(url: str, *, update: bool = True) -> str:
 
         fcntl.flock(fd, fcntl.LOCK_EX)
         dest = os.path.join(base, "repo")
-        if os.path.isdir(os.path.join(dest, ".git")):
+        if _is_clone(dest):
             if update:
                 _fetch(url, dest)
         else:
-            shutil.rmtree(dest, ignore_errors=True)  # a broken leftover
+            _discard(dest)  # a broken leftover: a file, a link, a directory git does not take
             _clone(url, dest)
             with open(os.path.join(base, "url"), "w", encoding="utf-8", errors="surrogateescape") as f:
                 f.write(normalize_url(url) + "\n")
@@ -160,6 +160,23 @@ def cached_clone(url: str, *, update: bool = True) -> str:
         return _temporary_clone(url, key, exc)
     finally:
         os.close(fd)
+
+
+def _is_clone(dest: str) -> bool:
+    """Whether ``dest`` is a real directory holding its own git repository (not a file,
+    a symbolic link, an empty ``.git``, or a directory inside some other repository)."""
+    if os.path.islink(dest) or not os.path.isdir(os.path.join(dest, ".git")):
+        return False
+    proc = _git(["rev-parse", "--absolute-git-dir"], cwd=dest)
+    return proc.returncode == 0 and os.path.realpath(proc.stdout.strip()) == os.path.realpath(
+        os.path.join(dest, ".git"))
+
+
+def _discard(path: str) -> None:
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _temporary_clone(url: str, key: str, exc: OSError) -> str:
