@@ -211,6 +211,8 @@ def fetch_refs(repo: Repository, name: str | None = None) -> FetchedArtifacts:
             if not git.has_commit(sha):
                 raise ArtifactError(f"its commit {sha[:12]} did not arrive")
             there = read_commit(git, art_name, sha)  # refuse a malformed artifact before it lands
+            for v in there.live:  # and one whose pointers contradict its record
+                version_pointer(git, there, v.version)
         except DvxError as exc:
             got.errors.append(f"{ref[:160]!r} on the git remote is refused: {exc.message}")
             continue
