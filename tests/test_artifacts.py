@@ -360,6 +360,21 @@ def test_hostile_artifact_refs_are_reported_never_followed(repo_dir: Path, tmp_p
     assert (tmp_path / "g").read_text() == "m"
 
 
+def test_get_of_a_file_into_an_existing_directory_goes_inside_it(repo_dir: Path, tmp_path: Path) -> None:
+    """Regression: `dvx artifacts get model -o DIR --force` replaced the whole existing
+    directory DIR (and everything in it) by the model file."""
+    write(repo_dir / "models" / "m.bin", "m")
+    run_dvx("artifacts", "add", "models/m.bin", "--name", "model", "--type", "model", cwd=repo_dir)
+    keep = write(tmp_path / "serve" / "keep.txt", "precious")
+    for extra in ([], ["--force"]):
+        run_dvx("artifacts", "get", "model", "-o", str(tmp_path / "serve"), *extra, cwd=repo_dir)
+        assert keep.read_text() == "precious" and (tmp_path / "serve" / "m.bin").read_text() == "m"
+    write(tmp_path / "serve" / "m.bin", "older")
+    proc = run_dvx("artifacts", "get", "model", "-o", str(tmp_path / "serve"), cwd=repo_dir, check=False)
+    assert proc.returncode == 1 and "already exists" in proc.stderr
+    assert (tmp_path / "serve" / "m.bin").read_text() == "older"
+
+
 def test_forged_created_time_is_refused_and_gc_does_not_crash(repo_dir: Path) -> None:
     """Regression: a `created` that matched the pattern but named no real time
     (month 99) passed the reader and crashed `dvx gc` (ttl) with a traceback."""
