@@ -476,6 +476,26 @@ def test_merge_rules() -> None:
     assert "type 'model' here and 'dataset' on origin" in other_type.conflicts[0]
 
 
+def test_merge_reports_an_alias_moved_to_a_version_the_other_side_dropped() -> None:
+    """Regression: B moved `best` to v1 while A's retention dropped v1; B's fetch merged
+    and the alias vanished without a word (exit 0)."""
+    from dvx.artifacts.merge import merge
+
+    t0 = "2026-12-01T00:00:00Z"
+    base = _state([("a", t0, False), ("b", t0, False), ("c", t0, False)], {"latest": 2})
+    theirs = _state([("a", t0, True), ("b", t0, True), ("c", t0, False)], {"latest": 2}, keep_last=1)
+    mine = _state([("a", t0, False), ("b", t0, False), ("c", t0, False)], {"latest": 2, "best": 1})
+    got = merge(base, theirs, mine, "origin")
+    assert got.artifact is not None and got.artifact.aliases == {"latest": 2}
+    assert len(got.conflicts) == 1
+    assert "alias best was moved to v1 here, but origin dropped v1" in got.conflicts[0]
+    assert "dvx artifacts alias m:vN best" in getattr(got.conflicts[0], "hint", "")
+    # the other way round: theirs moved it, mine dropped the version: a note
+    back = merge(base, mine, theirs, "origin")
+    assert back.artifact is not None and "best" not in back.artifact.aliases and not back.conflicts
+    assert any("alias best was moved to v1 on origin, but this repository dropped v1" in n for n in back.notes)
+
+
 # -- properties: bad input only raises our error ----------------------------------------------
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
