@@ -173,3 +173,20 @@ def test_a_damaged_clone_cache_is_rebuilt(source: Path, tmp_path: Path, damage: 
     proc = run_dvx("get", str(bare), "model.pt", cwd=here, env={"DVX_CACHE_DIR": os.environ["DVX_CACHE_DIR"]})
     assert (here / "model.pt").read_bytes() == b"m2" * 1000, proc.stderr
     assert clone.is_dir() and not clone.is_symlink() and list(other.iterdir()) == []
+
+
+def test_every_error_of_a_careless_user_has_a_hint(source: Path, tmp_path: Path) -> None:
+    """Regression: a few errors came without a `hint:` line (a write under a path that
+    cannot hold it, `latest` removed by hand, a malformed content id for lineage)."""
+    here = Path.cwd()
+    (here / "plain").write_text("a file, not a directory")
+    write(source / "m.bin", "m")
+    run_dvx("artifacts", "add", "m.bin", "--name", "model", "--type", "model", cwd=source)
+    for args, cwd in ((("get", str(source), "data", "-o", str(here / "plain" / "sub")), here),
+                      (("artifacts", "alias", "--remove", "model", "latest"), source),
+                      (("lineage", "id:4"), source)):
+        proc = run_dvx(*args, cwd=cwd, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and lines[0].startswith("error: ") and lines[-1].startswith("hint: "), (
+            args, proc.stderr)
+        assert "Traceback" not in proc.stderr
