@@ -190,3 +190,37 @@ def test_every_error_of_a_careless_user_has_a_hint(source: Path, tmp_path: Path)
         assert proc.returncode == 1 and lines[0].startswith("error: ") and lines[-1].startswith("hint: "), (
             args, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def test_a_clone_lock_held_by_another_process_is_reported_not_waited_on_in_silence(
+        source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: while another process held a URL's clone lock (a stuck fetch),
+    `dvx get URL` waited forever without a word."""
+    import subprocess
+    import sys
+    import time
+
+    from dvx.access import clones
+    from dvx.errors import GitError
+
+    bare = tmp_path / "up.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    git("push", "-q", str(bare), "main", cwd=source)
+    lock = Path(os.environ["DVX_CACHE_DIR"]) / "repos" / clones.clone_key(str(bare)) / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.touch()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               f"fd = os.open({str(lock)!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(clones, "LOCK_WAIT_S", 1.0)
+        started = time.monotonic()
+        with pytest.warns(RuntimeWarning, match="waiting for another process"), \
+                pytest.raises(GitError, match="held the clone") as caught:
+            clones.cached_clone(str(bare))
+        assert "fuser" in (caught.value.hint or "") and time.monotonic() - started < 30
+    finally:
+        holder.kill()
+        holder.wait()
+    assert os.path.isdir(clones.cached_clone(str(bare)))  # free again: it clones
