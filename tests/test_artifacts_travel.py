@@ -203,6 +203,13 @@ def test_a_forged_record_that_contradicts_its_pointers_does_not_replace_the_loca
         assert git("rev-parse", "refs/dvx/artifacts/model", cwd=b).strip() == good, field
     run_dvx("artifacts", "get", "model:v0", "-o", str(tmp_path / "v0.bin"), cwd=b)
     assert (tmp_path / "v0.bin").read_bytes() == pseudo_random(40_000, 0)
+    # and push does not send B round in circles ("fetch first", which refuses it): it
+    # names the damage and the way out
+    proc = run_dvx("push", cwd=b, check=False)
+    assert proc.returncode == 1 and "origin's ref is damaged" in proc.stderr, proc.stderr
+    assert "git push --force origin refs/dvx/artifacts/model" in proc.stderr
+    git("push", "-q", "--force", "origin", "refs/dvx/artifacts/model", cwd=b)
+    assert json.loads(run_dvx("fetch", "--json", cwd=a, check=False).stdout)["artifacts_fetched"] == []
 
 
 def test_git_push_of_an_artifact_ref_by_hand_after_retention_dropped_versions(
