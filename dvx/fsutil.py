@@ -92,4 +92,5 @@ def os_error(exc: OSError, action: str) -> StoreError:
         return StoreError(f"cannot {action}: permission denied", "check file permissions")
     if exc.errno == errno.EROFS:
         return StoreError(f"cannot {action}: read-only file system", "remount it read-write")
-    return StoreError(f"cannot {action}: {exc.strerror or exc}")
+    return StoreError(f"cannot {action}: {exc.strerror or exc}",
+                      "check the path named above (does it exist, is it the right kind of file?), then re-run")

@@ -360,6 +360,38 @@ def test_hostile_artifact_refs_are_reported_never_followed(repo_dir: Path, tmp_p
     assert (tmp_path / "g").read_text() == "m"
 
 
+def test_get_of_a_file_into_an_existing_directory_goes_inside_it(repo_dir: Path, tmp_path: Path) -> None:
+    """Regression: `dvx artifacts get model -o DIR --force` replaced the whole existing
+    directory DIR (and everything in it) by the model file."""
+    write(repo_dir / "models" / "m.bin", "m")
+    run_dvx("artifacts", "add", "models/m.bin", "--name", "model", "--type", "model", cwd=repo_dir)
+    keep = write(tmp_path / "serve" / "keep.txt", "precious")
+    for extra in ([], ["--force"]):
+        run_dvx("artifacts", "get", "model", "-o", str(tmp_path / "serve"), *extra, cwd=repo_dir)
+        assert keep.read_text() == "precious" and (tmp_path / "serve" / "m.bin").read_text() == "m"
+    write(tmp_path / "serve" / "m.bin", "older")
+    proc = run_dvx("artifacts", "get", "model", "-o", str(tmp_path / "serve"), cwd=repo_dir, check=False)
+    assert proc.returncode == 1 and "already exists" in proc.stderr
+    assert (tmp_path / "serve" / "m.bin").read_text() == "older"
+
+
+def test_forged_created_time_is_refused_and_gc_does_not_crash(repo_dir: Path) -> None:
+    """Regression: a `created` that matched the pattern but named no real time
+    (month 99) passed the reader and crashed `dvx gc` (ttl) with a traceback."""
+    write(repo_dir / "m.bin", "m")
+    run_dvx("artifacts", "add", "m.bin", "--name", "model", "--type", "model", cwd=repo_dir)
+    doc = json.loads(git("show", "refs/dvx/artifacts/model:artifact.json", cwd=repo_dir))
+    pointer = git("show", "refs/dvx/artifacts/model:versions/v0.dvx", cwd=repo_dir).encode()
+    doc["versions"][0]["created"] = "2026-99-99T99:99:99Z"
+    doc["retention"]["ttl_days"] = 1
+    commit_blob(repo_dir, "refs/dvx/artifacts/model", {"artifact.json": json.dumps(doc).encode(),
+                                                        "versions/v0.dvx": pointer})
+    shown = run_dvx("artifacts", "show", "model", cwd=repo_dir, check=False)
+    assert shown.returncode == 1 and "invalid created" in shown.stderr, shown.stderr
+    proc = run_dvx("gc", "--dry-run", cwd=repo_dir, check=False)
+    assert "Traceback" not in proc.stderr and "refs/dvx/artifacts/model" in proc.stderr, proc.stderr
+
+
 # -- gc ---------------------------------------------------------------------------------------
 def test_gc_keeps_artifact_data_and_applies_retention(repo_dir: Path, tmp_path: Path) -> None:
     """Regression: data only an artifact version names (no branch, no work tree) stays
@@ -442,6 +474,26 @@ def test_merge_rules() -> None:
                        _state([("a", t0, False)], {"latest": 0}), "origin")
     assert other_type.artifact is None
     assert "type 'model' here and 'dataset' on origin" in other_type.conflicts[0]
+
+
+def test_merge_reports_an_alias_moved_to_a_version_the_other_side_dropped() -> None:
+    """Regression: B moved `best` to v1 while A's retention dropped v1; B's fetch merged
+    and the alias vanished without a word (exit 0)."""
+    from dvx.artifacts.merge import merge
+
+    t0 = "2026-12-01T00:00:00Z"
+    base = _state([("a", t0, False), ("b", t0, False), ("c", t0, False)], {"latest": 2})
+    theirs = _state([("a", t0, True), ("b", t0, True), ("c", t0, False)], {"latest": 2}, keep_last=1)
+    mine = _state([("a", t0, False), ("b", t0, False), ("c", t0, False)], {"latest": 2, "best": 1})
+    got = merge(base, theirs, mine, "origin")
+    assert got.artifact is not None and got.artifact.aliases == {"latest": 2}
+    assert len(got.conflicts) == 1
+    assert "alias best was moved to v1 here, but origin dropped v1" in got.conflicts[0]
+    assert "dvx artifacts alias m:vN best" in getattr(got.conflicts[0], "hint", "")
+    # the other way round: theirs moved it, mine dropped the version: a note
+    back = merge(base, mine, theirs, "origin")
+    assert back.artifact is not None and "best" not in back.artifact.aliases and not back.conflicts
+    assert any("alias best was moved to v1 on origin, but this repository dropped v1" in n for n in back.notes)
 
 
 # -- properties: bad input only raises our error ----------------------------------------------

@@ -180,6 +180,38 @@ def test_hostile_artifact_refs_on_the_git_remote_are_refused(two_clones: tuple[P
     assert git("for-each-ref", "--format=%(refname)", "refs/dvx", cwd=c).split() == ["refs/dvx/artifacts/model"]
 
 
+def test_a_forged_record_that_contradicts_its_pointers_does_not_replace_the_local_ref(
+        two_clones: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Regression: a teammate's commit on top of the artifact ref whose artifact.json
+    names other ids (or another kind or size) than its pointer files passed the JSON
+    checks, fast-forwarded the local ref, and only then was found damaged: v0 could no
+    longer be read here."""
+    from tests.test_artifacts import commit_blob
+
+    a, b, bare = two_clones
+    good = git("rev-parse", "refs/dvx/artifacts/model", cwd=b).strip()
+    for field, value in (("id", "ab" * 32), ("kind", "dir"), ("size", 10**30)):
+        doc = json.loads(git("show", f"{good}:artifact.json", cwd=a))
+        doc["versions"][0][field] = value
+        files = {"artifact.json": json.dumps(doc).encode()}
+        for v in (0, 1):
+            files[f"versions/v{v}.dvx"] = git("show", f"{good}:versions/v{v}.dvx", cwd=a).encode()
+        commit_blob(a, "refs/dvx/artifacts/model", files, parent=good)
+        git("push", "-q", "-f", "origin", "refs/dvx/artifacts/model", cwd=a)
+        got = json.loads(run_dvx("fetch", "--json", cwd=b, check=False).stdout)
+        assert got["artifacts_fetched"] == [] and any("is refused" in e for e in got["errors"]), (field, got)
+        assert git("rev-parse", "refs/dvx/artifacts/model", cwd=b).strip() == good, field
+    run_dvx("artifacts", "get", "model:v0", "-o", str(tmp_path / "v0.bin"), cwd=b)
+    assert (tmp_path / "v0.bin").read_bytes() == pseudo_random(40_000, 0)
+    # and push does not send B round in circles ("fetch first", which refuses it): it
+    # names the damage and the way out
+    proc = run_dvx("push", cwd=b, check=False)
+    assert proc.returncode == 1 and "origin's ref is damaged" in proc.stderr, proc.stderr
+    assert "git push --force origin refs/dvx/artifacts/model" in proc.stderr
+    git("push", "-q", "--force", "origin", "refs/dvx/artifacts/model", cwd=b)
+    assert json.loads(run_dvx("fetch", "--json", cwd=a, check=False).stdout)["artifacts_fetched"] == []
+
+
 def test_git_push_of_an_artifact_ref_by_hand_after_retention_dropped_versions(
         two_clones: tuple[Path, Path, Path]) -> None:
     """Regression: the pre-push hook pushed the data of every commit of the artifact's

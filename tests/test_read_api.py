@@ -177,6 +177,20 @@ def test_directories_links_and_modes_are_refused(project: dict) -> None:
         dvx.open("model.pt", mode="rb", encoding="utf-8")
 
 
+def test_a_path_no_tracked_data_can_have_is_a_usage_error(project: dict) -> None:
+    """Regression: `.git` through fsspec, or a path with a NUL, was checked as the tracked
+    path of a pointer and refused with advice to `git rm` a pointer file that does not
+    exist (".git.dvx is refused ... rename or delete that pointer file")."""
+    import fsspec
+
+    fs = fsspec.filesystem("dvx", repo=str(project["root"]))
+    for call in (lambda: fs.ls(".git"), lambda: fs.info(".dvx/config"), lambda: dvx.read("model.pt\0"),
+                 lambda: dvx.read("data/a.csv\n", rev="v1")):
+        with pytest.raises(UsageError, match="cannot name tracked data") as caught:
+            call()
+        assert ".dvx is refused" not in str(caught.value) and "git rm" not in (caught.value.hint or "")
+
+
 def test_unknown_revision(project: dict) -> None:
     with pytest.raises(GitError, match="unknown revision 'nosuch'"):
         dvx.read("model.pt", rev="nosuch")

@@ -13,6 +13,8 @@ import json
 import multiprocessing
 import os
 import subprocess
+import sys
+import textwrap
 import threading
 import warnings
 from pathlib import Path
@@ -32,6 +34,8 @@ from dvx.repo import Repository
 from dvx.store.chunkcache import CacheWarning, ChunkCache, configured_size, user_cache_dir
 from dvx.store.pack import PackEntry
 from tests.conftest import VECTORS, Cli, pseudo_random, write
+
+TOP = Path(__file__).resolve().parent.parent
 
 SIZE = 6_000_000
 _buckets = [0]
@@ -313,6 +317,34 @@ def test_cache_is_verified_capped_and_least_recently_used_first(tmp_path: Path) 
     os.utime(tmp, (old - 7200, old - 7200))
     cache.evict()
     assert not tmp.exists()
+
+
+def test_a_cache_entry_that_is_not_a_regular_file_is_a_miss_and_never_blocks(tmp_path: Path) -> None:
+    """Regression: a FIFO at an entry's name made `get` block forever, a link to
+    /dev/zero read without end; a directory or link is a miss, and a FIFO or link is
+    replaced by the next put. Run in a child with a timeout: the old code hangs."""
+    code = textwrap.dedent(f"""
+        import os
+        from dvx.hashing import KIND_CHUNK, chunk_id
+        from dvx.store.chunkcache import ChunkCache
+        cache = ChunkCache({str(tmp_path / "c")!r}, max_size=1 << 20)
+        blobs = [bytes([i]) * 1000 for i in range(3)]
+        ids = [chunk_id(b) for b in blobs]
+        paths = [cache.path_of(c) for c in ids]
+        for p in paths:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+        os.mkfifo(paths[0])
+        os.symlink("/dev/zero", paths[1])
+        os.mkdir(paths[2])
+        assert [cache.get(c, KIND_CHUNK) for c in ids] == [None, None, None]
+        assert cache.put(ids[0], blobs[0]) and cache.get(ids[0], KIND_CHUNK) == blobs[0]
+        assert cache.put(ids[1], blobs[1]) and cache.get(ids[1], KIND_CHUNK) == blobs[1]
+        assert not os.path.islink(paths[1])
+        print("done")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                          env=dict(os.environ, PYTHONPATH=str(TOP)))
+    assert proc.stdout.strip() == "done", proc.stderr
 
 
 def test_an_unwritable_cache_reads_without_caching_and_warns_once(pushed, tmp_path: Path,

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 
 from dvx.errors import GitError, NotARepositoryError
@@ -33,6 +34,7 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 _MIRROR = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 
+LOCK_WAIT_S = 600.0  # how long to wait for another process's clone or fetch of one URL
 _warned = False
 _temp_root: str | None = None
 _lock = threading.Lock()
@@ -143,15 +145,13 @@ def cached_clone(url: str, *, update: bool = True) -> str:
     except OSError as exc:
         return _temporary_clone(url, key, exc)
     try:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _wait_for_lock(fd, url, os.path.join(base, "lock"))
         dest = os.path.join(base, "repo")
-        if os.path.isdir(os.path.join(dest, ".git")):
+        if _is_clone(dest):
             if update:
                 _fetch(url, dest)
         else:
-            shutil.rmtree(dest, ignore_errors=True)  # a broken leftover
+            _discard(dest)  # a broken leftover: a file, a link, a directory git does not take
             _clone(url, dest)
             with open(os.path.join(base, "url"), "w", encoding="utf-8", errors="surrogateescape") as f:
                 f.write(normalize_url(url) + "\n")
@@ -160,6 +160,48 @@ def cached_clone(url: str, *, update: bool = True) -> str:
         return _temporary_clone(url, key, exc)
     finally:
         os.close(fd)
+
+
+def _wait_for_lock(fd: int, url: str, path: str) -> None:
+    """The exclusive lock of one clone. Another process holding it is cloning or
+    fetching: say so once, instead of waiting in silence, and give up after
+    ``LOCK_WAIT_S`` (a holder stuck that long is not coming back)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    warnings.warn(f"dvx: waiting for another process that is cloning or fetching {url} (it holds {path})",
+                  RuntimeWarning, stacklevel=4)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        time.sleep(0.05)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise GitError(f"another process has held the clone of {url} for over {LOCK_WAIT_S:.0f} s",
+                               f"if it is stuck, end it (`fuser {path}` names it) and re-run") from None
+
+
+def _is_clone(dest: str) -> bool:
+    """Whether ``dest`` is a real directory holding its own git repository (not a file,
+    a symbolic link, an empty ``.git``, or a directory inside some other repository)."""
+    if os.path.islink(dest) or not os.path.isdir(os.path.join(dest, ".git")):
+        return False
+    proc = _git(["rev-parse", "--absolute-git-dir"], cwd=dest)
+    return proc.returncode == 0 and os.path.realpath(proc.stdout.strip()) == os.path.realpath(
+        os.path.join(dest, ".git"))
+
+
+def _discard(path: str) -> None:
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _temporary_clone(url: str, key: str, exc: OSError) -> str:

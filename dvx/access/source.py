@@ -164,6 +164,7 @@ class Source:
     def _find(self, path: str, commit: str | None) -> Node | None:
         if not path:
             return None
+        _check_user_path(path)
         located = self.history.locate(commit, path)
         if located is None:
             return None
@@ -381,6 +382,19 @@ class Source:
 
 
 _REMOTE_READER: list[bool] = []
+
+
+def _check_user_path(path: str) -> None:
+    """A path the caller gave that no tracked data can have (``.git/...``, a NUL):
+    a UsageError about that path, not a PointerError about a pointer file that does
+    not exist (the look-up below would check it as a pointer's tracked path)."""
+    from dvx.pointer import target_problem
+
+    first = path.split("/", 1)[0]
+    problem = target_problem(first) or (target_problem(path) if any(c in path for c in "\0\n\r") else None)
+    if problem is not None:
+        raise UsageError(f"{path!r} cannot name tracked data: {problem.removeprefix('its tracked path ')}",
+                         "give the path of tracked data from the repository root (see `dvx ls`)")
 
 
 def _has_remote_reader() -> bool:

@@ -58,6 +58,11 @@ def get_version(repo: Repository, ref: str, dest: str | None, *, force: bool = F
     pointer = version_pointer(repo, art, version.version)
     target = os.path.abspath(dest if dest is not None else default_destination(art.name, version.version,
                                                                                 version.path))
+    if dest is not None and pointer.kind == "file" and os.path.isdir(target):
+        # a file into an existing directory goes inside it (as cp and `dvx get` do):
+        # with --force it used to replace the whole directory by the file
+        target = os.path.join(target, os.path.basename(default_destination(art.name, version.version,
+                                                                            version.path)))
     _check_destination(repo, target, force)
     fetched = False
     if not complete_locally(repo.store, pointer):

@@ -82,6 +82,17 @@ def merge(base: Artifact | None, theirs: Artifact, mine: Artifact, remote: str) 
                                       f"`dvx artifacts alias --remove {name} {alias}`"))
         if value is not None and value in live:
             aliases[alias] = value
+        elif value is not None and value != was:
+            # moved on one side to a version the other side dropped: the alias cannot
+            # stay, but the move was someone's intent: say so instead of losing it
+            where, side = ("here", remote) if value == m else (f"on {remote}", "this repository")
+            text = (f"artifact {name}: alias {alias} was moved to v{value} {where}, but {side} dropped "
+                    f"v{value} (retention); the alias was removed")
+            if value == m:
+                merged.conflicts.append(ErrorText(text, f"move it to a live version with "
+                                                        f"`dvx artifacts alias {name}:vN {alias}`"))
+            else:
+                merged.notes.append(text)
     latest = _latest(b, theirs, mine, mapped, versions)
     if latest is not None:
         aliases[LATEST] = latest

@@ -117,9 +117,14 @@ def version_pointer(repo: Repository | Any, art: Artifact, number: int) -> Point
         raise ArtifactError(f"{where} is missing",
                             "the artifact's commit is damaged; check `git log` of its ref")
     pointer = parse_pointer(found[1], where)
-    if pointer.id != art.versions[number].id:
+    v = art.versions[number]
+    if pointer.id != v.id:
         raise ArtifactError(f"{where} names {pointer.id[:12]}, but artifact.json says "
-                            f"{art.versions[number].id[:12]}", "the artifact's commit is damaged")
+                            f"{v.id[:12]}", "the artifact's commit is damaged")
+    kind = "file" if pointer.kind == "file" else "dir"
+    if kind != v.kind or pointer.size != v.size:
+        raise ArtifactError(f"{where} is a {kind} of {pointer.size} bytes, but artifact.json says a "
+                            f"{v.kind} of {v.size} bytes", "the artifact's commit is damaged")
     return pointer
 
 

@@ -141,6 +141,17 @@ def _parse_time(text: str) -> float:
     return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
 
 
+def _is_time(text: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SSZ`` naming a real time (not month 99): retention computes with it."""
+    if not _ISO.fullmatch(text):
+        return False
+    try:
+        _parse_time(text)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
 def encode_artifact(art: Artifact) -> bytes:
     """The canonical bytes of ``artifact.json`` for ``art``."""
     doc = {"format": FORMAT, "name": art.name, "type": art.type,
@@ -220,7 +231,7 @@ def _decode_version(v: Any, i: int, name: str, where: str) -> ArtifactVersion:
          f"run {v['run']!r}"),
         (v["commit"] is None or (isinstance(v["commit"], str) and bool(_SHA.fullmatch(v["commit"]))),
          f"commit {v['commit']!r}"),
-        (isinstance(v["created"], str) and bool(_ISO.fullmatch(v["created"])), f"created {v['created']!r}"),
+        (isinstance(v["created"], str) and _is_time(v["created"]), f"created {v['created']!r}"),
         (isinstance(v["dropped"], bool), f"dropped {v['dropped']!r}"),
     ]
     for ok, what in checks:

@@ -66,10 +66,18 @@ def describe_divergence(git: Any, name: str, mine: str, theirs: str, remote: str
     """Why a push of artifact ``name`` is refused, naming the aliases in conflict."""
     hint = (f"run `dvx fetch` (it merges {remote}'s changes into yours and reports what conflicts), "
             "then `dvx push`")
+    try:  # theirs first: a damaged remote ref is refused by fetch too, so fetching cannot help
+        there = read_commit(git, name, theirs)
+        for v in there.live:
+            version_pointer(git, there, v.version)
+    except DvxError as exc:
+        return ErrorText(f"artifact {name}: {remote}'s ref is damaged ({exc.message}); not pushed",
+                         f"`dvx fetch` refuses it too; if yours is right, replace it: "
+                         f"`git push --force {remote} {REF_PREFIX}{name}`")
     try:
         base_sha = merge_base(git, mine, theirs)
         base = _read(git, name, base_sha)
-        there, here = read_commit(git, name, theirs), read_commit(git, name, mine)
+        here = read_commit(git, name, mine)
     except DvxError:
         return ErrorText(f"artifact {name}: {remote} has changes you have not fetched; not pushed", hint)
     result = merge(base, there, here, remote)  # type: ignore[arg-type]
@@ -211,6 +219,8 @@ def fetch_refs(repo: Repository, name: str | None = None) -> FetchedArtifacts:
             if not git.has_commit(sha):
                 raise ArtifactError(f"its commit {sha[:12]} did not arrive")
             there = read_commit(git, art_name, sha)  # refuse a malformed artifact before it lands
+            for v in there.live:  # and one whose pointers contradict its record
+                version_pointer(git, there, v.version)
         except DvxError as exc:
             got.errors.append(f"{ref[:160]!r} on the git remote is refused: {exc.message}")
             continue

@@ -152,7 +152,8 @@ def remove_alias(repo: Repository | object, name: str, alias: str) -> int:
     check_name(name)
     check_alias(alias)
     if alias == LATEST:
-        raise ArtifactError("`latest` is managed by DVX and cannot be removed")
+        raise ArtifactError("`latest` is managed by DVX and cannot be removed",
+                            "it moves by itself to the version logged last; remove another alias")
     found: list[int] = []
 
     def change(cur: Artifact | None) -> Change:

@@ -125,7 +125,8 @@ def resolve(repo: Repository, ix: Index, target: str) -> str:
         return _run(ix, rest)
     if colon and kind in ("id", "data"):
         if not _HEX.match(rest):
-            raise LineageError(f"{rest!r} is not a content id (6 to 64 lowercase hex digits)")
+            raise LineageError(f"{rest!r} is not a content id (6 to 64 lowercase hex digits)",
+                               "copy an id from `dvx ls --json` or `dvx artifacts show`")
         found = _content(ix, rest)
         if found is None:
             raise LineageError(f"no data version with content id {rest!r} in any commit, run or artifact",

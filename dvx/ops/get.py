@@ -108,6 +108,7 @@ def get(repo: Any, path: str, rev: str | None = None, out: str | None = None, *,
                                      "pass --force to overwrite, or pick another -o")
     result.overwritten = existing
 
+    links = {"/".join(parts) for parts, n in plan if n.kind == "link"}
     total = sum(n.size for _p, n in plan if n.kind == "file")
     progress.start(f"get {node.path}", total, "bytes")
     try:
@@ -116,7 +117,7 @@ def get(repo: Any, path: str, rev: str | None = None, out: str | None = None, *,
             try:
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 if n.kind == "link":
-                    if _write_link(out, dest, n):
+                    if _write_link(out, dest, n, links):
                         result.files += 1
                     else:
                         result.skipped.append(n.path)
@@ -132,14 +133,40 @@ def get(repo: Any, path: str, rev: str | None = None, out: str | None = None, *,
     return result
 
 
-def _write_link(out: str, dest: str, n: Node) -> bool:
+def _write_link(out: str, dest: str, n: Node, links: set[str]) -> bool:
+    """Recreate a stored link when it resolves inside ``out``; False (skipped) otherwise.
+
+    The target is walked component by component from the link's directory, as the
+    file system would: a lexical check alone is fooled by ``l -> a/s/../..`` with
+    ``a/s -> .``, which normalizes to ``out`` but resolves to its parent. So the walk
+    may not climb above ``out`` and may not pass *through* another link (``links``:
+    the stored ones, relative to ``out``; or one already on disk); ending on a stored
+    link is fine, as that link is checked the same way."""
     target = n.link_target or ""
-    resolved = os.path.normpath(os.path.join(os.path.dirname(dest), target))
-    if os.path.isabs(target) or not (resolved == out or resolved.startswith(out + os.sep)):
+    if not _link_stays_inside(out, os.path.relpath(os.path.dirname(dest), out), target, links):
         return False
     if os.path.lexists(dest):
         os.unlink(dest)
     os.symlink(target, dest)
+    return True
+
+
+def _link_stays_inside(out: str, here: str, target: str, links: set[str]) -> bool:
+    if not target or os.path.isabs(target) or "\0" in target:
+        return False
+    cur = [] if here in ("", ".") else here.split(os.sep)
+    steps = [c for c in target.split("/") if c not in ("", ".")]
+    for i, comp in enumerate(steps):
+        if comp == "..":
+            if not cur:
+                return False
+            cur.pop()
+            continue
+        cur.append(comp)
+        rel = "/".join(cur)
+        last = i == len(steps) - 1
+        if (rel in links and not last) or (rel not in links and os.path.islink(os.path.join(out, *cur))):
+            return False
     return True
 
 

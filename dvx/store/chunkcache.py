@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
 import warnings
@@ -102,9 +103,10 @@ class ChunkCache:
             return None
         path = self.path_of(oid)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_regular(path)
         except OSError:
+            data = None
+        if data is None:
             with self._lock:
                 self.misses += 1
             return None
@@ -130,8 +132,9 @@ class ChunkCache:
         if not self.enabled or len(data) > self.max_size:
             return False
         path = self.path_of(oid)
-        if os.path.exists(path):
-            return True
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                return True
         tmp = os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}{random_token(8)}")
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -254,6 +257,22 @@ class ChunkCache:
         self._lock = threading.Lock()
         self._evicting = None  # the parent's thread is not here (the pool renews itself)
         self._evict_running = False
+
+
+def _read_regular(path: str) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file (not followed if a link, not
+    waited on if a FIFO: anyone who can write the cache directory could put one there);
+    None otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 _CACHES: weakref.WeakSet[ChunkCache] = weakref.WeakSet()

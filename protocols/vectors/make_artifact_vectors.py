@@ -52,6 +52,7 @@ def malformed() -> list[dict[str, object]]:
     case("a negative keep_last", lambda d: d["retention"].update(keep_last=-1))
     case("a missing key", lambda d: d["versions"][1].pop("created"))
     case("a run id with a slash", lambda d: d["versions"][1].update(run="../x"))
+    case("a created time that is no real time", lambda d: d["versions"][1].update(created="2026-99-99T99:99:99Z"))
     out.append({"why": "not JSON", "bytes": "{\"format\": 1,"})
     out.append({"why": "a list, not an object", "bytes": "[]\n"})
     return out
