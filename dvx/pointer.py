@@ -111,7 +111,11 @@ def _say(field: str | None, why: str) -> str:
 
 def parse_pointer(text: str | bytes, where: str) -> Pointer:
     """Parse pointer text; ``where`` names the file in error messages."""
-    hint = f"restore it with `git checkout -- {where}` or re-add the data with `dvx add`"
+    if ":" in where:  # REV:PATH, a pointer in history (a tracked path has no colon)
+        hint = (f"it is in git history: see it with `git show {where}`; fix it in a new commit "
+                "(restore a good version of the pointer, or re-add the data with `dvx add`)")
+    else:
+        hint = f"restore it with `git checkout -- {where}` or re-add the data with `dvx add`"
     raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     if len(raw) > MAX_POINTER_BYTES:
         raise PointerError(f"{where} is {len(raw)} bytes, too large for a pointer", hint)

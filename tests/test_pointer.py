@@ -63,3 +63,13 @@ def test_binary_and_oversized() -> None:
 def test_any_input_only_raises_dvx_errors(data: str | bytes) -> None:
     with contextlib.suppress(DvxError):
         parse_pointer(data, "fuzz.dvx")
+
+
+def test_a_bad_pointer_in_history_gets_a_hint_that_works() -> None:
+    # `git checkout -- REV:PATH` is no git command; a pointer read at a revision is named so
+    with pytest.raises(PointerError) as e:
+        parse_pointer(b"\xff\xfe\x00", "0123abcd:data.dvx")
+    assert "git show 0123abcd:data.dvx" in (e.value.hint or "") and "checkout" not in (e.value.hint or "")
+    with pytest.raises(PointerError) as e:
+        parse_pointer(b"\xff\xfe\x00", "data.dvx")
+    assert "git checkout -- data.dvx" in (e.value.hint or "")
