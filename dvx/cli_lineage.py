@@ -85,9 +85,11 @@ def _draw(lines: list[tuple[int, str]]) -> list[str]:
 def render_text(graph: Any, color: bool = False) -> str:
     """The tree, as text; with rich markup (colour) when ``color``. rich is imported
     only then: a pipe or a script gets the same layout for less start-up time."""
-    esc: Any = str
+    def esc(value: str) -> str:  # a name's own brackets survive the markup's removal below
+        return str(value).replace("[", "\x01")
+
     if color:
-        from rich.markup import escape as esc
+        from rich.markup import escape as esc  # type: ignore[assignment]
     lines: list[tuple[int, str]] = []
     for up, title in ((True, "upstream (what made it)"), (False, "downstream (what was made from it)")):
         if graph.direction in (("up", "both") if up else ("down", "both")):
@@ -105,7 +107,7 @@ def render_text(graph: Any, color: bool = False) -> str:
         return cap.get()
     import re
 
-    return re.sub(r"\[(?:/|bold|dim|italic|yellow|bold cyan)\]", "", text) + "\n"
+    return re.sub(r"\[(?:/|bold|dim|italic|yellow|bold cyan)\]", "", text).replace("\x01", "[") + "\n"
 
 
 def lineage_cmd(

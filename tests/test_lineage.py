@@ -167,6 +167,20 @@ def test_types_depth_limit_and_formats(project: dict[str, str], repo_dir: Path, 
     assert run_text.startswith(f"run {project['eval']}")
 
 
+def test_names_from_records_are_text_in_every_format(repo_dir: Path, cli: Cli) -> None:
+    """A run's name is anyone's text: no markup of Mermaid (HTML) or rich passes, and the
+    plain text keeps it as written."""
+    write(repo_dir / "d.txt", "d\n")
+    cli("add", "d.txt")
+    cli("commit", "-m", "d")
+    evil = "<script>alert(1)</script> [bold]x[/] & y"
+    run_id = _run(["d.txt"], {"out.txt": "o"}, evil)
+    mermaid = cli("lineage", f"run:{run_id}", "--format", "mermaid").stdout
+    assert "<script>" not in mermaid and "#lt;script#gt;" in mermaid and "#amp; y" in mermaid
+    text = cli("lineage", f"run:{run_id}").stdout
+    assert evil in text.splitlines()[0]
+
+
 # -- artifacts (the agreed artifact ref format, written with git plumbing) ----------------
 def _artifact_ref(repo: Path, name: str, doc: bytes, pointers: dict[str, bytes] | None = None) -> None:
     def blob(data: bytes) -> str:

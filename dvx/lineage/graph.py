@@ -153,8 +153,8 @@ class LineageGraph:
         """A Mermaid flowchart (``flowchart LR``), as GitHub renders in Markdown."""
         ids = self._ids()
 
-        def text(s: str) -> str:
-            return s.replace('"', "#quot;")
+        def text(s: str) -> str:  # names come from records anyone can write: no markup passes
+            return s.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
         shape = {"data": ('["', '"]'), "run": ('(["', '"])'), "commit": ('[/"', '"/]')}
         lines = ["flowchart LR"]
