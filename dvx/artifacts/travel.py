@@ -24,7 +24,7 @@ from dvx.artifacts.record import Artifact
 from dvx.errors import DvxError, ErrorText
 from dvx.pointer import Pointer
 from dvx.repo import Repository
-from dvx.runs.travel import RunRemote, runs_remote
+from dvx.runs.travel import RunRemote, runs_remote, send_planned
 
 
 def _pointers(git: Any, art: Artifact, bad: list[str]) -> dict[str, Pointer]:
@@ -155,30 +155,9 @@ def plan_push(repo: Repository, name: str | None = None, skip_refs: set[str] | N
 def send_refs(repo: Repository, plan: PushPlan, data_missing: set[str]) -> tuple[list[str], list[str]]:
     """Push the planned refs whose data reached the DVX remote. Returns (artifact names
     pushed, error lines)."""
-    from dvx.gitio import GitRepo
-
-    errors = list(plan.errors)
-    updates: dict[str, tuple[str | None, str | None]] = {}
-    for ref, (old, new) in plan.refs.items():
-        if plan.roots.get(ref, set()) & data_missing:
-            errors.append(f"{ref} not pushed: the data of one of its versions is not in the local store")
-            continue
-        updates[ref] = (old, new)
-    if not updates or plan.remote.location is None:
-        return [], errors
-    try:
-        status = GitRepo(repo.root).push_refs(plan.remote.location, updates)
-    except DvxError as exc:
-        return [], errors + [f"artifacts not pushed to {plan.remote.name}: {exc.message}"]
-    pushed = []
-    for ref in updates:
-        why = status.get(ref, "not sent")
-        if why is None:
-            pushed.append(ref[len(REF_PREFIX):])
-        else:
-            errors.append(ErrorText(f"{ref} not pushed to {plan.remote.name}: {why}",
-                                    "run `dvx fetch`, then `dvx push` again"))
-    return pushed, errors
+    return send_planned(repo, plan, data_missing, REF_PREFIX, "artifacts",
+                        "the data of one of its versions is not in the local store",
+                        "run `dvx fetch`, then `dvx push` again")
 
 
 # -- fetch ------------------------------------------------------------------------------------

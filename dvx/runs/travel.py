@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from dvx.errors import DvxError
+from dvx.errors import DvxError, ErrorText
 from dvx.pointer import Pointer
 from dvx.repo import Repository
 from dvx.runs.record import REF_PREFIX, RUN_DIR, check_run_id, decode_record
@@ -136,13 +136,22 @@ def plan_push(repo: Repository, name: str | None = None, skip_refs: set[str] | N
 def send_refs(repo: Repository, plan: PushPlan, data_missing: set[str]) -> tuple[list[str], list[str]]:
     """Push the planned refs whose data reached the DVX remote (``data_missing``: root
     ids that did not). Returns (run ids pushed, error lines)."""
+    return send_planned(repo, plan, data_missing, REF_PREFIX, "runs", "its data is not in the local store")
+
+
+def send_planned(repo: Repository, plan: Any, data_missing: set[str], prefix: str, what: str,
+                 missing: str, rejected_hint: str | None = None) -> tuple[list[str], list[str]]:
+    """Push ``plan.refs`` (ref -> (the remote's old value, the new one)) to the git
+    remote in one compare-and-swap push, leaving out the refs whose data
+    (``plan.roots``) did not reach the DVX remote; shared by runs and artifacts.
+    Returns (the names pushed: refs less ``prefix``, error lines)."""
     from dvx.gitio import GitRepo
 
-    errors = list(plan.conflicts) + list(plan.errors)
+    errors = list(getattr(plan, "conflicts", ())) + list(plan.errors)
     updates: dict[str, tuple[str | None, str | None]] = {}
     for ref, (old, new) in plan.refs.items():
         if plan.roots.get(ref, set()) & data_missing:
-            errors.append(f"{ref} not pushed: its data is not in the local store")
+            errors.append(f"{ref} not pushed: {missing}")
             continue
         updates[ref] = (old, new)
     if not updates or plan.remote.location is None:
@@ -150,14 +159,16 @@ def send_refs(repo: Repository, plan: PushPlan, data_missing: set[str]) -> tuple
     try:
         status = GitRepo(repo.root).push_refs(plan.remote.location, updates)
     except DvxError as exc:
-        return [], errors + [f"runs not pushed to {plan.remote.name}: {exc.message}"]
+        return [], errors + [f"{what} not pushed to {plan.remote.name}: {exc.message}"]
     pushed = []
     for ref in updates:
         why = status.get(ref, "not sent")
         if why is None:
-            pushed.append(ref[len(REF_PREFIX):])
-        else:
+            pushed.append(ref[len(prefix):])
+        elif rejected_hint is None:
             errors.append(f"{ref} not pushed to {plan.remote.name}: {why}")
+        else:
+            errors.append(ErrorText(f"{ref} not pushed to {plan.remote.name}: {why}", rejected_hint))
     return pushed, errors
 
 
