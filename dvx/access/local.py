@@ -13,13 +13,13 @@ caller refreshes the store's index and asks again (``Locations.forget``).
 
 from __future__ import annotations
 
-import io
 import threading
 from bisect import bisect_right
 from typing import TYPE_CHECKING, Any
 
 from dvx.errors import CorruptObjectError, MissingObjectError
 from dvx.hashing import KIND_CHUNK, chunk_id
+from dvx.store.reader import SeekableFile
 
 if TYPE_CHECKING:
     from dvx.objects import Manifest
@@ -103,7 +103,7 @@ def verified_chunk(store: Store, manifest: Manifest, locs: Locations, i: int) ->
     return data
 
 
-class LocalFile(io.RawIOBase):
+class LocalFile(SeekableFile):
     """A stored file read from the local store, every chunk verified before any of
     its bytes is returned; a read that meets a missing or corrupt chunk raises and
     leaves the position where it was."""
@@ -120,27 +120,6 @@ class LocalFile(io.RawIOBase):
         self._pos = 0
         self._cached = -1
         self._data: memoryview | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}.get(whence)
-        if base is None:
-            raise ValueError(f"invalid whence ({whence})")
-        pos = base + offset
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        self._pos = pos
-        return pos
 
     def _chunk(self, i: int) -> memoryview:
         if i == self._cached and self._data is not None:

@@ -15,7 +15,6 @@ HTTP clients are made afresh in the child) and pickles as its configuration (a
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import weakref
@@ -32,6 +31,7 @@ from dvx.remote.locations import LocationMap, RemoteLocation
 from dvx.store.chunkcache import ChunkCache, configured_size
 from dvx.store.local import Store
 from dvx.store.pack import COMP_DELTA, COMP_NONE, DELTA_HEADER
+from dvx.store.reader import SeekableFile
 
 if TYPE_CHECKING:
     from dvx.repo import Repository
@@ -339,7 +339,7 @@ class RemoteReader:
         self._lock = threading.Lock()
 
 
-class RemoteFile(io.RawIOBase):
+class RemoteFile(SeekableFile):
     """A file read through a ``RemoteReader``: ``read``/``readinto``/``seek``/``tell``.
     Keeps the last chunks it read, so small sequential reads cost no new fetch."""
 
@@ -351,31 +351,6 @@ class RemoteFile(io.RawIOBase):
         self._pos = 0
         self._held: tuple[int, int, bytes] | None = None  # start, end, verified bytes
         self._ahead = 0  # read-ahead, grown while reads are sequential
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        self._check_open()
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._check_open()
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        self._pos = pos
-        return pos
 
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
         self._check_open()
@@ -423,10 +398,6 @@ class RemoteFile(io.RawIOBase):
     def close(self) -> None:
         self._held = None
         super().close()
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
 
 
 class Spans:

@@ -41,24 +41,13 @@ def _missing(cid: bytes) -> MissingObjectError:
     return MissingObjectError(f"chunk {cid.hex()} is not in the local store", "fetch it with `dvx pull`")
 
 
-class VerifiedFile(io.RawIOBase):
-    """A stored file, opened for reading: ``read``/``readinto``/``seek``/``tell``,
-    plus ``copy_to(fd)``. Raises ``CorruptObjectError`` rather than return a byte of a
-    chunk that does not hash to its id, ``MissingObjectError`` for an absent chunk."""
+class SeekableFile(io.RawIOBase):
+    """What every DVX read-only file shares (the local store's, the read API's, a
+    remote's): a size, a position, ``seek``/``tell``; subclasses read."""
 
-    def __init__(self, store: Store, manifest: Manifest, starts: list[int] | None = None) -> None:
-        super().__init__()
-        self._store = store
-        self.manifest = manifest
-        self.size: int = manifest.size
-        # ``starts``: each chunk's offset (``chunk_starts``), for callers that open the
-        # same manifest many times and keep it (the read API)
-        self._starts = chunk_starts(manifest) if starts is None else starts
-        self._pos = 0
-        self._cached = -1  # index of the verified chunk held in _data
-        self._data: memoryview | None = None
+    size: int
+    _pos: int
 
-    # -- io.RawIOBase --------------------------------------------------------------------
     def readable(self) -> bool:
         return True
 
@@ -84,6 +73,29 @@ class VerifiedFile(io.RawIOBase):
         self._pos = pos
         return pos
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+
+class VerifiedFile(SeekableFile):
+    """A stored file, opened for reading: ``read``/``readinto``/``seek``/``tell``,
+    plus ``copy_to(fd)``. Raises ``CorruptObjectError`` rather than return a byte of a
+    chunk that does not hash to its id, ``MissingObjectError`` for an absent chunk."""
+
+    def __init__(self, store: Store, manifest: Manifest, starts: list[int] | None = None) -> None:
+        super().__init__()
+        self._store = store
+        self.manifest = manifest
+        self.size: int = manifest.size
+        # ``starts``: each chunk's offset (``chunk_starts``), for callers that open the
+        # same manifest many times and keep it (the read API)
+        self._starts = chunk_starts(manifest) if starts is None else starts
+        self._pos = 0
+        self._cached = -1  # index of the verified chunk held in _data
+        self._data: memoryview | None = None
+
+    # -- io.RawIOBase --------------------------------------------------------------------
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
         self._check_open()
         out = memoryview(buffer).cast("B")
@@ -114,10 +126,6 @@ class VerifiedFile(io.RawIOBase):
         self._data = None
         self._cached = -1
         super().close()
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
 
     def _chunk(self, i: int) -> memoryview:
         """The verified bytes of chunk ``i`` (kept until another chunk is read)."""
