@@ -383,3 +383,17 @@ def test_uncommitted_data_is_answered_alone(repo_dir: Path, cli: Cli) -> None:
     out = json.loads(res.stdout)
     assert [n["paths"] for n in out["nodes"]] == [["new.txt"]] and out["edges"] == []
     assert "in no commit, run or artifact yet" in out["notices"][0]
+
+
+def test_ids_with_a_trailing_newline_are_refused(project: dict[str, str], repo_dir: Path) -> None:
+    """``^[0-9a-f]{64}$`` with ``re.match`` takes "<64 hex>\\n": a forged record's id
+    must be exactly 64 hex digits, or the artifact is reported and skipped."""
+    from dvx.lineage.artifacts import read_artifacts
+
+    model_id = dvx.api.lineage("models/model.pt").target.id
+    _artifact_ref(repo_dir, "nl", _artifact_doc("nl", [(model_id + "\n", None)], {"latest": 0}))
+    sha = git("rev-parse", "refs/dvx/artifacts/nl", cwd=repo_dir).strip()
+    problems: list[str] = []
+    with Repository.find(str(repo_dir)) as repo:
+        found = read_artifacts(repo, {"nl": sha}, problems)
+    assert "nl" not in found and any("no valid content id" in p for p in problems)

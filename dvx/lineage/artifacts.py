@@ -19,8 +19,8 @@ from typing import Any
 from dvx.lineage.model import HEX_ID
 from dvx.repo import Repository
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
 
 
 @dataclass

@@ -16,8 +16,8 @@ EDGE_KINDS = ("used", "produced", "committed-in", "derived-from", "code")
 # derived-from cycles are ordinary (a path reverted to an earlier version)
 FLOW_EDGES = (USED, PRODUCED)
 
-HEX_ID = re.compile(r"^[0-9a-f]{64}$")
-SHA = re.compile(r"^[0-9a-f]{40}$")
+HEX_ID = re.compile(r"^[0-9a-f]{64}\Z")
+SHA = re.compile(r"^[0-9a-f]{40}\Z")
 
 
 def node_key(kind: int, ident: str) -> str:

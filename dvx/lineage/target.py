@@ -22,8 +22,8 @@ from dvx.lineage.model import COMMIT, DATA, RUN, LineageError, node_key
 from dvx.lineage.store import Index
 from dvx.repo import Repository
 
-_HEX = re.compile(r"^[0-9a-f]{6,64}$")
-_VERSION = re.compile(r"^v(\d+)$")
+_HEX = re.compile(r"^[0-9a-f]{6,64}\Z")
+_VERSION = re.compile(r"^v(\d+)\Z")
 
 
 def _artifact(ix: Index, ref: str) -> str:

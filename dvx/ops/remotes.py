@@ -16,7 +16,7 @@ from dvx.remote.storage import looks_secret, parse_url, timeout_settings
 from dvx.repo import Repository
 from dvx.settings import edit_config
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 
 
 def _section(name: str) -> str:

@@ -28,7 +28,7 @@ from dvx.errors import CorruptObjectError
 KIND_HISTOGRAM, KIND_IMAGE = 4, 5  # segments.py's point kinds (runs.md §4)
 
 MAX_BINS = 100_000  # a histogram is a small object, not a copy of the data
-_MEDIA_NAME = re.compile(r"^[0-9a-f]{64}(\.[a-z0-9]+){1,2}$")  # <BLAKE3>.<suffix>
+_MEDIA_NAME = re.compile(r"^[0-9a-f]{64}(\.[a-z0-9]+){1,2}\Z")  # <BLAKE3>.<suffix>
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
           (b"BM", "bmp"))
 

@@ -17,7 +17,7 @@ RUN_FORMAT = 1
 RUN_DIR = ".dvx-run"  # inside the git tree of a run commit, at the DVX root
 REF_PREFIX = "refs/dvx/runs/"
 STATES = ("running", "finished", "failed", "crashed")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 SEGMENT_ROWS = 1 << 20  # a segment is closed at this many points
-_NAME = re.compile(r"^(\d{6,})\.arrows$")
+_NAME = re.compile(r"^(\d{6,})\.arrows\Z")
 TWO_53 = 1 << 53
 
 SCHEMA = pa.schema([
